@@ -1,0 +1,46 @@
+/** The `peertv` command: one CLI with subcommands. */
+import { ConfigError } from '../source/index.ts';
+import { UsageError } from './args.ts';
+import { runSourceCli, SOURCE_HELP } from './source.ts';
+import { runDemo, DEMO_HELP } from './demo.ts';
+
+const HELP = `Usage: peertv <command> [options]
+
+Commands:
+  source    broadcast a channel (test pattern, file or RTMP) and serve it as HLS origin
+  demo      the demo: a test-pattern channel on this machine
+
+Run "peertv <command> --help" for a command's options.
+`;
+
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
+  source: { run: runSourceCli, help: SOURCE_HELP },
+  demo: { run: runDemo, help: DEMO_HELP },
+};
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(HELP);
+    return name === undefined ? 1 : 0;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    console.error(`peertv: unknown command "${name}" (commands: ${Object.keys(COMMANDS).join(', ')})`);
+    return 2;
+  }
+  try {
+    await cmd.run(rest);
+    return 0;
+  } catch (err) {
+    if (err instanceof UsageError || err instanceof ConfigError) {
+      console.error(`peertv ${name}: ${err.message}`);
+      return 2;
+    }
+    console.error(`peertv ${name}: ${(err as Error).stack ?? err}`);
+    return 1;
+  }
+}
+
+const code = await main(process.argv.slice(2));
+process.exitCode = code;

@@ -1,0 +1,244 @@
+/** `peertv source`: broadcast one channel (test pattern, file, or RTMP from OBS) and serve it as origin. */
+import crypto from 'node:crypto';
+import path from 'node:path';
+import {
+  channelSettings,
+  ConfigError,
+  DEFAULT_CHANNEL,
+  isStreamKey,
+  Origin,
+  parseLadder,
+  RtmpIngestServer,
+  SourceChannel,
+  streamKeyMatches,
+  X264_PRESETS,
+  type SourceInput,
+  type X264Preset,
+} from '../source/index.ts';
+import { hostFlag, intFlag, parseFlags, UsageError, urlFlag } from './args.ts';
+
+export const SOURCE_HELP = `Usage: peertv source [options]
+
+Broadcast one live channel: encode an ABR ladder with ffmpeg, sign every segment, serve HLS as origin,
+and record the broadcast.
+
+Input (one of):
+  --test-pattern             built-in test pattern with clock, frame counter and tone (default)
+  --file PATH                a media file; add --loop to repeat it forever
+  --rtmp                     RTMP ingest for OBS: rtmp://HOST:RTMP_PORT/live/<stream key>
+
+Options:
+  --channel ID               channel id (default: demo)
+  --title TEXT               channel title
+  --stream-key KEY           RTMP stream key, 8-128 of [A-Za-z0-9_-] (default: $PEERTV_STREAM_KEY,
+                             else a random key that is printed)
+  --rtmp-host HOST           RTMP listen address (default: 127.0.0.1)
+  --rtmp-port N              RTMP listen port (default: 1935)
+  --reconnect-grace S        seconds a dropped RTMP publisher may take to return (default: 30)
+  --host HOST                origin listen address (default: 127.0.0.1)
+  --port N                   origin listen port (default: 8081, 0 = any free port)
+  --public-url URL           URL players and peers fetch from (behind a CDN or reverse proxy)
+  --data-dir DIR             where segments, recordings and the channel key live (default: ./data)
+  --ladder SPEC              renditions name:WxH:videoKbps[:audioKbps],… (default:
+                             720p:1280x720:2500:128,480p:854x480:1200:96,360p:640x360:600:64)
+  --segment-duration S       segment duration in seconds, 1-10 (default: 2)
+  --fps N                    output frame rate (default: 30)
+  --window N                 segments in the live playlist (default: 6)
+  --preset NAME              x264 preset (default: veryfast)
+  -h, --help                 show this help
+`;
+
+export interface SourceCliConfig {
+  channel: SourceChannel;
+  origin: Origin;
+  host: string;
+  port: number;
+  rtmp?: { host: string; port: number; streamKey: string };
+}
+
+const FLAGS = {
+  'test-pattern': { type: 'boolean' },
+  file: { type: 'string' },
+  loop: { type: 'boolean' },
+  rtmp: { type: 'boolean' },
+  channel: { type: 'string' },
+  title: { type: 'string' },
+  'stream-key': { type: 'string' },
+  'rtmp-host': { type: 'string' },
+  'rtmp-port': { type: 'string' },
+  'reconnect-grace': { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'public-url': { type: 'string' },
+  'data-dir': { type: 'string' },
+  ladder: { type: 'string' },
+  'segment-duration': { type: 'string' },
+  fps: { type: 'string' },
+  window: { type: 'string' },
+  preset: { type: 'string' },
+} as const;
+
+/** Parses flags into a channel and an origin (nothing started yet). Throws UsageError / ConfigError. */
+export function sourceFromArgv(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): SourceCliConfig | 'help' {
+  const { values: v } = parseFlags(argv, FLAGS);
+  if (v.help) return 'help';
+  const inputs = [v['test-pattern'], v.file !== undefined, v.rtmp].filter(Boolean).length;
+  if (inputs > 1) throw new UsageError('choose one input: --test-pattern, --file or --rtmp');
+  if (v.loop && v.file === undefined) throw new UsageError('--loop needs --file');
+  let input: SourceInput = { kind: 'testpattern' };
+  let streamKey: string | undefined;
+  if (v.file !== undefined) input = { kind: 'file', path: path.resolve(v.file), loop: v.loop ?? false };
+  if (v.rtmp) {
+    streamKey = v['stream-key'] ?? env.PEERTV_STREAM_KEY ?? crypto.randomBytes(12).toString('base64url');
+    if (!isStreamKey(streamKey))
+      throw new UsageError('--stream-key must be 8-128 characters of A-Z a-z 0-9 _ -');
+    input = { kind: 'rtmp', streamKey };
+  } else if (v['stream-key'] !== undefined) throw new UsageError('--stream-key needs --rtmp');
+  if (v.preset !== undefined && !(X264_PRESETS as readonly string[]).includes(v.preset))
+    throw new UsageError(`--preset must be one of ${X264_PRESETS.join(', ')}`);
+  const settings = channelSettings(v.channel ?? 'demo', {
+    ...(v.title !== undefined && { title: v.title }),
+    ...(v.ladder !== undefined && { ladder: parseLadder(v.ladder) }),
+    segmentDurationS: intFlag(
+      'segment-duration',
+      v['segment-duration'],
+      DEFAULT_CHANNEL.segmentDurationS,
+      1,
+      10,
+    ),
+    fps: intFlag('fps', v.fps, DEFAULT_CHANNEL.fps, 1, 60),
+    playlistWindow: intFlag('window', v.window, DEFAULT_CHANNEL.playlistWindow, 3, 60),
+    ...(v.preset !== undefined && { x264Preset: v.preset as X264Preset }),
+  });
+  const channel = new SourceChannel({
+    settings,
+    input,
+    dataDir: path.resolve(v['data-dir'] ?? 'data'),
+    reconnectGraceMs: intFlag('reconnect-grace', v['reconnect-grace'], 30, 0, 3600) * 1000,
+  });
+  const publicUrl = urlFlag('public-url', v['public-url']);
+  const origin = new Origin(publicUrl ? { publicUrl } : {});
+  origin.addChannel(channel);
+  return {
+    channel,
+    origin,
+    host: hostFlag('host', v.host, '127.0.0.1'),
+    port: intFlag('port', v.port, 8081, 0, 65535),
+    ...(streamKey && {
+      rtmp: {
+        host: hostFlag('rtmp-host', v['rtmp-host'], '127.0.0.1'),
+        port: intFlag('rtmp-port', v['rtmp-port'], 1935, 0, 65535),
+        streamKey,
+      },
+    }),
+  };
+}
+
+const listenError = (what: string, port: number, err: unknown): Error => {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code === 'EADDRINUSE') return new ConfigError(`${what} port ${port} is in use`);
+  if (code === 'EACCES') return new ConfigError(`no permission to listen on ${what} port ${port}`);
+  if (code === 'EADDRNOTAVAIL') return new ConfigError(`cannot listen for ${what} on that address`);
+  return err as Error;
+};
+
+export interface RunningSource {
+  channel: SourceChannel;
+  origin: Origin;
+  rtmp: RtmpIngestServer | undefined;
+  /** Ends the broadcast (recording finalized) and closes the servers. */
+  stop(): Promise<void>;
+}
+
+/** Starts what {@link sourceFromArgv} built; prints the URLs a broadcaster needs. */
+export async function startSource(
+  cfg: SourceCliConfig,
+  log: (line: string) => void = console.log,
+): Promise<RunningSource> {
+  const { channel, origin } = cfg;
+  await origin.listen(cfg.port, cfg.host).catch((err) => {
+    throw listenError('origin', cfg.port, err);
+  });
+  let rtmp: RtmpIngestServer | undefined;
+  try {
+    if (cfg.rtmp) {
+      const { streamKey } = cfg.rtmp;
+      rtmp = new RtmpIngestServer({ resolve: (k) => (streamKeyMatches(k, streamKey) ? channel : undefined) });
+      rtmp.on('refused', ({ remote, reason }) => log(`rtmp: refused ${remote}: ${reason}`));
+      rtmp.on('publish', ({ remote }) => log(`rtmp: publisher connected from ${remote}`));
+      rtmp.on('closed', ({ clean }) => log(`rtmp: publisher ${clean ? 'stopped' : 'lost'}`));
+      const port = await rtmp.listen(cfg.rtmp.port, cfg.rtmp.host).catch((err) => {
+        throw listenError('RTMP', cfg.rtmp!.port, err);
+      });
+      log(`OBS: server rtmp://${cfg.rtmp.host}:${port}/live  stream key ${streamKey}`);
+    }
+    channel.on('error', ({ code, message }) => log(`${code}: ${message}`));
+    channel.on('broadcast-started', (b) => log(`broadcast ${b.id} started`));
+    channel.on('broadcast-ended', (b) =>
+      log(
+        `broadcast ${b.id} ended; recording: ${origin.publicUrl}/channels/${channel.settings.id}/recordings/${b.id}/master.m3u8`,
+      ),
+    );
+    await channel.start();
+  } catch (err) {
+    await rtmp?.close();
+    await origin.close();
+    await channel.destroy();
+    throw err;
+  }
+  log(`live: ${origin.publicUrl}/channels/${channel.settings.id}/live/master.m3u8`);
+  let stopping: Promise<void> | undefined;
+  return {
+    channel,
+    origin,
+    rtmp,
+    stop: () =>
+      (stopping ??= (async () => {
+        await rtmp?.close();
+        await channel.stop();
+        await origin.close();
+        await channel.destroy();
+      })()),
+  };
+}
+
+/** Runs until SIGINT/SIGTERM (or the end of a file input). */
+export async function runSourceCli(argv: string[]): Promise<void> {
+  const cfg = sourceFromArgv(argv);
+  if (cfg === 'help') {
+    process.stdout.write(SOURCE_HELP);
+    return;
+  }
+  const running = await startSource(cfg);
+  const status = setInterval(() => {
+    const c = running.origin.counters()[cfg.channel.settings.id];
+    const newest = cfg.channel.store.nextSequence() - 1;
+    console.log(
+      `${cfg.channel.status}  newest segment #${newest}  origin sent ${fmtBytes(c?.segment.bytes ?? 0)} of segments, ` +
+        `${c?.playlist.requests ?? 0} playlist requests`,
+    );
+  }, 10_000);
+  status.unref();
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const onSignal = () => {
+      if (++signals > 1) process.exit(130);
+      console.log('stopping: finishing the last segment and the recording…');
+      void running.stop().then(resolve);
+    };
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
+    running.channel.on('broadcast-ended', () => {
+      if (cfg.channel.input.kind === 'file' && !cfg.channel.input.loop) void running.stop().then(resolve);
+    });
+  });
+  clearInterval(status);
+}
+
+function fmtBytes(n: number): string {
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(0)} KiB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MiB`;
+}

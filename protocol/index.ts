@@ -1,0 +1,5 @@
+export * from './segment-id.ts';
+export * from './encoding.ts';
+export * from './attestation.ts';
+export const PROTOCOL_VERSION = 1;
+export * from './emitter.ts';

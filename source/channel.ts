@@ -1,0 +1,408 @@
+/**
+ * A live channel: runs the encoder (supervised), publishes its segments with attestations, and keeps
+ * the broadcast's recording. Inputs: test pattern, file (once or looped), or RTMP publishers.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Readable } from 'node:stream';
+import createDebug from 'debug';
+import { TypedEmitter, type Attestation } from '../protocol/index.ts';
+import { ConfigError, type ChannelSettings, type SourceInput } from './config.ts';
+import { buildFfmpegPlan, workPlaylistPath } from './ffmpeg-args.ts';
+import { FfmpegRun, findFfmpeg, probeMediaFile, type FfmpegBinaries } from './ffmpeg-run.ts';
+import { parseWorkPlaylist } from './playlists.ts';
+import { ChannelStore, entryDurationMs, type Broadcast } from './store.ts';
+
+export interface RestartPolicy {
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** A run that lasted this long resets the backoff. */
+  stableAfterMs: number;
+}
+
+export const DEFAULT_RESTART: RestartPolicy = {
+  initialDelayMs: 500,
+  maxDelayMs: 15_000,
+  stableAfterMs: 30_000,
+};
+
+/** An RTMP publisher as the channel sees it (implemented by the ingest server). */
+export interface IngestSession {
+  readonly id: string;
+  readonly hasAudio: boolean;
+  /** A new FLV byte stream (header, metadata, codec config, then from the next keyframe). */
+  openFlv(): Readable;
+  /** Resolves when the publisher is gone: `clean` when it unpublished, false when the connection dropped. */
+  readonly closed: Promise<{ clean: boolean }>;
+  close(reason: string): void;
+}
+
+export type ChannelStatus = 'idle' | 'live' | 'ended';
+
+export interface EncoderExitInfo {
+  code: number | null;
+  signal: string | null;
+  runMs: number;
+  stderrTail: string[];
+  /** What happens next. */
+  next: 'restart' | 'end' | 'await-publisher';
+  restartDelayMs?: number;
+}
+
+export type SourceChannelEvents = {
+  [event: string]: (...args: never[]) => void;
+  /** A segment was published; its attestation is available from now on. */
+  segment: (attestation: Attestation) => void;
+  gap: (info: { rendition: string; mediaSequence: number }) => void;
+  'broadcast-started': (broadcast: Broadcast) => void;
+  'broadcast-ended': (broadcast: Broadcast) => void;
+  'encoder-started': (info: {
+    pid: number | undefined;
+    firstSequence: number;
+    discontinuitySequence: number;
+  }) => void;
+  'encoder-exit': (info: EncoderExitInfo) => void;
+  /** Runtime failures with a stable code: 'publish-failed', 'input-failed', 'publisher-refused'. */
+  error: (info: { code: string; message: string }) => void;
+};
+
+interface Run {
+  ffmpeg: FfmpegRun;
+  workDir: string;
+  firstSequence: number;
+  discontinuitySequence: number;
+  /** Next ffmpeg segment index expected, per rendition. */
+  nextIndex: Map<string, number>;
+  watchers: fs.FSWatcher[];
+  poll: NodeJS.Timeout;
+  session: IngestSession | undefined;
+  /** Set once the publisher is gone (its encoder then sees the end of its stdin and exits). */
+  sessionEnd: { clean: boolean } | undefined;
+  published: number;
+}
+
+let runCounter = 0;
+
+export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
+  readonly settings: ChannelSettings;
+  readonly input: SourceInput;
+  readonly store: ChannelStore;
+  readonly #restart: RestartPolicy;
+  readonly #reconnectGraceMs: number;
+  readonly #debug: createDebug.Debugger;
+  #bins: FfmpegBinaries | undefined;
+  #hasAudio = true;
+  #run: Run | undefined;
+  #broadcast: Broadcast | undefined;
+  #failures = 0;
+  #restartTimer: NodeJS.Timeout | undefined;
+  #graceTimer: NodeJS.Timeout | undefined;
+  #stopping: Promise<void> | undefined;
+  #destroyed = false;
+
+  constructor(opts: {
+    settings: ChannelSettings;
+    input: SourceInput;
+    dataDir: string;
+    binaries?: FfmpegBinaries;
+    restart?: Partial<RestartPolicy>;
+    /** RTMP: how long a dropped publisher may take to come back before the broadcast ends. */
+    reconnectGraceMs?: number;
+  }) {
+    super();
+    this.settings = opts.settings;
+    this.input = opts.input;
+    this.#bins = opts.binaries;
+    this.#restart = { ...DEFAULT_RESTART, ...opts.restart };
+    if (this.#restart.initialDelayMs > this.#restart.maxDelayMs)
+      throw new ConfigError('restart initialDelayMs must not exceed maxDelayMs');
+    this.#reconnectGraceMs = opts.reconnectGraceMs ?? 30_000;
+    this.#debug = createDebug(`peertv:source:${opts.settings.id}`);
+    this.store = new ChannelStore(opts.dataDir, opts.settings.id);
+    fs.rmSync(this.store.workRoot, { recursive: true, force: true });
+  }
+
+  get status(): ChannelStatus {
+    if (this.#broadcast && this.#broadcast.endedAtMs === null) return 'live';
+    return this.store.broadcasts().length > 0 ? 'ended' : 'idle';
+  }
+
+  /** The broadcast on air, or the last one. */
+  get broadcast(): Broadcast | undefined {
+    return this.#broadcast ?? this.store.broadcasts()[0];
+  }
+
+  get hasAudio(): boolean {
+    return this.broadcast?.hasAudio ?? this.#hasAudio;
+  }
+
+  get encoderPid(): number | undefined {
+    return this.#run?.ffmpeg.pid;
+  }
+
+  /**
+   * Checks the input and starts broadcasting (test pattern, file). For RTMP the channel waits for
+   * publishers handed over by the ingest server ({@link acceptPublisher}). Bad input throws a ConfigError.
+   */
+  async start(): Promise<void> {
+    if (this.#destroyed || this.#stopping) throw new Error('channel was stopped');
+    this.#bins ??= findFfmpeg();
+    if (this.input.kind === 'file') {
+      const probe = await probeMediaFile(this.input.path, this.#bins);
+      this.#hasAudio = probe.hasAudio;
+    }
+    if (this.input.kind === 'rtmp') return;
+    this.#beginBroadcast();
+    this.#startRun(undefined);
+  }
+
+  /** Hands an authenticated RTMP publisher to the channel. Refused when another one is on air. */
+  acceptPublisher(session: IngestSession): boolean {
+    if (this.#destroyed || this.#stopping || this.input.kind !== 'rtmp') return false;
+    if (this.#run?.session || this.#restartTimer) {
+      this.emit('error', {
+        code: 'publisher-refused',
+        message: `channel ${this.settings.id} already has a publisher`,
+      });
+      return false;
+    }
+    this.#bins ??= findFfmpeg();
+    this.#hasAudio = session.hasAudio;
+    if (this.#graceTimer) {
+      clearTimeout(this.#graceTimer);
+      this.#graceTimer = undefined;
+    }
+    if (!this.#broadcast || this.#broadcast.hasAudio !== session.hasAudio) {
+      if (this.#broadcast) this.#endBroadcast();
+      this.#beginBroadcast();
+    }
+    this.#startRun(session);
+    return true;
+  }
+
+  #beginBroadcast(): void {
+    this.#broadcast = this.store.startBroadcast({
+      title: this.settings.title,
+      firstSequence: this.store.nextSequence(),
+      ladder: this.settings.ladder,
+      hasAudio: this.#hasAudio,
+      fps: this.settings.fps,
+      segmentDurationS: this.settings.segmentDurationS,
+    });
+    this.#failures = 0;
+    this.emit('broadcast-started', this.#broadcast);
+  }
+
+  #endBroadcast(): void {
+    const b = this.#broadcast;
+    if (!b || b.endedAtMs !== null) return;
+    this.store.endBroadcast(b.id);
+    this.emit('broadcast-ended', b);
+  }
+
+  #startRun(session: IngestSession | undefined): void {
+    const bins = this.#bins!;
+    const firstSequence = this.store.nextSequence();
+    const lastDisc = this.store.lastDiscontinuity();
+    const discontinuitySequence = lastDisc < 0 ? 0 : lastDisc + 1;
+    this.#fillGaps(firstSequence);
+    const workDir = path.join(this.store.workRoot, `run-${process.pid}-${++runCounter}`);
+    for (const r of this.settings.ladder) fs.mkdirSync(path.join(workDir, r.name), { recursive: true });
+    const plan = buildFfmpegPlan(this.settings, this.input, { workDir, hasAudio: this.#hasAudio });
+    const ffmpeg = new FfmpegRun(plan, bins, session?.openFlv());
+    const run: Run = {
+      ffmpeg,
+      workDir,
+      firstSequence,
+      discontinuitySequence,
+      nextIndex: new Map(this.settings.ladder.map((r) => [r.name, 0])),
+      watchers: [],
+      poll: setInterval(() => this.#scanAll(run), 250),
+      session,
+      sessionEnd: undefined,
+      published: 0,
+    };
+    void session?.closed.then((end) => (run.sessionEnd = end));
+    for (const r of this.settings.ladder) {
+      try {
+        const w = fs.watch(path.join(workDir, r.name), (_event, file) => {
+          if (file === 'index.m3u8') this.#scan(run, r.name);
+        });
+        w.on('error', () => w.close());
+        run.watchers.push(w);
+      } catch (err) {
+        this.#debug('watch failed, polling only: %s', (err as Error).message);
+      }
+    }
+    this.#run = run;
+    ffmpeg.on('exit', (info) => this.#onExit(run, info));
+    this.#debug(
+      'encoder pid %d from sequence %d (discontinuity %d)',
+      ffmpeg.pid,
+      firstSequence,
+      discontinuitySequence,
+    );
+    this.emit('encoder-started', { pid: ffmpeg.pid, firstSequence, discontinuitySequence });
+  }
+
+  /** Renditions that fell behind when an encoder died get EXT-X-GAP entries so numbers stay aligned. */
+  #fillGaps(upTo: number): void {
+    const b = this.#broadcast;
+    if (!b) return;
+    for (const r of this.settings.ladder) {
+      const latest = this.store.latest(r.name, b.firstSequence);
+      if (!latest) continue;
+      const disc = this.store.lastDiscontinuity();
+      for (let seq = this.store.nextSequenceOf(r.name); seq < upTo; seq++) {
+        const sibling = this.settings.ladder
+          .map((o) => this.store.entry(o.name, seq))
+          .find((e) => e?.kind === 'segment');
+        const durationMs = sibling ? entryDurationMs(sibling) : this.settings.segmentDurationS * 1000;
+        this.store.publishGap({
+          rendition: r.name,
+          mediaSequence: seq,
+          discontinuitySequence: disc,
+          durationMs,
+        });
+        this.emit('gap', { rendition: r.name, mediaSequence: seq });
+      }
+    }
+  }
+
+  #scanAll(run: Run): void {
+    for (const r of this.settings.ladder) this.#scan(run, r.name);
+  }
+
+  #scan(run: Run, rendition: string): void {
+    if (this.#run !== run && !run.ffmpeg.exited) return;
+    let text: string;
+    try {
+      text = fs.readFileSync(workPlaylistPath(run.workDir, rendition), 'utf8');
+    } catch {
+      return; // not written yet
+    }
+    for (const seg of parseWorkPlaylist(text)) {
+      const expected = run.nextIndex.get(rendition)!;
+      if (seg.index < expected) continue;
+      const file = path.join(run.workDir, rendition, `${seg.index}.ts`);
+      if (seg.index > expected) {
+        // ffmpeg dropped a segment from its list before we saw it: should not happen; keep numbering honest.
+        this.emit('error', {
+          code: 'publish-failed',
+          message: `${rendition}: missed encoder segment ${expected}`,
+        });
+        for (let i = expected; i < seg.index; i++)
+          this.store.publishGap({
+            rendition,
+            mediaSequence: run.firstSequence + i,
+            discontinuitySequence: run.discontinuitySequence,
+            durationMs: seg.durationS * 1000,
+          });
+      }
+      run.nextIndex.set(rendition, seg.index + 1);
+      try {
+        const attestation = this.store.publishSegment({
+          rendition,
+          mediaSequence: run.firstSequence + seg.index,
+          discontinuitySequence: run.discontinuitySequence,
+          durationMs: seg.durationS * 1000,
+          file,
+        });
+        run.published++;
+        this.emit('segment', attestation);
+      } catch (err) {
+        this.emit('error', {
+          code: 'publish-failed',
+          message: `${rendition}/${seg.index}: ${(err as Error).message}`,
+        });
+        this.store.publishGap({
+          rendition,
+          mediaSequence: run.firstSequence + seg.index,
+          discontinuitySequence: run.discontinuitySequence,
+          durationMs: seg.durationS * 1000,
+        });
+      }
+    }
+  }
+
+  #onExit(run: Run, info: { code: number | null; signal: string | null; stderrTail: string[] }): void {
+    clearInterval(run.poll);
+    for (const w of run.watchers) w.close();
+    this.#scanAll(run); // the last segment, flushed on a clean exit
+    fs.rmSync(run.workDir, { recursive: true, force: true });
+    if (this.#run === run) this.#run = undefined;
+    const runMs = Date.now() - run.ffmpeg.startedAtMs;
+    const base = { code: info.code, signal: info.signal, runMs, stderrTail: info.stderrTail };
+
+    if (this.#stopping || this.#destroyed) {
+      this.emit('encoder-exit', { ...base, next: 'end' });
+      return;
+    }
+    const inputEnded = this.input.kind === 'file' && !this.input.loop && info.code === 0;
+    if (inputEnded) {
+      this.emit('encoder-exit', { ...base, next: 'end' });
+      this.#endBroadcast();
+      return;
+    }
+    if (run.session && run.sessionEnd) {
+      this.#afterPublisherRun(run, base, run.sessionEnd.clean);
+      return;
+    }
+    if (runMs >= this.#restart.stableAfterMs && run.published > 0) this.#failures = 0;
+    const delay = Math.min(this.#restart.maxDelayMs, this.#restart.initialDelayMs * 2 ** this.#failures++);
+    this.emit('encoder-exit', { ...base, next: 'restart', restartDelayMs: delay });
+    const detail = info.stderrTail.slice(-3).join(' | ');
+    this.emit('error', {
+      code: 'encoder-crashed',
+      message: `ffmpeg exited (code ${info.code}, signal ${info.signal}); restarting in ${delay} ms. ${detail}`,
+    });
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#stopping || this.#destroyed) return;
+      // A publisher that left while we waited ends (or suspends) the broadcast instead.
+      if (run.session && run.sessionEnd) this.#afterPublisherRun(run, base, run.sessionEnd.clean);
+      else this.#startRun(run.session);
+    }, delay);
+  }
+
+  #afterPublisherRun(run: Run, base: Omit<EncoderExitInfo, 'next'>, clean: boolean): void {
+    if (clean) {
+      this.emit('encoder-exit', { ...base, next: 'end' });
+      this.#endBroadcast();
+      return;
+    }
+    // Lost input: keep the broadcast open for a while; a returning publisher continues it.
+    this.emit('encoder-exit', { ...base, next: 'await-publisher' });
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = undefined;
+      if (!this.#run) this.#endBroadcast();
+    }, this.#reconnectGraceMs);
+    this.#debug('publisher %s lost; waiting %d ms', run.session?.id, this.#reconnectGraceMs);
+  }
+
+  /** Ends the broadcast: the encoder flushes its last segment and the recording is finalized. */
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      clearTimeout(this.#restartTimer);
+      clearTimeout(this.#graceTimer);
+      const run = this.#run;
+      if (run && !run.ffmpeg.exited) {
+        const exited = new Promise<void>((resolve) => run.ffmpeg.once('exit', () => setImmediate(resolve)));
+        if (run.session) run.session.close('broadcast stopped');
+        run.ffmpeg.stop();
+        await exited;
+      }
+      this.#endBroadcast();
+    })();
+    return this.#stopping;
+  }
+
+  /** Stops and releases the store. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    await this.stop();
+    this.#destroyed = true;
+    this.store.close();
+    this.removeAllListeners();
+  }
+}
