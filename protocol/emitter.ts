@@ -10,7 +10,10 @@ export interface ListenerErrorInfo {
 }
 
 export class TypedEmitter<Events extends EventMap> {
+  /** Type-level only (never set): lets helpers such as {@link waitFor} recover the event map. */
+  declare readonly eventMap?: Events;
   readonly #listeners = new Map<keyof Events, Set<Events[keyof Events]>>();
+  readonly #onceWrappers = new WeakMap<Events[keyof Events], Events[keyof Events]>();
   /** Called when a listener throws. Defaults to `console.error`; override per instance. */
   onListenerError: (info: ListenerErrorInfo) => void = ({ event, error }) =>
     console.error(`peertv: listener for "${event}" threw:`, error);
@@ -24,14 +27,19 @@ export class TypedEmitter<Events extends EventMap> {
 
   once<E extends keyof Events>(event: E, listener: Events[E]): this {
     const wrapper = ((...args: Parameters<Events[E]>) => {
-      this.off(event, wrapper);
+      this.off(event, listener);
       (listener as (...a: Parameters<Events[E]>) => void)(...args);
     }) as Events[E];
+    this.#onceWrappers.set(listener, wrapper);
     return this.on(event, wrapper);
   }
 
+  /** Removes a listener added with `on` or `once`. */
   off<E extends keyof Events>(event: E, listener: Events[E]): this {
-    this.#listeners.get(event)?.delete(listener);
+    const set = this.#listeners.get(event);
+    const wrapper = this.#onceWrappers.get(listener);
+    if (wrapper && set?.delete(wrapper)) this.#onceWrappers.delete(listener);
+    else set?.delete(listener);
     return this;
   }
 
@@ -60,22 +68,26 @@ export class TypedEmitter<Events extends EventMap> {
   }
 }
 
-/** Resolves with the first emission of `event` (convenience for tests and orchestration). */
-export function waitFor<Events extends EventMap, E extends keyof Events>(
-  emitter: TypedEmitter<Events>,
+/** The event map of an emitter type. */
+export type EventsOf<T> = T extends { readonly eventMap?: infer M } ? NonNullable<M> : never;
+
+/** Resolves with the arguments of the first emission of `event` (for tests and orchestration). */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function waitFor<T extends TypedEmitter<any>, E extends keyof EventsOf<T> & string>(
+  emitter: T,
   event: E,
   timeoutMs = 30_000,
-): Promise<Parameters<Events[E]>> {
+): Promise<Parameters<EventsOf<T>[E]>> {
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       emitter.off(event, listener);
-      reject(new Error(`timed out after ${timeoutMs} ms waiting for "${String(event)}"`));
+      reject(new Error(`timed out after ${timeoutMs} ms waiting for "${event}"`));
     }, timeoutMs);
-    const listener = ((...args: Parameters<Events[E]>) => {
+    const listener = (...args: Parameters<EventsOf<T>[E]>): void => {
       clearTimeout(timer);
       emitter.off(event, listener);
       resolve(args);
-    }) as Events[E];
+    };
     emitter.on(event, listener);
   });
 }

@@ -50,7 +50,6 @@ export interface EncoderExitInfo {
 }
 
 export type SourceChannelEvents = {
-  [event: string]: (...args: never[]) => void;
   /** A segment was published; its attestation is available from now on. */
   segment: (attestation: Attestation) => void;
   gap: (info: { rendition: string; mediaSequence: number }) => void;
@@ -172,8 +171,9 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       clearTimeout(this.#graceTimer);
       this.#graceTimer = undefined;
     }
-    if (!this.#broadcast || this.#broadcast.hasAudio !== session.hasAudio) {
-      if (this.#broadcast) this.#endBroadcast();
+    const b = this.#broadcast;
+    if (!b || b.endedAtMs !== null || b.hasAudio !== session.hasAudio) {
+      this.#endBroadcast();
       this.#beginBroadcast();
     }
     this.#startRun(session);
@@ -236,13 +236,15 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     }
     this.#run = run;
     ffmpeg.on('exit', (info) => this.#onExit(run, info));
-    this.#debug(
-      'encoder pid %d from sequence %d (discontinuity %d)',
-      ffmpeg.pid,
-      firstSequence,
-      discontinuitySequence,
-    );
-    this.emit('encoder-started', { pid: ffmpeg.pid, firstSequence, discontinuitySequence });
+    ffmpeg.once('spawn', (pid) => {
+      this.#debug(
+        'encoder pid %d from sequence %d (discontinuity %d)',
+        pid,
+        firstSequence,
+        discontinuitySequence,
+      );
+      this.emit('encoder-started', { pid, firstSequence, discontinuitySequence });
+    });
   }
 
   /** Renditions that fell behind when an encoder died get EXT-X-GAP entries so numbers stay aligned. */

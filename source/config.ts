@@ -135,23 +135,31 @@ export function parseLadder(text: string): Rendition[] {
   return ladder;
 }
 
-/** H.264 Main profile level for a resolution and frame rate (macroblocks per second limits). */
+/**
+ * Lowest H.264 level whose limits (H.264 Table A-1) admit a resolution and frame rate: both the
+ * macroblock rate (MaxMBPS) and the frame size (MaxFS) must fit.
+ */
 export function h264Level(
   r: Pick<Rendition, 'width' | 'height'>,
   fps: number,
 ): { level: string; hex: string } {
-  const mbPerSecond = Math.ceil(r.width / 16) * Math.ceil(r.height / 16) * fps;
-  const levels: [number, string, string][] = [
-    [40_500, '3.0', '1e'],
-    [108_000, '3.1', '1f'],
-    [216_000, '3.2', '20'],
-    [245_760, '4.0', '28'],
-    [522_240, '4.2', '2a'],
-    [589_824, '5.0', '32'],
-    [983_040, '5.1', '33'],
+  const frameMbs = Math.ceil(r.width / 16) * Math.ceil(r.height / 16);
+  const mbPerSecond = frameMbs * fps;
+  // [MaxMBPS, MaxFS, level, level_idc in hex]
+  const levels: [number, number, string, string][] = [
+    [40_500, 1_620, '3.0', '1e'],
+    [108_000, 3_600, '3.1', '1f'],
+    [216_000, 5_120, '3.2', '20'],
+    [245_760, 8_192, '4.0', '28'],
+    [522_240, 8_704, '4.2', '2a'],
+    [589_824, 22_080, '5.0', '32'],
+    [983_040, 36_864, '5.1', '33'],
+    [2_073_600, 36_864, '5.2', '34'],
   ];
-  const found = levels.find(([limit]) => mbPerSecond <= limit) ?? levels[levels.length - 1]!;
-  return { level: found[1], hex: found[2] };
+  const found =
+    levels.find(([maxMbps, maxFs]) => mbPerSecond <= maxMbps && frameMbs <= maxFs) ??
+    levels[levels.length - 1]!;
+  return { level: found[2], hex: found[3] };
 }
 
 /** RFC 6381 codecs string for a rendition (H.264 Main + AAC-LC). */

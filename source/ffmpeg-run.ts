@@ -81,10 +81,10 @@ export async function probeMediaFile(file: string, bins: FfmpegBinaries): Promis
   };
 }
 
-export interface FfmpegRunEvents {
-  [event: string]: (...args: never[]) => void;
+export type FfmpegRunEvents = {
+  spawn: (pid: number) => void;
   exit: (info: { code: number | null; signal: string | null; stderrTail: string[] }) => void;
-}
+};
 
 /** One ffmpeg process. `stop()` asks it to finish cleanly (last segment flushed); `kill()` does not. */
 export class FfmpegRun extends TypedEmitter<FfmpegRunEvents> {
@@ -109,13 +109,14 @@ export class FfmpegRun extends TypedEmitter<FfmpegRunEvents> {
     cmd.on('start', (line: string) => {
       debug('start %s', line);
       const proc = (cmd as unknown as { ffmpegProc?: ChildProcess }).ffmpegProc;
-      if (!proc) return;
+      if (!proc?.pid) return;
       this.pid = proc.pid;
       proc.stdin?.on('error', () => {
         /* ffmpeg closing its stdin early (e.g. killed) is reported through exit */
       });
       proc.on('exit', (code, signal) => this.#onExit(code, signal));
       if (this.#pendingSignal) this.#command.kill(this.#pendingSignal);
+      else this.emit('spawn', proc.pid);
     });
     cmd.on('stderr', (line: string) => {
       this.#stderrTail.push(line);

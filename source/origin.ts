@@ -267,7 +267,7 @@ export class Origin {
     rendition: string,
     file: string,
   ): void {
-    const m = /^(\d{1,15})\.(ts|json)$/.exec(file);
+    const m = /^(0|[1-9]\d{0,14})\.(ts|json)$/.exec(file); // one URL per segment: no leading zeros
     if (!isRenditionName(rendition) || !m) return this.#error(res, 404, 'not found');
     const seq = Number(m[1]);
     const entry = channel.store.entry(rendition, seq);

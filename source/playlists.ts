@@ -9,7 +9,9 @@ export function masterPlaylist(p: {
   uri: (rendition: string) => string;
 }): string {
   const lines = ['#EXTM3U', '#EXT-X-VERSION:6', '#EXT-X-INDEPENDENT-SEGMENTS'];
-  const sorted = [...p.ladder].sort((a, b) => b.videoKbps - a.videoKbps);
+  const sorted = [...p.ladder].sort(
+    (a, b) => peakBandwidthBps(b, p.hasAudio) - peakBandwidthBps(a, p.hasAudio),
+  );
   for (const r of sorted) {
     lines.push(
       `#EXT-X-STREAM-INF:BANDWIDTH=${peakBandwidthBps(r, p.hasAudio)},AVERAGE-BANDWIDTH=${averageBandwidthBps(r, p.hasAudio)},` +

@@ -44,7 +44,6 @@ export const DEFAULT_RTMP: Omit<RtmpIngestOptions, 'resolve'> = {
 };
 
 export type RtmpIngestEvents = {
-  [event: string]: (...args: never[]) => void;
   publish: (info: { sessionId: string; remote: string; streamKey: string }) => void;
   refused: (info: { remote: string; reason: string }) => void;
   closed: (info: { sessionId: string; clean: boolean }) => void;
