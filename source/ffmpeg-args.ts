@@ -27,11 +27,19 @@ export const workPlaylistPath = (workDir: string, rendition: string): string =>
 export function buildFfmpegPlan(
   settings: ChannelSettings,
   input: SourceInput,
-  opts: { workDir: string; hasAudio: boolean },
+  opts: {
+    workDir: string;
+    hasAudio: boolean;
+    /** Pace the input in real time (default). False encodes as fast as possible (benchmarks). */
+    realtime?: boolean;
+    /** Stop after this much media (benchmarks). */
+    maxDurationS?: number;
+  },
 ): FfmpegPlan {
   const { ladder, fps, segmentDurationS: seg } = settings;
   const gop = fps * seg;
   const inputs: FfmpegInput[] = [];
+  const re = opts.realtime === false ? [] : ['-re'];
   let videoIn: string;
   let audioIn: string | undefined;
   let prefilter = '';
@@ -41,11 +49,11 @@ export function buildFfmpegPlan(
       const top = ladder.reduce((a, b) => (a.width * a.height >= b.width * b.height ? a : b));
       inputs.push({
         source: `testsrc2=size=${top.width}x${top.height}:rate=${fps}`,
-        options: ['-re', '-f', 'lavfi'],
+        options: [...re, '-f', 'lavfi'],
       });
       inputs.push({
         source: 'sine=frequency=440:beep_factor=4:sample_rate=48000',
-        options: ['-re', '-f', 'lavfi'],
+        options: [...re, '-f', 'lavfi'],
       });
       videoIn = '0:v';
       audioIn = opts.hasAudio ? '1:a' : undefined;
@@ -57,7 +65,7 @@ export function buildFfmpegPlan(
       break;
     }
     case 'file':
-      inputs.push({ source: input.path, options: ['-re', ...(input.loop ? ['-stream_loop', '-1'] : [])] });
+      inputs.push({ source: input.path, options: [...re, ...(input.loop ? ['-stream_loop', '-1'] : [])] });
       videoIn = '0:v:0';
       audioIn = opts.hasAudio ? '0:a:0' : undefined;
       break;
@@ -80,7 +88,7 @@ export function buildFfmpegPlan(
     ...scales,
   ].join(';');
 
-  const out: string[] = [];
+  const out: string[] = opts.maxDurationS !== undefined ? ['-t', String(opts.maxDurationS)] : [];
   ladder.forEach((r, i) => {
     out.push('-map', `[v${i}]`);
     if (audioIn) out.push('-map', audioIn);

@@ -1,6 +1,12 @@
 export * from './config.ts';
 export { buildFfmpegPlan, planToArgs, type FfmpegPlan } from './ffmpeg-args.ts';
-export { findFfmpeg, probeMediaFile, type FfmpegBinaries, type ProbedMedia } from './ffmpeg-run.ts';
+export {
+  FfmpegRun,
+  findFfmpeg,
+  probeMediaFile,
+  type FfmpegBinaries,
+  type ProbedMedia,
+} from './ffmpeg-run.ts';
 export { ChannelStore, type Broadcast, type Entry } from './store.ts';
 export { SourceChannel, DEFAULT_RESTART, type IngestSession, type SourceChannelEvents } from './channel.ts';
 export { Origin, parseRange, type ChannelCounters, type OriginOptions } from './origin.ts';

@@ -476,9 +476,22 @@ class RtmpConnection implements IngestSession {
     if (isVideo && (payload[0]! & 0x0f) === 7 && payload[1] === 0) this.#avcConfig = payload;
     if (!isVideo && payload[0]! >> 4 === 10 && payload[1] === 0) this.#aacConfig = payload;
     if (!isVideo) this.#sawAudio = true;
-    const keyframe = isVideo && payload[0]! >> 4 === 1 && !((payload[0]! & 0x0f) === 7 && payload[1] === 0);
+    const frameType = (payload[0]! >> 4) & 0x07;
+    const keyframe = isVideo && frameType === 1 && !((payload[0]! & 0x0f) === 7 && payload[1] === 0);
     if (this.#state === 'awaiting-keyframe') {
       if (!keyframe) return;
+      // Classic FLV video codecs ffmpeg decodes (H.263, VP6, VP6A, H.264); enhanced RTMP (HEVC, AV1…) is not.
+      const codec = payload[0]! & 0x0f;
+      if (payload[0]! & 0x80 || ![2, 4, 5, 7].includes(codec)) {
+        this.#sendStatus(
+          PUBLISH_STREAM_ID,
+          'error',
+          'NetStream.Publish.Failed',
+          'unsupported video codec: send H.264',
+        );
+        this.#refuse(`unsupported video codec ${payload[0]! & 0x80 ? '(enhanced RTMP)' : codec}`);
+        return;
+      }
       clearTimeout(this.#keyframeTimer);
       const meta = this.#metadata;
       this.hasAudio = meta ? meta.audiocodecid !== undefined || this.#sawAudio : this.#sawAudio;

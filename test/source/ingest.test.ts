@@ -4,6 +4,7 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
@@ -109,6 +110,35 @@ describe('RTMP ingest', () => {
     const [info] = await refused;
     assert.match(info.reason, /unsupported RTMP version/);
     sock.destroy();
+  });
+
+  test('random and hostile bytes after a handshake never crash the server (fuzz)', async () => {
+    const handshake = (sock: net.Socket) =>
+      new Promise<void>((resolve, reject) => {
+        let got = 0;
+        sock.on('data', (d) => {
+          got += d.length;
+          if (got >= 3073) resolve();
+        });
+        sock.on('error', reject);
+        sock.write(Buffer.concat([Buffer.from([3]), crypto.randomBytes(1536)]));
+      });
+    const cases: Buffer[] = [];
+    for (let i = 0; i < 25; i++) cases.push(crypto.randomBytes(1 + crypto.randomInt(4000)));
+    // A chunk announcing a 200 MB message, and a SetChunkSize of 0.
+    cases.push(Buffer.from([0x02, 0, 0, 0, 0x0b, 0xeb, 0xc2, 0x08, 0, 0, 0, 0]));
+    cases.push(Buffer.from([0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0, 0, 0, 0, 0]));
+    // A command whose AMF0 is truncated.
+    cases.push(Buffer.from([0x03, 0, 0, 0, 0, 0, 5, 0x14, 0, 0, 0, 0, 0x02, 0, 0x40, 0x61, 0x62]));
+    for (const junk of cases) {
+      const sock = net.connect(port, '127.0.0.1');
+      await handshake(sock);
+      sock.write(Buffer.concat([crypto.randomBytes(1536), junk]));
+      await new Promise((r) => setTimeout(r, 20));
+      sock.destroy();
+    }
+    assert.equal(channel.store.broadcasts().length, 0, 'nothing was published');
+    // Still serving: a proper publisher is accepted by the next test.
   });
 
   test('the right key publishes; stopping the publisher ends the broadcast and leaves a recording', async () => {

@@ -10,7 +10,8 @@ import {
   verifySegment,
   type Attestation,
 } from '../../protocol/index.ts';
-import type { ChannelCounters, Origin, SourceChannel } from '../../source/index.ts';
+import { Origin, type ChannelCounters, type SourceChannel } from '../../source/index.ts';
+import type { AddressInfo } from 'node:net';
 import { liveOrigin, segments, tinyChannel } from '../helpers/source.ts';
 
 const M3U8 = 'application/vnd.apple.mpegurl';
@@ -536,5 +537,31 @@ describe('origin serving a live tiny channel', () => {
         assert.deepEqual(await verifyChain(records, key), { ok: true }, `${rendition} chain`);
       }
     });
+  });
+});
+
+describe('origin behind a CDN or reverse proxy (--public-url)', () => {
+  test('channel.json advertises the public URL, not the bound address', async () => {
+    const channel = tinyChannel({ id: 'behind-cdn' });
+    const cdn = new Origin({ publicUrl: 'https://cdn.example.test/tv/' });
+    cdn.addChannel(channel);
+    const server = await cdn.listen(0);
+    try {
+      const bound = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+      const info = (await (await fetch(`${bound}/channels/behind-cdn/channel.json`)).json()) as {
+        originUrl: string;
+        status: string;
+        live: unknown;
+      };
+      assert.equal(info.originUrl, 'https://cdn.example.test/tv');
+      assert.equal(info.status, 'idle');
+      assert.equal(info.live, null);
+      const offline = await fetch(`${bound}/channels/behind-cdn/live/master.m3u8`);
+      assert.equal(offline.status, 404);
+      assert.match(((await offline.json()) as { error: string }).error, /offline/);
+    } finally {
+      await cdn.close();
+      await channel.destroy();
+    }
   });
 });

@@ -1,0 +1,32 @@
+/** Small statistics and reporting helpers shared by the benchmarks. */
+import fs from 'node:fs';
+import path from 'node:path';
+
+export function quantile(values: readonly number[], q: number): number {
+  if (values.length === 0) return NaN;
+  const sorted = [...values].sort((a, b) => a - b);
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos);
+  const hi = Math.ceil(pos);
+  return sorted[lo]! + (sorted[hi]! - sorted[lo]!) * (pos - lo);
+}
+
+export const mean = (values: readonly number[]): number =>
+  values.length ? values.reduce((a, b) => a + b, 0) / values.length : NaN;
+
+/** `results/<name>-<timestamp>/`, created (the folder is git-ignored). */
+export function resultsDir(name: string): string {
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace(/\..*/, '');
+  const dir = path.resolve(import.meta.dirname, '../../../results', `${name}-${stamp}`);
+  fs.mkdirSync(dir, { recursive: true });
+  return dir;
+}
+
+/** A progress line that rewrites itself on a terminal and prints plainly elsewhere (CI logs). */
+export function progress(text: string): void {
+  if (process.stderr.isTTY) process.stderr.write(`\r\x1b[2K${text}`);
+  else process.stderr.write(`${text}\n`);
+}
+export function progressDone(): void {
+  if (process.stderr.isTTY) process.stderr.write('\n');
+}
