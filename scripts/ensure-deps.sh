@@ -14,7 +14,7 @@ if [ ! -d node_modules ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" 
 fi
 
 need_pkgs=()
-command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_pkgs+=(ffmpeg)
+command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_pkgs+=(ffmpeg fonts-dejavu-core)
 for pkg in "$@"; do
   case "$pkg" in
     --chromium) command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium) ;;
