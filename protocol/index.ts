@@ -3,3 +3,4 @@ export * from './encoding.ts';
 export * from './attestation.ts';
 export const PROTOCOL_VERSION = 1;
 export * from './emitter.ts';
+export * from './tracker.ts';

@@ -12,3 +12,4 @@ export { SourceChannel, DEFAULT_RESTART, type IngestSession, type SourceChannelE
 export { Origin, parseRange, type ChannelCounters, type OriginOptions } from './origin.ts';
 export { masterPlaylist, mediaPlaylist } from './playlists.ts';
 export { RtmpIngestServer, streamKeyMatches, DEFAULT_RTMP, type RtmpIngestOptions } from './rtmp/server.ts';
+export { TrackerLink, type TrackerLinkOptions } from './tracker-link.ts';

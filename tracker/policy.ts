@@ -1,0 +1,77 @@
+/**
+ * The overlay policy seam: who should connect to whom, and which peers form the first tier that
+ * pulls fresh segments from the origin. The baseline is random with caps; Chandelier plugs in here.
+ */
+import type { PeerRecord, TrackerStore } from './store.ts';
+
+export interface PolicyContext {
+  readonly store: TrackerStore;
+  readonly maxNeighbours: number;
+}
+
+export interface OverlayPolicy {
+  readonly name: string;
+  /**
+   * Peers `peer` should connect to now, in addition to `current` (its existing links).
+   * Called at join and when a peer has fewer than the minimum neighbours.
+   */
+  neighboursFor(peer: PeerRecord, current: readonly string[], want: number, ctx: PolicyContext): Promise<string[]>;
+  /** The ids of the peers that pull from the origin, given every peer of a channel. */
+  firstTier(peers: readonly PeerRecord[], ctx: PolicyContext): Promise<Set<string>>;
+}
+
+export interface RandomPolicyOptions {
+  /** First-tier peers per rendition: the origin sends about this many copies of each segment. */
+  firstTierPerRendition: number;
+}
+
+export const DEFAULT_RANDOM_POLICY: RandomPolicyOptions = { firstTierPerRendition: 1 };
+
+/** Baseline: random neighbours of the same rendition with a per-peer cap; first tier chosen at random. */
+export class RandomPolicy implements OverlayPolicy {
+  readonly name = 'random';
+  readonly #opts: RandomPolicyOptions;
+
+  constructor(opts: Partial<RandomPolicyOptions> = {}) {
+    this.#opts = { ...DEFAULT_RANDOM_POLICY, ...opts };
+    if (!Number.isInteger(this.#opts.firstTierPerRendition) || this.#opts.firstTierPerRendition < 1)
+      throw new RangeError('firstTierPerRendition must be a positive integer');
+  }
+
+  async neighboursFor(peer: PeerRecord, current: readonly string[], want: number, ctx: PolicyContext) {
+    if (want <= 0) return [];
+    const skip = new Set([peer.id, ...current]);
+    const degrees = new Map<string, number>();
+    const candidates = await ctx.store.samplePeers(peer.channel, want * 3, (p) => {
+      if (skip.has(p.id) || p.rendition !== peer.rendition) return false;
+      return true;
+    });
+    const picked: string[] = [];
+    for (const c of candidates) {
+      if (picked.length >= want) break;
+      const degree = degrees.get(c.id) ?? (await ctx.store.linksOf(c.id)).length;
+      degrees.set(c.id, degree);
+      if (degree < ctx.maxNeighbours) picked.push(c.id);
+    }
+    return picked;
+  }
+
+  async firstTier(peers: readonly PeerRecord[]) {
+    const byRendition = new Map<string, PeerRecord[]>();
+    for (const p of peers) {
+      const list = byRendition.get(p.rendition) ?? [];
+      list.push(p);
+      byRendition.set(p.rendition, list);
+    }
+    const tier = new Set<string>();
+    for (const list of byRendition.values()) {
+      // Stability: keep the current first tier while it is there; fill up at random.
+      const keep = list.filter((p) => p.firstTier).slice(0, this.#opts.firstTierPerRendition);
+      const rest = list.filter((p) => !p.firstTier);
+      while (keep.length < this.#opts.firstTierPerRendition && rest.length > 0)
+        keep.push(rest.splice(Math.floor(Math.random() * rest.length), 1)[0]!);
+      for (const p of keep) tier.add(p.id);
+    }
+    return tier;
+  }
+}

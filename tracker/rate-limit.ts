@@ -1,0 +1,48 @@
+/** Token buckets for per-socket and per-IP rate limits. */
+export class TokenBucket {
+  #tokens: number;
+  #last: number;
+
+  constructor(
+    readonly ratePerS: number,
+    readonly burst: number,
+    private readonly now: () => number = Date.now,
+  ) {
+    this.#tokens = burst;
+    this.#last = now();
+  }
+
+  /** Takes one token; false when the bucket is empty (rate exceeded). */
+  take(cost = 1): boolean {
+    const t = this.now();
+    this.#tokens = Math.min(this.burst, this.#tokens + ((t - this.#last) / 1000) * this.ratePerS);
+    this.#last = t;
+    if (this.#tokens < cost) return false;
+    this.#tokens -= cost;
+    return true;
+  }
+}
+
+/** Buckets keyed by a string (e.g. IP), forgotten when idle long enough to be full again. */
+export class KeyedBuckets {
+  readonly #buckets = new Map<string, { bucket: TokenBucket; seen: number }>();
+
+  constructor(
+    readonly ratePerS: number,
+    readonly burst: number,
+  ) {}
+
+  take(key: string): boolean {
+    let e = this.#buckets.get(key);
+    if (!e) this.#buckets.set(key, (e = { bucket: new TokenBucket(this.ratePerS, this.burst), seen: 0 }));
+    e.seen = Date.now();
+    return e.bucket.take();
+  }
+
+  /** Drops buckets idle for longer than it takes to refill. */
+  sweep(): void {
+    const idleMs = (this.burst / this.ratePerS) * 1000;
+    const now = Date.now();
+    for (const [k, e] of this.#buckets) if (now - e.seen > idleMs) this.#buckets.delete(k);
+  }
+}

@@ -1,0 +1,713 @@
+/**
+ * The tracker: channel directory, peer sessions, signaling relay, overlay policy, stats and metrics.
+ * express for REST and pages, socket.io for sessions. It never touches media bytes.
+ */
+import crypto from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import express, { type NextFunction, type Request, type Response } from 'express';
+import { Server as IoServer, type Socket } from 'socket.io';
+import createDebug from 'debug';
+import {
+  channelIdSchema,
+  channelRegistrationSchema,
+  describeIssue,
+  joinRequestSchema,
+  originCountersSchema,
+  parseAttestation,
+  peerReportSchema,
+  signalRequestSchema,
+  TRACKER_PROTOCOL_VERSION,
+  TypedEmitter,
+  watchRequestSchema,
+  type Ack,
+  type ChannelInfo,
+  type ChannelStats,
+  type ClientToServerEvents,
+  type IceServer,
+  type ServerToClientEvents,
+  type TrackerErrorCode,
+  type z,
+} from '../protocol/index.ts';
+import { TrackerMetrics } from './metrics.ts';
+import { RandomPolicy, type OverlayPolicy, type PolicyContext } from './policy.ts';
+import { KeyedBuckets, TokenBucket } from './rate-limit.ts';
+import { DEFAULT_STATS, StatsKeeper, type StatsOptions } from './stats.ts';
+import { MemoryTrackerStore, type ChannelRecord, type PeerRecord, type TrackerStore } from './store.ts';
+
+const debug = createDebug('peertv:tracker');
+
+export interface TrackerOptions {
+  /** ICE servers handed to peers (STUN, TURN). Never public ones in tests. */
+  iceServers: IceServer[];
+  /** Origins allowed by CORS (REST and socket.io); `['*']` allows any. */
+  corsOrigins: string[];
+  /** Largest socket.io message accepted. */
+  maxHttpBufferSize: number;
+  /** Events per second per socket, and burst. */
+  socketEventRate: number;
+  socketEventBurst: number;
+  /** New connections per second per IP, and burst (0 = unlimited). */
+  ipConnectRate: number;
+  ipConnectBurst: number;
+  /** Concurrent connections per IP (0 = unlimited). */
+  maxConnectionsPerIp: number;
+  maxPeers: number;
+  /** Neighbours recommended per peer, and the cap on links per peer. */
+  targetNeighbours: number;
+  maxNeighbours: number;
+  reportIntervalMs: number;
+  /** A peer silent for this long is dropped. */
+  peerTimeoutMs: number;
+  /** How often first tiers and neighbour counts are revisited. */
+  rebalanceIntervalMs: number;
+  statsIntervalMs: number;
+  stats: StatsOptions;
+  /** Directory with the web player's files, served at `/` (issue "Web player"). */
+  playerDir: string | undefined;
+}
+
+export const DEFAULT_TRACKER: TrackerOptions = {
+  iceServers: [],
+  corsOrigins: ['*'],
+  maxHttpBufferSize: 64 * 1024,
+  socketEventRate: 20,
+  socketEventBurst: 60,
+  ipConnectRate: 20,
+  ipConnectBurst: 100,
+  maxConnectionsPerIp: 200,
+  maxPeers: 50_000,
+  targetNeighbours: 6,
+  maxNeighbours: 12,
+  reportIntervalMs: 5000,
+  peerTimeoutMs: 20_000,
+  rebalanceIntervalMs: 5000,
+  statsIntervalMs: 2000,
+  stats: DEFAULT_STATS,
+  playerDir: undefined,
+};
+
+export type TrackerEvents = {
+  'channel-registered': (id: string) => void;
+  'peer-joined': (peer: PeerRecord) => void;
+  'peer-left': (info: { id: string; channel: string; reason: 'leave' | 'disconnect' | 'timeout' }) => void;
+  rejected: (info: { event: string; code: TrackerErrorCode; message: string; ip: string }) => void;
+};
+
+interface SocketData {
+  peerId?: string;
+  channel?: string;
+  rendition?: string;
+  sourceOf?: string;
+  ip: string;
+  bucket: TokenBucket;
+  strikes: number;
+}
+
+type IoSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+
+class Refusal extends Error {
+  constructor(
+    readonly code: TrackerErrorCode,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+const scrypt = (secret: string, salt: string) =>
+  new Promise<string>((resolve, reject) =>
+    crypto.scrypt(secret, salt, 32, (err, key) => (err ? reject(err) : resolve(key.toString('hex')))),
+  );
+
+export class Tracker extends TypedEmitter<TrackerEvents> {
+  readonly opts: TrackerOptions;
+  readonly store: TrackerStore;
+  readonly policy: OverlayPolicy;
+  readonly stats: StatsKeeper;
+  readonly metrics: TrackerMetrics;
+  readonly app: express.Express;
+  readonly server: http.Server;
+  readonly io: IoServer<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
+  readonly #ipConnects: KeyedBuckets;
+  readonly #ipConnections = new Map<string, number>();
+  readonly #sockets = new Map<string, IoSocket>(); // peerId → socket
+  readonly #timers: NodeJS.Timeout[] = [];
+  #destroyed = false;
+
+  constructor(opts: Partial<TrackerOptions> = {}, deps: { store?: TrackerStore; policy?: OverlayPolicy } = {}) {
+    super();
+    this.opts = { ...DEFAULT_TRACKER, ...opts };
+    const o = this.opts;
+    if (o.targetNeighbours > o.maxNeighbours) throw new RangeError('targetNeighbours must not exceed maxNeighbours');
+    if (o.peerTimeoutMs <= o.reportIntervalMs) throw new RangeError('peerTimeoutMs must exceed reportIntervalMs');
+    this.store = deps.store ?? new MemoryTrackerStore();
+    this.policy = deps.policy ?? new RandomPolicy();
+    this.stats = new StatsKeeper(this.store, o.stats);
+    this.metrics = new TrackerMetrics();
+    this.#ipConnects = new KeyedBuckets(o.ipConnectRate || 1e9, o.ipConnectBurst || 1e9);
+    this.app = this.#buildApp();
+    this.server = http.createServer(this.app);
+    const anyOrigin = o.corsOrigins.includes('*');
+    this.io = new IoServer(this.server, {
+      maxHttpBufferSize: o.maxHttpBufferSize,
+      cors: { origin: anyOrigin ? '*' : o.corsOrigins, methods: ['GET', 'POST'] },
+      serveClient: true,
+      pingInterval: 10_000,
+      pingTimeout: 10_000,
+    });
+    this.io.use((socket, next) => this.#admit(socket as IoSocket, next));
+    this.io.on('connection', (socket) => this.#onConnection(socket as IoSocket));
+    this.#timers.push(
+      setInterval(() => void this.#sweep(), Math.min(1000, o.reportIntervalMs)),
+      setInterval(() => void this.#rebalanceAll(), o.rebalanceIntervalMs),
+      setInterval(() => void this.#sampleStats(), o.statsIntervalMs),
+    );
+    for (const t of this.#timers) t.unref();
+  }
+
+  listen(port: number, host = '127.0.0.1'): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  get url(): string {
+    const a = this.server.address() as AddressInfo | null;
+    if (!a) throw new Error('tracker is not listening');
+    return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+  }
+
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    for (const t of this.#timers) clearInterval(t);
+    this.io.disconnectSockets(true);
+    await new Promise<void>((resolve) => {
+      this.io.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+    this.removeAllListeners();
+  }
+
+  // ---------------------------------------------------------------- REST and pages
+
+  #buildApp(): express.Express {
+    const app = express();
+    app.disable('x-powered-by');
+    const anyOrigin = this.opts.corsOrigins.includes('*');
+    app.use((req, res, next) => {
+      const origin = req.headers.origin;
+      if (anyOrigin) res.setHeader('Access-Control-Allow-Origin', '*');
+      else if (origin && this.opts.corsOrigins.includes(origin)) {
+        res.setHeader('Access-Control-Allow-Origin', origin);
+        res.setHeader('Vary', 'Origin');
+      }
+      if (req.method === 'OPTIONS') {
+        res.setHeader('Access-Control-Allow-Methods', 'GET, PUT, OPTIONS');
+        res.setHeader('Access-Control-Allow-Headers', 'Content-Type');
+        return void res.status(204).end();
+      }
+      next();
+    });
+    app.get('/healthz', (_req, res) => void res.json({ ok: true }));
+    app.get('/api/channels', async (_req, res, next) => {
+      try {
+        res.setHeader('Cache-Control', 'no-cache');
+        res.json(await this.directory());
+      } catch (err) {
+        next(err);
+      }
+    });
+    app.get('/api/channels/:id', async (req, res, next) => {
+      try {
+        const id = channelIdSchema.safeParse(req.params.id);
+        const info = id.success ? await this.channelInfo(id.data) : undefined;
+        if (!info) return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'GET /api/channels/:id', req);
+        res.setHeader('Cache-Control', 'no-cache');
+        res.json(info);
+      } catch (err) {
+        next(err);
+      }
+    });
+    app.get('/api/channels/:id/stats', async (req, res, next) => {
+      try {
+        const id = channelIdSchema.safeParse(req.params.id);
+        const stats = id.success ? await this.channelStats(id.data) : undefined;
+        if (!stats) return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'GET stats', req);
+        res.json(stats);
+      } catch (err) {
+        next(err);
+      }
+    });
+    // Registration over REST (same schema and secret rules as the socket event).
+    app.put('/api/channels/:id', express.json({ limit: '32kb' }), async (req, res, next) => {
+      try {
+        const body = channelRegistrationSchema.safeParse(req.body);
+        if (!body.success)
+          return this.#restError(res, 400, 'invalid-input', describeIssue(body.error), 'PUT /api/channels', req);
+        if (body.data.channel !== req.params.id)
+          return this.#restError(res, 400, 'invalid-input', 'channel in body differs from URL', 'PUT /api/channels', req);
+        await this.register(body.data);
+        res.json({ ok: true });
+      } catch (err) {
+        if (err instanceof Refusal)
+          return this.#restError(res, err.code === 'unauthorized' ? 403 : 400, err.code, err.message, 'PUT', req);
+        next(err);
+      }
+    });
+    app.get('/metrics', async (_req, res, next) => {
+      try {
+        await this.#collectMetrics();
+        res.setHeader('Content-Type', this.metrics.registry.contentType);
+        res.end(await this.metrics.registry.metrics());
+      } catch (err) {
+        next(err);
+      }
+    });
+    const dashboardDir = path.join(import.meta.dirname, 'dashboard');
+    app.get('/dashboard', (_req, res) => res.sendFile(path.join(dashboardDir, 'index.html')));
+    app.use('/dashboard', express.static(dashboardDir, { index: false, maxAge: '1m' }));
+    if (this.opts.playerDir) app.use('/', express.static(this.opts.playerDir, { maxAge: '1m' }));
+    app.use((req: Request, res: Response) => this.#restError(res, 404, 'invalid-input', 'not found', 'http', req, false));
+    app.use((err: Error & { type?: string; status?: number }, req: Request, res: Response, _next: NextFunction) => {
+      if (err.type === 'entity.parse.failed')
+        return this.#restError(res, 400, 'invalid-input', 'body is not valid JSON', 'http', req);
+      if (err.type === 'entity.too.large')
+        return this.#restError(res, 413, 'invalid-input', 'body too large', 'http', req);
+      debug('request failed: %s', err.stack);
+      this.#restError(res, 500, 'internal', 'internal error', 'http', req);
+    });
+    return app;
+  }
+
+  #restError(
+    res: Response,
+    status: number,
+    code: TrackerErrorCode,
+    message: string,
+    event: string,
+    req: Request,
+    count = true,
+  ): void {
+    if (count) this.#rejected(event, code, message, req.ip ?? '?');
+    res.status(status).json({ ok: false, error: { code, message } });
+  }
+
+  #rejected(event: string, code: TrackerErrorCode, message: string, ip: string): void {
+    this.metrics.invalid.inc({ event, code });
+    debug('refused %s from %s: %s (%s)', event, ip, code, message);
+    this.emit('rejected', { event, code, message, ip });
+  }
+
+  // ---------------------------------------------------------------- directory
+
+  async channelInfo(id: string): Promise<ChannelInfo | undefined> {
+    const rec = await this.store.getChannel(id);
+    if (!rec) return undefined;
+    return this.#info(id, rec);
+  }
+
+  async #info(id: string, rec: ChannelRecord): Promise<ChannelInfo> {
+    const r = rec.registration;
+    const current = this.stats.current(id);
+    const peers = await this.store.channelPeers(id);
+    return {
+      id,
+      title: r.title,
+      status: r.status,
+      originUrl: r.originUrl,
+      publicKey: r.publicKey,
+      segmentDurationS: r.segmentDurationS,
+      renditions: r.renditions,
+      livePlaylist: r.livePlaylist,
+      recordings: r.recordings,
+      viewers: peers.filter((p) => p.mode === 'viewer').length,
+      offload: current?.offload ?? null,
+    };
+  }
+
+  async directory(): Promise<ChannelInfo[]> {
+    const out: ChannelInfo[] = [];
+    for (const [id, rec] of await this.store.listChannels()) out.push(await this.#info(id, rec));
+    return out;
+  }
+
+  async channelStats(id: string): Promise<ChannelStats | undefined> {
+    if (!(await this.store.getChannel(id))) return undefined;
+    const history = this.stats.history(id);
+    const current = history.at(-1) ?? {
+      at: Date.now(),
+      viewers: 0,
+      httpBytes: 0,
+      p2pBytes: 0,
+      originSegmentBytes: null,
+      offload: null,
+      downloadKbps: 0,
+      uploadKbps: 0,
+    };
+    return { channel: id, current, history, overlay: await this.stats.overlay(id) };
+  }
+
+  /** Registers or updates a channel; the first registration claims it with its secret. */
+  async register(reg: z.infer<typeof channelRegistrationSchema>): Promise<void> {
+    const existing = await this.store.getChannel(reg.channel);
+    const { secret, protocolVersion: _v, ...registration } = reg;
+    if (existing) {
+      const hash = await scrypt(secret, existing.salt);
+      const ok = crypto.timingSafeEqual(Buffer.from(hash, 'hex'), Buffer.from(existing.secretHash, 'hex'));
+      if (!ok) throw new Refusal('unauthorized', `channel ${reg.channel} is registered with another secret`);
+      if (existing.registration.publicKey !== reg.publicKey)
+        debug('channel %s changed its public key', reg.channel);
+      existing.registration = registration;
+      existing.updatedAt = Date.now();
+      await this.store.putChannel(reg.channel, existing);
+    } else {
+      const salt = crypto.randomBytes(16).toString('hex');
+      await this.store.putChannel(reg.channel, {
+        registration,
+        salt,
+        secretHash: await scrypt(secret, salt),
+        origin: null,
+        originBase: null,
+        registeredAt: Date.now(),
+        updatedAt: Date.now(),
+      });
+    }
+    const info = await this.channelInfo(reg.channel);
+    if (info) {
+      this.io.to(`ch:${reg.channel}`).emit('channel', info);
+      this.io.to('watchers').emit('directory', await this.directory());
+    }
+    this.emit('channel-registered', reg.channel);
+  }
+
+  // ---------------------------------------------------------------- sockets
+
+  #admit(socket: IoSocket, next: (err?: Error) => void): void {
+    const ip = socket.handshake.address;
+    if (this.opts.ipConnectRate > 0 && !this.#ipConnects.take(ip)) {
+      this.metrics.rateLimited.inc({ event: 'connect' });
+      this.#rejected('connect', 'rate-limited', 'too many connections per second', ip);
+      return next(new Error('rate-limited'));
+    }
+    const open = this.#ipConnections.get(ip) ?? 0;
+    if (this.opts.maxConnectionsPerIp > 0 && open >= this.opts.maxConnectionsPerIp) {
+      this.#rejected('connect', 'rate-limited', 'too many connections from this address', ip);
+      return next(new Error('rate-limited'));
+    }
+    this.#ipConnections.set(ip, open + 1);
+    socket.data = {
+      ip,
+      bucket: new TokenBucket(this.opts.socketEventRate, this.opts.socketEventBurst),
+      strikes: 0,
+    };
+    next();
+  }
+
+  #onConnection(socket: IoSocket): void {
+    this.metrics.sockets.inc();
+    const handle = <A extends unknown[]>(
+      event: string,
+      fn: (payload: unknown, ...rest: A) => Promise<object | void>,
+    ) => {
+      socket.on(event as keyof ClientToServerEvents, async (...args: unknown[]) => {
+        const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<object>) => void) : undefined;
+        const reply = (a: Ack<object>) => {
+          try {
+            ack?.(a);
+          } catch {
+            /* a client's broken ack must not hurt the tracker */
+          }
+        };
+        if (!socket.data.bucket.take()) {
+          this.metrics.rateLimited.inc({ event });
+          this.#rejected(event, 'rate-limited', 'too many events', socket.data.ip);
+          reply({ ok: false, error: { code: 'rate-limited', message: 'slow down' } });
+          if (++socket.data.strikes > 200) socket.disconnect(true);
+          return;
+        }
+        try {
+          const result = await fn(args[0], ...(args.slice(1) as A));
+          reply({ ok: true, ...(result ?? {}) });
+        } catch (err) {
+          if (err instanceof Refusal) {
+            this.#rejected(event, err.code, err.message, socket.data.ip);
+            reply({ ok: false, error: { code: err.code, message: err.message } });
+          } else {
+            debug('handler %s failed: %s', event, (err as Error).stack);
+            reply({ ok: false, error: { code: 'internal', message: 'internal error' } });
+          }
+        }
+      });
+    };
+    handle('join', (p) => this.#join(socket, p));
+    handle('report', (p) => this.#report(socket, p));
+    handle('signal', (p) => this.#signal(socket, p));
+    handle('leave', async () => {
+      await this.#removePeer(socket, 'leave');
+    });
+    handle('source:register', (p) => this.#sourceRegister(socket, p));
+    handle('source:attestation', (p) => this.#sourceAttestation(socket, p));
+    handle('source:counters', (p) => this.#sourceCounters(socket, p));
+    handle('watch', (p) => this.#watch(socket, p));
+    socket.on('disconnect', () => {
+      this.metrics.sockets.dec();
+      const ip = socket.data.ip;
+      const n = (this.#ipConnections.get(ip) ?? 1) - 1;
+      if (n <= 0) this.#ipConnections.delete(ip);
+      else this.#ipConnections.set(ip, n);
+      void this.#removePeer(socket, 'disconnect');
+    });
+  }
+
+  #parse<S extends z.ZodType>(schema: S, payload: unknown): z.infer<S> {
+    const r = schema.safeParse(payload);
+    if (!r.success) throw new Refusal('invalid-input', describeIssue(r.error));
+    return r.data;
+  }
+
+  async #join(socket: IoSocket, payload: unknown): Promise<object> {
+    if (typeof payload === 'object' && payload !== null && 'protocolVersion' in payload)
+      if ((payload as { protocolVersion: unknown }).protocolVersion !== TRACKER_PROTOCOL_VERSION)
+        throw new Refusal('version-mismatch', `this tracker speaks protocol ${TRACKER_PROTOCOL_VERSION}`);
+    const req = this.#parse(joinRequestSchema, payload);
+    if (socket.data.peerId) throw new Refusal('already-joined', 'this connection already joined');
+    if (socket.data.sourceOf) throw new Refusal('already-joined', 'a source connection cannot join as a peer');
+    const channel = await this.store.getChannel(req.channel);
+    if (!channel) throw new Refusal('unknown-channel', `no channel ${req.channel}`);
+    if (!channel.registration.renditions.some((r) => r.name === req.rendition))
+      throw new Refusal('invalid-input', `channel ${req.channel} has no rendition ${req.rendition}`);
+    if ((await this.store.countPeers()) >= this.opts.maxPeers) throw new Refusal('tracker-full', 'tracker is full');
+    const now = Date.now();
+    const peer: PeerRecord = {
+      id: crypto.randomBytes(12).toString('base64url'),
+      channel: req.channel,
+      kind: req.kind,
+      mode: req.mode,
+      rendition: req.rendition,
+      natType: req.natType,
+      uploadKbps: req.uploadKbps,
+      ip: socket.data.ip,
+      joinedAt: now,
+      lastSeenAt: now,
+      firstTier: false,
+      report: null,
+    };
+    await this.store.putPeer(peer);
+    socket.data.peerId = peer.id;
+    socket.data.channel = peer.channel;
+    socket.data.rendition = peer.rendition;
+    this.#sockets.set(peer.id, socket);
+    await socket.join([`peer:${peer.id}`, `ch:${peer.channel}`, `ch:${peer.channel}:${peer.rendition}`]);
+    const neighbours = await this.policy.neighboursFor(peer, [], this.opts.targetNeighbours, this.#ctx());
+    for (const n of neighbours) await this.store.addLink(peer.id, n);
+    await this.#updateFirstTier(peer.channel);
+    for (const n of neighbours) await this.#notify(n, [peer.id], []);
+    this.metrics.joins.inc({ channel: peer.channel });
+    this.emit('peer-joined', peer);
+    debug('peer %s joined %s (%s/%s), %d neighbours', peer.id, peer.channel, peer.kind, peer.mode, neighbours.length);
+    const fresh = await this.store.getPeer(peer.id);
+    return {
+      peerId: peer.id,
+      iceServers: this.opts.iceServers,
+      channel: (await this.channelInfo(peer.channel))!,
+      neighbours,
+      firstTier: fresh?.firstTier ?? false,
+      reportIntervalMs: this.opts.reportIntervalMs,
+    };
+  }
+
+  #ctx(): PolicyContext {
+    return { store: this.store, maxNeighbours: this.opts.maxNeighbours };
+  }
+
+  async #notify(peerId: string, add: string[], remove: string[]): Promise<void> {
+    const p = await this.store.getPeer(peerId);
+    if (!p) return;
+    this.io.to(`peer:${peerId}`).emit('neighbours', { add, remove, firstTier: p.firstTier });
+  }
+
+  async #updateFirstTier(channel: string): Promise<void> {
+    const peers = await this.store.channelPeers(channel);
+    const tier = await this.policy.firstTier(peers, this.#ctx());
+    for (const p of peers) {
+      const want = tier.has(p.id);
+      if (p.firstTier === want) continue;
+      p.firstTier = want;
+      await this.store.putPeer(p);
+      await this.#notify(p.id, [], []);
+    }
+  }
+
+  async #report(socket: IoSocket, payload: unknown): Promise<void> {
+    const report = this.#parse(peerReportSchema, payload);
+    const peer = socket.data.peerId ? await this.store.getPeer(socket.data.peerId) : undefined;
+    if (!peer) throw new Refusal('not-joined', 'join a channel first');
+    if (report.rendition !== peer.rendition) {
+      const channel = await this.store.getChannel(peer.channel);
+      if (!channel?.registration.renditions.some((r) => r.name === report.rendition))
+        throw new Refusal('invalid-input', `no rendition ${report.rendition}`);
+      await socket.leave(`ch:${peer.channel}:${peer.rendition}`);
+      await socket.join(`ch:${peer.channel}:${report.rendition}`);
+      peer.rendition = report.rendition;
+      socket.data.rendition = report.rendition;
+    }
+    peer.report = report;
+    peer.uploadKbps = Math.max(report.uploadKbps, peer.uploadKbps * 0.5);
+    peer.lastSeenAt = Date.now();
+    await this.store.putPeer(peer);
+  }
+
+  async #signal(socket: IoSocket, payload: unknown): Promise<void> {
+    const req = this.#parse(signalRequestSchema, payload);
+    const from = socket.data.peerId;
+    if (!from) throw new Refusal('not-joined', 'join a channel first');
+    const target = await this.store.getPeer(req.to);
+    if (!target) throw new Refusal('unknown-peer', 'no such peer');
+    if (target.channel !== socket.data.channel) throw new Refusal('other-channel', 'peer is in another channel');
+    if (!(await this.store.hasLink(from, req.to)))
+      throw new Refusal('not-introduced', 'the tracker did not introduce these peers');
+    this.io.to(`peer:${req.to}`).emit('signal', { from, data: req.data });
+    this.metrics.signals.inc();
+  }
+
+  async #removePeer(socket: IoSocket, reason: 'leave' | 'disconnect' | 'timeout'): Promise<void> {
+    const id = socket.data.peerId;
+    if (!id) return;
+    socket.data.peerId = undefined;
+    this.#sockets.delete(id);
+    const peer = await this.store.deletePeer(id);
+    if (socket.connected && socket.data.channel) {
+      await socket.leave(`peer:${id}`);
+      await socket.leave(`ch:${socket.data.channel}`);
+      await socket.leave(`ch:${socket.data.channel}:${socket.data.rendition}`);
+    }
+    socket.data.channel = undefined;
+    if (!peer) return;
+    if (peer.report)
+      await this.store.addDeparted(peer.channel, {
+        httpBytes: peer.report.httpBytes,
+        p2pBytes: peer.report.p2pBytes,
+        uploadedBytes: peer.report.uploadedBytes,
+      });
+    for (const partner of await this.store.dropLinks(id)) await this.#notify(partner, [], [id]);
+    if (peer.firstTier) await this.#updateFirstTier(peer.channel);
+    this.metrics.leaves.inc({ reason });
+    this.emit('peer-left', { id, channel: peer.channel, reason });
+    debug('peer %s left (%s)', id, reason);
+  }
+
+  async #sourceRegister(socket: IoSocket, payload: unknown): Promise<void> {
+    const reg = this.#parse(channelRegistrationSchema, payload);
+    if (socket.data.peerId) throw new Refusal('already-joined', 'a peer connection cannot register a channel');
+    if (socket.data.sourceOf && socket.data.sourceOf !== reg.channel)
+      throw new Refusal('invalid-input', 'one connection registers one channel');
+    await this.register(reg);
+    socket.data.sourceOf = reg.channel;
+  }
+
+  async #sourceAttestation(socket: IoSocket, payload: unknown): Promise<void> {
+    const parsed = parseAttestation(payload);
+    if (!parsed.ok) throw new Refusal('invalid-input', parsed.message);
+    const att = parsed.attestation;
+    if (socket.data.sourceOf !== att.channel) throw new Refusal('unauthorized', 'register the channel first');
+    // Peers verify it against the origin's key; the tracker only forwards it to that rendition's peers.
+    this.io.to(`ch:${att.channel}:${att.rendition}`).emit('attestation', att);
+  }
+
+  async #sourceCounters(socket: IoSocket, payload: unknown): Promise<void> {
+    const counters = this.#parse(originCountersSchema, payload);
+    const id = socket.data.sourceOf;
+    if (!id) throw new Refusal('unauthorized', 'register the channel first');
+    const rec = await this.store.getChannel(id);
+    if (!rec) throw new Refusal('unknown-channel', 'channel vanished');
+    // Offload counts from the first report on; if the origin restarted (counters went back), keep the
+    // running total continuous.
+    if (rec.originBase === null) rec.originBase = counters.segmentBytes;
+    else if (rec.origin && counters.segmentBytes < rec.origin.segmentBytes) rec.originBase -= rec.origin.segmentBytes;
+    rec.origin = counters;
+    await this.store.putChannel(id, rec);
+  }
+
+  async #watch(socket: IoSocket, payload: unknown): Promise<object> {
+    this.#parse(watchRequestSchema, payload ?? {});
+    await socket.join('watchers');
+    return { channels: await this.directory() };
+  }
+
+  // ---------------------------------------------------------------- timers
+
+  async #sweep(): Promise<void> {
+    const deadline = Date.now() - this.opts.peerTimeoutMs;
+    for (const [id, socket] of this.#sockets) {
+      const p = await this.store.getPeer(id);
+      if (p && p.lastSeenAt < deadline) {
+        await this.#removePeer(socket, 'timeout');
+        socket.disconnect(true);
+      }
+    }
+    this.#ipConnects.sweep();
+  }
+
+  async #rebalanceAll(): Promise<void> {
+    if (this.#destroyed) return;
+    for (const [id] of await this.store.listChannels()) {
+      const peers = await this.store.channelPeers(id);
+      if (peers.length === 0) continue;
+      await this.#updateFirstTier(id);
+      // Top up peers that lost neighbours.
+      const min = Math.max(1, Math.floor(this.opts.targetNeighbours / 2));
+      for (const p of peers) {
+        const current = await this.store.linksOf(p.id);
+        if (current.length >= min) continue;
+        const more = await this.policy.neighboursFor(p, current, this.opts.targetNeighbours - current.length, this.#ctx());
+        if (more.length === 0) continue;
+        for (const n of more) {
+          await this.store.addLink(p.id, n);
+          await this.#notify(n, [p.id], []);
+        }
+        await this.#notify(p.id, more, []);
+      }
+    }
+  }
+
+  async #sampleStats(): Promise<void> {
+    if (this.#destroyed) return;
+    await this.stats.sample();
+    const watchers = this.io.sockets.adapter.rooms.get('watchers');
+    if (watchers && watchers.size > 0) {
+      const all: ChannelStats[] = [];
+      for (const [id] of await this.store.listChannels()) {
+        const s = await this.channelStats(id);
+        if (s) all.push(s);
+      }
+      this.io.to('watchers').emit('stats', all);
+    }
+  }
+
+  async #collectMetrics(): Promise<void> {
+    this.metrics.peers.reset();
+    this.metrics.viewers.reset();
+    this.metrics.channelBytes.reset();
+    this.metrics.offload.reset();
+    for (const [id] of await this.store.listChannels()) {
+      const peers = await this.store.channelPeers(id);
+      const kinds = new Map<string, number>();
+      for (const p of peers) kinds.set(p.kind, (kinds.get(p.kind) ?? 0) + 1);
+      for (const [kind, n] of kinds) this.metrics.peers.set({ channel: id, kind }, n);
+      const s = this.stats.current(id);
+      this.metrics.viewers.set({ channel: id }, peers.filter((p) => p.mode === 'viewer').length);
+      if (!s) continue;
+      this.metrics.channelBytes.set({ channel: id, source: 'http' }, s.httpBytes);
+      this.metrics.channelBytes.set({ channel: id, source: 'p2p' }, s.p2pBytes);
+      if (s.originSegmentBytes !== null) this.metrics.channelBytes.set({ channel: id, source: 'origin' }, s.originSegmentBytes);
+      if (s.offload !== null) this.metrics.offload.set({ channel: id }, s.offload);
+    }
+  }
+}

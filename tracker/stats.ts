@@ -1,0 +1,144 @@
+/** Per-channel statistics: viewers, HTTP/P2P/origin bytes, offload over time, who feeds whom. */
+import type { ChannelStatsSample, OverlaySnapshot } from '../protocol/index.ts';
+import type { TrackerStore } from './store.ts';
+
+export interface StatsOptions {
+  /** Samples kept per channel. */
+  historyLength: number;
+  /** Offload is computed over this trailing window. */
+  offloadWindowMs: number;
+  /** Peers drawn at most in an overlay snapshot (the dashboard's graph). */
+  maxSnapshotPeers: number;
+}
+
+export const DEFAULT_STATS: StatsOptions = { historyLength: 900, offloadWindowMs: 30_000, maxSnapshotPeers: 300 };
+
+interface ChannelSeries {
+  history: ChannelStatsSample[];
+  /** Last cumulative bytes seen per `from>to` pair, to turn reports into per-interval flows. */
+  lastFlows: Map<string, number>;
+  flows: { from: string; to: string; bytes: number }[];
+}
+
+export class StatsKeeper {
+  readonly #series = new Map<string, ChannelSeries>();
+
+  constructor(
+    private readonly store: TrackerStore,
+    readonly opts: StatsOptions = DEFAULT_STATS,
+  ) {}
+
+  /** Takes a sample of every channel (called on a timer). */
+  async sample(now = Date.now()): Promise<void> {
+    for (const [id, rec] of await this.store.listChannels()) {
+      const peers = await this.store.channelPeers(id);
+      const departed = await this.store.departed(id);
+      let httpBytes = departed.httpBytes;
+      let p2pBytes = departed.p2pBytes;
+      let downloadKbps = 0;
+      let uploadKbps = 0;
+      let viewers = 0;
+      const series: ChannelSeries = this.#series.get(id) ?? { history: [], lastFlows: new Map(), flows: [] };
+      const flows: { from: string; to: string; bytes: number }[] = [];
+      const nextFlows = new Map<string, number>();
+      for (const p of peers) {
+        if (p.mode === 'viewer') viewers++;
+        const r = p.report;
+        if (!r) continue;
+        httpBytes += r.httpBytes;
+        p2pBytes += r.p2pBytes;
+        downloadKbps += r.downloadKbps;
+        uploadKbps += r.uploadKbps;
+        for (const [from, bytes] of Object.entries(r.receivedFrom)) {
+          const key = `${from}>${p.id}`;
+          nextFlows.set(key, bytes);
+          const delta = bytes - (series.lastFlows.get(key) ?? 0);
+          if (delta > 0) flows.push({ from, to: p.id, bytes: delta });
+        }
+      }
+      const origin = rec.origin && rec.originBase !== null ? rec.origin.segmentBytes - rec.originBase : null;
+      const sample: ChannelStatsSample = {
+        at: now,
+        viewers,
+        httpBytes,
+        p2pBytes,
+        originSegmentBytes: origin,
+        offload: null,
+        downloadKbps,
+        uploadKbps,
+      };
+      sample.offload = offloadOver(series.history, sample, this.opts.offloadWindowMs);
+      series.history.push(sample);
+      if (series.history.length > this.opts.historyLength) series.history.shift();
+      series.lastFlows = nextFlows;
+      series.flows = flows;
+      this.#series.set(id, series);
+    }
+  }
+
+  current(channel: string): ChannelStatsSample | undefined {
+    return this.#series.get(channel)?.history.at(-1);
+  }
+
+  history(channel: string): ChannelStatsSample[] {
+    return [...(this.#series.get(channel)?.history ?? [])];
+  }
+
+  async overlay(channel: string, now = Date.now()): Promise<OverlaySnapshot> {
+    const all = await this.store.channelPeers(channel);
+    // First tier first, so a capped drawing always shows the peers next to the origin.
+    const peers = [...all].sort((a, b) => Number(b.firstTier) - Number(a.firstTier)).slice(0, this.opts.maxSnapshotPeers);
+    const shown = new Set(peers.map((p) => p.id));
+    const links: [string, string][] = [];
+    for (const p of peers)
+      for (const q of await this.store.linksOf(p.id)) if (p.id < q && shown.has(q)) links.push([p.id, q]);
+    const flows = (this.#series.get(channel)?.flows ?? []).filter((f) => shown.has(f.from) && shown.has(f.to));
+    return {
+      channel,
+      at: now,
+      peers: peers.map((p) => ({
+        id: p.id,
+        kind: p.kind,
+        mode: p.mode,
+        rendition: p.rendition,
+        natType: p.natType,
+        uploadKbps: p.report?.uploadKbps ?? p.uploadKbps,
+        downloadKbps: p.report?.downloadKbps ?? 0,
+        bufferS: p.report?.bufferS ?? 0,
+        firstTier: p.firstTier,
+      })),
+      links,
+      flows,
+    };
+  }
+
+  forget(channel: string): void {
+    this.#series.delete(channel);
+  }
+}
+
+/**
+ * Offload over the trailing window: 1 − origin segment bytes / segment bytes consumed by peers, from
+ * the origin's own counters when the source reports them, else from peers' own HTTP/P2P split.
+ * Clamped to [0, 1] (viewers outside the swarm, e.g. plain HLS players, also load the origin).
+ */
+export function offloadOver(history: readonly ChannelStatsSample[], now: ChannelStatsSample, windowMs: number) {
+  // Baseline: the newest sample at least a window old; while the history is younger, the start (zero).
+  let base: Pick<ChannelStatsSample, 'httpBytes' | 'p2pBytes' | 'originSegmentBytes'> = {
+    httpBytes: 0,
+    p2pBytes: 0,
+    originSegmentBytes: 0,
+  };
+  for (let i = history.length - 1; i >= 0; i--)
+    if (history[i]!.at <= now.at - windowMs) {
+      base = history[i]!;
+      break;
+    }
+  const consumed = now.httpBytes + now.p2pBytes - (base.httpBytes + base.p2pBytes);
+  if (consumed <= 0) return null;
+  let ratio: number;
+  if (now.originSegmentBytes !== null && base.originSegmentBytes !== null)
+    ratio = 1 - (now.originSegmentBytes - base.originSegmentBytes) / consumed;
+  else ratio = (now.p2pBytes - base.p2pBytes) / consumed;
+  return Math.min(1, Math.max(0, ratio));
+}
