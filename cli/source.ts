@@ -1,5 +1,6 @@
 /** `peertv source`: broadcast one channel (test pattern, file, or RTMP from OBS) and serve it as origin. */
 import crypto from 'node:crypto';
+import fs from 'node:fs';
 import path from 'node:path';
 import {
   channelSettings,
@@ -11,6 +12,7 @@ import {
   RtmpIngestServer,
   SourceChannel,
   streamKeyMatches,
+  TrackerLink,
   X264_PRESETS,
   type SourceInput,
   type X264Preset,
@@ -39,6 +41,10 @@ Options:
   --port N                   origin listen port (default: 8081, 0 = any free port)
   --public-url URL           URL players and peers fetch from (behind a CDN or reverse proxy)
   --data-dir DIR             where segments, recordings and the channel key live (default: ./data)
+  --tracker URL              register the channel with this tracker (e.g. http://127.0.0.1:8080)
+  --channel-secret S         broadcaster secret that claims the channel at the tracker, 16-256 chars
+                             (default: $PEERTV_CHANNEL_SECRET, else one generated once and kept in
+                             the data directory)
   --ladder SPEC              renditions name:WxH:videoKbps[:audioKbps],… (default:
                              720p:1280x720:2500:128,480p:854x480:1200:96,360p:640x360:600:64)
   --segment-duration S       segment duration in seconds, 1-10 (default: 2)
@@ -53,6 +59,7 @@ export interface SourceCliConfig {
   origin: Origin;
   host: string;
   port: number;
+  tracker?: { url: string; secret: string };
   rtmp?: { host: string; port: number; streamKey: string };
 }
 
@@ -76,6 +83,8 @@ const FLAGS = {
   fps: { type: 'string' },
   window: { type: 'string' },
   preset: { type: 'string' },
+  tracker: { type: 'string' },
+  'channel-secret': { type: 'string' },
 } as const;
 
 /** Parses flags into a channel and an origin (nothing started yet). Throws UsageError / ConfigError. */
@@ -120,6 +129,11 @@ export function sourceFromArgv(
     reconnectGraceMs: intFlag('reconnect-grace', v['reconnect-grace'], 30, 0, 3600) * 1000,
   });
   const publicUrl = urlFlag('public-url', v['public-url']);
+  const trackerUrl = urlFlag('tracker', v.tracker);
+  let secret = v['channel-secret'] ?? env.PEERTV_CHANNEL_SECRET;
+  if (secret !== undefined && (secret.length < 16 || secret.length > 256))
+    throw new UsageError('--channel-secret must be 16 to 256 characters');
+  if (trackerUrl && secret === undefined) secret = channelSecret(channel.store.dir);
   const origin = new Origin(publicUrl ? { publicUrl } : {});
   origin.addChannel(channel);
   return {
@@ -127,6 +141,7 @@ export function sourceFromArgv(
     origin,
     host: hostFlag('host', v.host, '127.0.0.1'),
     port: intFlag('port', v.port, 8081, 0, 65535),
+    ...(trackerUrl && secret && { tracker: { url: trackerUrl, secret } }),
     ...(streamKey && {
       rtmp: {
         host: hostFlag('rtmp-host', v['rtmp-host'], '127.0.0.1'),
@@ -145,10 +160,20 @@ const listenError = (what: string, port: number, err: unknown): Error => {
   return err as Error;
 };
 
+/** The broadcaster secret kept beside the channel key (created once, mode 0600). */
+function channelSecret(channelDir: string): string {
+  const file = path.join(channelDir, 'tracker-secret');
+  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
+  const secret = crypto.randomBytes(24).toString('base64url');
+  fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
+  return secret;
+}
+
 export interface RunningSource {
   channel: SourceChannel;
   origin: Origin;
   rtmp: RtmpIngestServer | undefined;
+  link: TrackerLink | undefined;
   /** Ends the broadcast (recording finalized) and closes the servers. */
   stop(): Promise<void>;
 }
@@ -163,6 +188,7 @@ export async function startSource(
     throw listenError('origin', cfg.port, err);
   });
   let rtmp: RtmpIngestServer | undefined;
+  let link: TrackerLink | undefined;
   try {
     if (cfg.rtmp) {
       const { streamKey } = cfg.rtmp;
@@ -183,7 +209,18 @@ export async function startSource(
       ),
     );
     await channel.start();
+    if (cfg.tracker) {
+      link = new TrackerLink({ trackerUrl: cfg.tracker.url, secret: cfg.tracker.secret, channel, origin });
+      let said = '';
+      link.on('registered', () => log(`registered with the tracker ${cfg.tracker!.url}`));
+      link.on('error', ({ code, message }) => {
+        // Say each distinct problem once (reconnect attempts repeat it).
+        if (message !== said) log(`${code}: ${message}`);
+        said = message;
+      });
+    }
   } catch (err) {
+    link?.destroy();
     await rtmp?.close();
     await origin.close();
     await channel.destroy();
@@ -195,10 +232,14 @@ export async function startSource(
     channel,
     origin,
     rtmp,
+    link,
     stop: () =>
       (stopping ??= (async () => {
         await rtmp?.close();
         await channel.stop();
+        // Let the tracker hear that the broadcast ended before the link goes.
+        if (link?.registered) await new Promise((r) => setTimeout(r, 200));
+        link?.destroy();
         await origin.close();
         await channel.destroy();
       })()),

@@ -1,0 +1,116 @@
+/** `peertv tracker`: channel directory, peer sessions, signaling relay, Chandelier, stats and dashboard. */
+import { ConfigError } from '../source/index.ts';
+import { Tracker, DEFAULT_TRACKER, type TrackerOptions } from '../tracker/index.ts';
+import type { IceServer } from '../protocol/index.ts';
+import { hostFlag, intFlag, parseFlags, UsageError } from './args.ts';
+
+export const TRACKER_HELP = `Usage: peertv tracker [options]
+
+Runs the tracker: channel directory (REST /api/channels), peer sessions and signaling relay
+(socket.io), overlay policy, stats, Prometheus metrics (/metrics) and the dashboard (/dashboard).
+
+Options:
+  --host HOST                  listen address (default: 127.0.0.1)
+  --port N                     listen port (default: 8080, 0 = any free port)
+  --ice-server URL             STUN/TURN URL handed to peers, repeatable (e.g. stun:127.0.0.1:3478)
+  --cors-origin ORIGIN         allowed browser origin, repeatable (default: any)
+  --max-peers N                peers held at most (default: ${DEFAULT_TRACKER.maxPeers})
+  --max-connections-per-ip N   concurrent connections per address, 0 = unlimited (default: ${DEFAULT_TRACKER.maxConnectionsPerIp})
+  --neighbours N               neighbours recommended per peer (default: ${DEFAULT_TRACKER.targetNeighbours})
+  --report-interval S          seconds between peer reports (default: ${DEFAULT_TRACKER.reportIntervalMs / 1000})
+  -h, --help                   show this help
+`;
+
+const FLAGS = {
+  host: { type: 'string' },
+  port: { type: 'string' },
+  'ice-server': { type: 'string', multiple: true },
+  'cors-origin': { type: 'string', multiple: true },
+  'max-peers': { type: 'string' },
+  'max-connections-per-ip': { type: 'string' },
+  neighbours: { type: 'string' },
+  'report-interval': { type: 'string' },
+} as const;
+
+export function iceServerFlag(url: string): IceServer {
+  if (!/^(stun|stuns|turn|turns):[A-Za-z0-9.[\]:-]+(\?transport=(udp|tcp))?$/.test(url))
+    throw new UsageError(`--ice-server must look like stun:HOST[:PORT] or turn:HOST[:PORT] (got "${url}")`);
+  return { urls: url };
+}
+
+export function trackerOptionsFromArgv(
+  argv: string[],
+): { host: string; port: number; options: Partial<TrackerOptions> } | 'help' {
+  const { values: v } = parseFlags(argv, FLAGS);
+  if (v.help) return 'help';
+  const cors = (v['cors-origin'] ?? []).flatMap((o) => o.split(','));
+  for (const o of cors)
+    if (o !== '*' && !/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?$/.test(o))
+      throw new UsageError(`--cors-origin must be * or an origin like https://example.org (got "${o}")`);
+  const reportS = intFlag(
+    'report-interval',
+    v['report-interval'],
+    DEFAULT_TRACKER.reportIntervalMs / 1000,
+    1,
+    60,
+  );
+  const neighbours = intFlag('neighbours', v.neighbours, DEFAULT_TRACKER.targetNeighbours, 1, 32);
+  return {
+    host: hostFlag('host', v.host, '127.0.0.1'),
+    port: intFlag('port', v.port, 8080, 0, 65535),
+    options: {
+      iceServers: (v['ice-server'] ?? []).map(iceServerFlag),
+      ...(cors.length > 0 && { corsOrigins: cors }),
+      maxPeers: intFlag('max-peers', v['max-peers'], DEFAULT_TRACKER.maxPeers, 1, 1_000_000),
+      maxConnectionsPerIp: intFlag(
+        'max-connections-per-ip',
+        v['max-connections-per-ip'],
+        DEFAULT_TRACKER.maxConnectionsPerIp,
+        0,
+        1_000_000,
+      ),
+      targetNeighbours: neighbours,
+      maxNeighbours: Math.max(DEFAULT_TRACKER.maxNeighbours, neighbours * 2),
+      reportIntervalMs: reportS * 1000,
+      peerTimeoutMs: reportS * 4000,
+    },
+  };
+}
+
+export async function startTracker(
+  host: string,
+  port: number,
+  options: Partial<TrackerOptions>,
+): Promise<Tracker> {
+  const tracker = new Tracker(options);
+  try {
+    await tracker.listen(port, host);
+  } catch (err) {
+    await tracker.destroy();
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE')
+      throw new ConfigError(`tracker port ${port} is in use`);
+    throw err;
+  }
+  return tracker;
+}
+
+export async function runTrackerCli(argv: string[]): Promise<void> {
+  const cfg = trackerOptionsFromArgv(argv);
+  if (cfg === 'help') {
+    process.stdout.write(TRACKER_HELP);
+    return;
+  }
+  const tracker = await startTracker(cfg.host, cfg.port, cfg.options);
+  console.log(
+    `tracker: ${tracker.url}  (dashboard ${tracker.url}/dashboard, metrics ${tracker.url}/metrics)`,
+  );
+  await new Promise<void>((resolve) => {
+    let signals = 0;
+    const stop = () => {
+      if (++signals > 1) process.exit(130);
+      void tracker.destroy().then(resolve);
+    };
+    process.on('SIGINT', stop);
+    process.on('SIGTERM', stop);
+  });
+}

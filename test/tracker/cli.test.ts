@@ -1,0 +1,67 @@
+/** `peertv tracker` command line. */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import net from 'node:net';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const cli = (args: string[], untilLine?: RegExp, timeoutMs = 30_000) =>
+  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, ['bin/peertv.js', ...args], {
+      cwd: root,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      if (untilLine?.test(stdout)) {
+        untilLine = undefined;
+        child.kill('SIGINT');
+      }
+    });
+    child.stderr.on('data', (d) => (stderr += d));
+    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    child.on('exit', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+
+test('peertv tracker --help and bad flags', async () => {
+  const help = await cli(['tracker', '--help']);
+  assert.equal(help.code, 0);
+  assert.match(help.stdout, /--ice-server/);
+  for (const args of [
+    ['--ice-server', 'http://example.test'],
+    ['--cors-origin', 'javascript:alert(1)'],
+    ['--port', '70000'],
+    ['--report-interval', '0'],
+    ['--unknown'],
+  ]) {
+    const r = await cli(['tracker', ...args]);
+    assert.equal(r.code, 2, args.join(' '));
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^peertv tracker: /);
+  }
+});
+
+test('peertv tracker serves, and reports a port in use in one line', async () => {
+  const blocker = net.createServer();
+  await new Promise<void>((resolve) => blocker.listen(0, '127.0.0.1', resolve));
+  const port = (blocker.address() as net.AddressInfo).port;
+  const busy = await cli(['tracker', '--port', String(port)]);
+  blocker.close();
+  assert.equal(busy.code, 2);
+  assert.match(busy.stderr, new RegExp(`tracker port ${port} is in use`));
+  const ok = await cli(['tracker', '--port', '0'], /dashboard/);
+  assert.match(ok.stdout, /^tracker: http:\/\/127\.0\.0\.1:\d+/);
+  assert.equal(ok.code, 0, 'SIGINT stops it cleanly');
+});
+
+test('unknown subcommand', async () => {
+  const r = await cli(['nope']);
+  assert.equal(r.code, 2);
+  assert.match(r.stderr, /unknown command "nope"/);
+});
