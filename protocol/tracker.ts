@@ -58,7 +58,9 @@ export const channelRegistrationSchema = z.strictObject({
   /** Playlist URLs, relative to `originUrl` (live, and the newest recording when there is one). */
   livePlaylist: z.string().max(512).nullable(),
   recordings: z
-    .array(z.strictObject({ id: z.string().max(64), title: z.string().max(200), master: z.string().max(512) }))
+    .array(
+      z.strictObject({ id: z.string().max(64), title: z.string().max(200), master: z.string().max(512) }),
+    )
     .max(1000),
 });
 export type ChannelRegistration = z.infer<typeof channelRegistrationSchema>;
@@ -100,7 +102,9 @@ export const peerReportSchema = z.strictObject({
   /** Peers currently connected. */
   neighbours: z.array(peerIdSchema).max(64),
   /** Cumulative bytes received from each neighbour (who feeds whom). */
-  receivedFrom: z.record(peerIdSchema, count).refine((r) => Object.keys(r).length <= 64, 'at most 64 entries'),
+  receivedFrom: z
+    .record(peerIdSchema, count)
+    .refine((r) => Object.keys(r).length <= 64, 'at most 64 entries'),
   /** Round-trip times to neighbours (ms). */
   rttMs: z
     .record(peerIdSchema, z.number().finite().nonnegative().max(60_000))
@@ -110,7 +114,10 @@ export const peerReportSchema = z.strictObject({
 });
 export type PeerReport = z.infer<typeof peerReportSchema>;
 
-const sdp = z.string().min(1).max(32 * 1024);
+const sdp = z
+  .string()
+  .min(1)
+  .max(32 * 1024);
 export const signalDataSchema = z.union([
   z.strictObject({ type: z.enum(['offer', 'answer', 'pranswer', 'rollback']), sdp: sdp.optional() }),
   z.strictObject({
@@ -123,7 +130,9 @@ export const signalDataSchema = z.union([
     }),
   }),
   z.strictObject({ renegotiate: z.literal(true) }),
-  z.strictObject({ transceiverRequest: z.strictObject({ kind: z.enum(['audio', 'video']), init: z.unknown() }) }),
+  z.strictObject({
+    transceiverRequest: z.strictObject({ kind: z.enum(['audio', 'video']), init: z.unknown() }),
+  }),
 ]);
 export type SignalData = z.infer<typeof signalDataSchema>;
 
@@ -195,6 +204,8 @@ export interface NeighboursUpdate {
 export interface OverlaySnapshot {
   channel: string;
   at: number;
+  /** Peers in the channel (the snapshot may show fewer). */
+  totalPeers: number;
   peers: {
     id: string;
     kind: PeerKind;
@@ -208,7 +219,7 @@ export interface OverlaySnapshot {
   }[];
   /** Recommended links (undirected). */
   links: [string, string][];
-  /** Bytes that flowed `from` → `to` over the last sampling interval. */
+  /** Bytes that flowed `from` → `to` during the receiving peer's last report interval. */
   flows: { from: string; to: string; bytes: number }[];
 }
 

@@ -17,7 +17,11 @@ export class TrackerMetrics {
   constructor() {
     const r = this.registry;
     client.collectDefaultMetrics({ register: r, prefix: 'peertv_tracker_' });
-    this.sockets = new client.Gauge({ name: 'peertv_tracker_sockets', help: 'Connected socket.io clients', registers: [r] });
+    this.sockets = new client.Gauge({
+      name: 'peertv_tracker_sockets',
+      help: 'Connected socket.io clients',
+      registers: [r],
+    });
     this.joins = new client.Counter({
       name: 'peertv_tracker_joins_total',
       help: 'Peers that joined',

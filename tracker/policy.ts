@@ -15,7 +15,12 @@ export interface OverlayPolicy {
    * Peers `peer` should connect to now, in addition to `current` (its existing links).
    * Called at join and when a peer has fewer than the minimum neighbours.
    */
-  neighboursFor(peer: PeerRecord, current: readonly string[], want: number, ctx: PolicyContext): Promise<string[]>;
+  neighboursFor(
+    peer: PeerRecord,
+    current: readonly string[],
+    want: number,
+    ctx: PolicyContext,
+  ): Promise<string[]>;
   /** The ids of the peers that pull from the origin, given every peer of a channel. */
   firstTier(peers: readonly PeerRecord[], ctx: PolicyContext): Promise<Set<string>>;
 }

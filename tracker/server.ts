@@ -37,6 +37,8 @@ import { DEFAULT_STATS, StatsKeeper, type StatsOptions } from './stats.ts';
 import { MemoryTrackerStore, type ChannelRecord, type PeerRecord, type TrackerStore } from './store.ts';
 
 const debug = createDebug('peertv:tracker');
+/** Samples sent with each stats push to dashboards (5 minutes at the default interval); REST has all. */
+const PUSHED_HISTORY = 150;
 
 export interface TrackerOptions {
   /** ICE servers handed to peers (STUN, TURN). Never public ones in tests. */
@@ -136,12 +138,17 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
   readonly #timers: NodeJS.Timeout[] = [];
   #destroyed = false;
 
-  constructor(opts: Partial<TrackerOptions> = {}, deps: { store?: TrackerStore; policy?: OverlayPolicy } = {}) {
+  constructor(
+    opts: Partial<TrackerOptions> = {},
+    deps: { store?: TrackerStore; policy?: OverlayPolicy } = {},
+  ) {
     super();
     this.opts = { ...DEFAULT_TRACKER, ...opts };
     const o = this.opts;
-    if (o.targetNeighbours > o.maxNeighbours) throw new RangeError('targetNeighbours must not exceed maxNeighbours');
-    if (o.peerTimeoutMs <= o.reportIntervalMs) throw new RangeError('peerTimeoutMs must exceed reportIntervalMs');
+    if (o.targetNeighbours > o.maxNeighbours)
+      throw new RangeError('targetNeighbours must not exceed maxNeighbours');
+    if (o.peerTimeoutMs <= o.reportIntervalMs)
+      throw new RangeError('peerTimeoutMs must exceed reportIntervalMs');
     this.store = deps.store ?? new MemoryTrackerStore();
     this.policy = deps.policy ?? new RandomPolicy();
     this.stats = new StatsKeeper(this.store, o.stats);
@@ -228,7 +235,15 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       try {
         const id = channelIdSchema.safeParse(req.params.id);
         const info = id.success ? await this.channelInfo(id.data) : undefined;
-        if (!info) return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'GET /api/channels/:id', req);
+        if (!info)
+          return this.#restError(
+            res,
+            404,
+            'unknown-channel',
+            'no such channel',
+            'GET /api/channels/:id',
+            req,
+          );
         res.setHeader('Cache-Control', 'no-cache');
         res.json(info);
       } catch (err) {
@@ -250,14 +265,35 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       try {
         const body = channelRegistrationSchema.safeParse(req.body);
         if (!body.success)
-          return this.#restError(res, 400, 'invalid-input', describeIssue(body.error), 'PUT /api/channels', req);
+          return this.#restError(
+            res,
+            400,
+            'invalid-input',
+            describeIssue(body.error),
+            'PUT /api/channels',
+            req,
+          );
         if (body.data.channel !== req.params.id)
-          return this.#restError(res, 400, 'invalid-input', 'channel in body differs from URL', 'PUT /api/channels', req);
+          return this.#restError(
+            res,
+            400,
+            'invalid-input',
+            'channel in body differs from URL',
+            'PUT /api/channels',
+            req,
+          );
         await this.register(body.data);
         res.json({ ok: true });
       } catch (err) {
         if (err instanceof Refusal)
-          return this.#restError(res, err.code === 'unauthorized' ? 403 : 400, err.code, err.message, 'PUT', req);
+          return this.#restError(
+            res,
+            err.code === 'unauthorized' ? 403 : 400,
+            err.code,
+            err.message,
+            'PUT',
+            req,
+          );
         next(err);
       }
     });
@@ -274,15 +310,19 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     app.get('/dashboard', (_req, res) => res.sendFile(path.join(dashboardDir, 'index.html')));
     app.use('/dashboard', express.static(dashboardDir, { index: false, maxAge: '1m' }));
     if (this.opts.playerDir) app.use('/', express.static(this.opts.playerDir, { maxAge: '1m' }));
-    app.use((req: Request, res: Response) => this.#restError(res, 404, 'invalid-input', 'not found', 'http', req, false));
-    app.use((err: Error & { type?: string; status?: number }, req: Request, res: Response, _next: NextFunction) => {
-      if (err.type === 'entity.parse.failed')
-        return this.#restError(res, 400, 'invalid-input', 'body is not valid JSON', 'http', req);
-      if (err.type === 'entity.too.large')
-        return this.#restError(res, 413, 'invalid-input', 'body too large', 'http', req);
-      debug('request failed: %s', err.stack);
-      this.#restError(res, 500, 'internal', 'internal error', 'http', req);
-    });
+    app.use((req: Request, res: Response) =>
+      this.#restError(res, 404, 'invalid-input', 'not found', 'http', req, false),
+    );
+    app.use(
+      (err: Error & { type?: string; status?: number }, req: Request, res: Response, _next: NextFunction) => {
+        if (err.type === 'entity.parse.failed')
+          return this.#restError(res, 400, 'invalid-input', 'body is not valid JSON', 'http', req);
+        if (err.type === 'entity.too.large')
+          return this.#restError(res, 413, 'invalid-input', 'body too large', 'http', req);
+        debug('request failed: %s', err.stack);
+        this.#restError(res, 500, 'internal', 'internal error', 'http', req);
+      },
+    );
     return app;
   }
 
@@ -338,9 +378,11 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     return out;
   }
 
-  async channelStats(id: string): Promise<ChannelStats | undefined> {
+  /** Stats of a channel with its last `historyLength` samples (all kept when not given). */
+  async channelStats(id: string, historyLength?: number): Promise<ChannelStats | undefined> {
     if (!(await this.store.getChannel(id))) return undefined;
-    const history = this.stats.history(id);
+    const full = this.stats.history(id);
+    const history = historyLength === undefined ? full : full.slice(-historyLength);
     const current = history.at(-1) ?? {
       at: Date.now(),
       viewers: 0,
@@ -478,12 +520,14 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
         throw new Refusal('version-mismatch', `this tracker speaks protocol ${TRACKER_PROTOCOL_VERSION}`);
     const req = this.#parse(joinRequestSchema, payload);
     if (socket.data.peerId) throw new Refusal('already-joined', 'this connection already joined');
-    if (socket.data.sourceOf) throw new Refusal('already-joined', 'a source connection cannot join as a peer');
+    if (socket.data.sourceOf)
+      throw new Refusal('already-joined', 'a source connection cannot join as a peer');
     const channel = await this.store.getChannel(req.channel);
     if (!channel) throw new Refusal('unknown-channel', `no channel ${req.channel}`);
     if (!channel.registration.renditions.some((r) => r.name === req.rendition))
       throw new Refusal('invalid-input', `channel ${req.channel} has no rendition ${req.rendition}`);
-    if ((await this.store.countPeers()) >= this.opts.maxPeers) throw new Refusal('tracker-full', 'tracker is full');
+    if ((await this.store.countPeers()) >= this.opts.maxPeers)
+      throw new Refusal('tracker-full', 'tracker is full');
     const now = Date.now();
     const peer: PeerRecord = {
       id: crypto.randomBytes(12).toString('base64url'),
@@ -498,6 +542,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       lastSeenAt: now,
       firstTier: false,
       report: null,
+      flowsIn: {},
     };
     await this.store.putPeer(peer);
     socket.data.peerId = peer.id;
@@ -511,7 +556,14 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     for (const n of neighbours) await this.#notify(n, [peer.id], []);
     this.metrics.joins.inc({ channel: peer.channel });
     this.emit('peer-joined', peer);
-    debug('peer %s joined %s (%s/%s), %d neighbours', peer.id, peer.channel, peer.kind, peer.mode, neighbours.length);
+    debug(
+      'peer %s joined %s (%s/%s), %d neighbours',
+      peer.id,
+      peer.channel,
+      peer.kind,
+      peer.mode,
+      neighbours.length,
+    );
     const fresh = await this.store.getPeer(peer.id);
     return {
       peerId: peer.id,
@@ -558,6 +610,10 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       peer.rendition = report.rendition;
       socket.data.rendition = report.rendition;
     }
+    const before = peer.report?.receivedFrom ?? {};
+    peer.flowsIn = {};
+    for (const [from, bytes] of Object.entries(report.receivedFrom))
+      peer.flowsIn[from] = Math.max(0, bytes - (before[from] ?? 0));
     peer.report = report;
     peer.uploadKbps = Math.max(report.uploadKbps, peer.uploadKbps * 0.5);
     peer.lastSeenAt = Date.now();
@@ -570,7 +626,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     if (!from) throw new Refusal('not-joined', 'join a channel first');
     const target = await this.store.getPeer(req.to);
     if (!target) throw new Refusal('unknown-peer', 'no such peer');
-    if (target.channel !== socket.data.channel) throw new Refusal('other-channel', 'peer is in another channel');
+    if (target.channel !== socket.data.channel)
+      throw new Refusal('other-channel', 'peer is in another channel');
     if (!(await this.store.hasLink(from, req.to)))
       throw new Refusal('not-introduced', 'the tracker did not introduce these peers');
     this.io.to(`peer:${req.to}`).emit('signal', { from, data: req.data });
@@ -605,7 +662,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
 
   async #sourceRegister(socket: IoSocket, payload: unknown): Promise<void> {
     const reg = this.#parse(channelRegistrationSchema, payload);
-    if (socket.data.peerId) throw new Refusal('already-joined', 'a peer connection cannot register a channel');
+    if (socket.data.peerId)
+      throw new Refusal('already-joined', 'a peer connection cannot register a channel');
     if (socket.data.sourceOf && socket.data.sourceOf !== reg.channel)
       throw new Refusal('invalid-input', 'one connection registers one channel');
     await this.register(reg);
@@ -630,14 +688,16 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     // Offload counts from the first report on; if the origin restarted (counters went back), keep the
     // running total continuous.
     if (rec.originBase === null) rec.originBase = counters.segmentBytes;
-    else if (rec.origin && counters.segmentBytes < rec.origin.segmentBytes) rec.originBase -= rec.origin.segmentBytes;
+    else if (rec.origin && counters.segmentBytes < rec.origin.segmentBytes)
+      rec.originBase -= rec.origin.segmentBytes;
     rec.origin = counters;
     await this.store.putChannel(id, rec);
   }
 
   async #watch(socket: IoSocket, payload: unknown): Promise<object> {
-    this.#parse(watchRequestSchema, payload ?? {});
-    await socket.join('watchers');
+    const req = this.#parse(watchRequestSchema, payload ?? {});
+    // Directory pushes go to every watcher; stats only for the channel watched (or all when none given).
+    await socket.join(['watchers', req.channel ? `watch:${req.channel}` : 'watch:*']);
     return { channels: await this.directory() };
   }
 
@@ -666,7 +726,12 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       for (const p of peers) {
         const current = await this.store.linksOf(p.id);
         if (current.length >= min) continue;
-        const more = await this.policy.neighboursFor(p, current, this.opts.targetNeighbours - current.length, this.#ctx());
+        const more = await this.policy.neighboursFor(
+          p,
+          current,
+          this.opts.targetNeighbours - current.length,
+          this.#ctx(),
+        );
         if (more.length === 0) continue;
         for (const n of more) {
           await this.store.addLink(p.id, n);
@@ -680,15 +745,16 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
   async #sampleStats(): Promise<void> {
     if (this.#destroyed) return;
     await this.stats.sample();
-    const watchers = this.io.sockets.adapter.rooms.get('watchers');
-    if (watchers && watchers.size > 0) {
-      const all: ChannelStats[] = [];
-      for (const [id] of await this.store.listChannels()) {
-        const s = await this.channelStats(id);
-        if (s) all.push(s);
-      }
-      this.io.to('watchers').emit('stats', all);
+    const rooms = this.io.sockets.adapter.rooms;
+    if (!rooms.get('watchers')?.size) return;
+    const all: ChannelStats[] = [];
+    for (const [id] of await this.store.listChannels()) {
+      const s = await this.channelStats(id, PUSHED_HISTORY);
+      if (!s) continue;
+      all.push(s);
+      if (rooms.get(`watch:${id}`)?.size) this.io.to(`watch:${id}`).emit('stats', [s]);
     }
+    if (rooms.get('watch:*')?.size) this.io.to('watch:*').emit('stats', all);
   }
 
   async #collectMetrics(): Promise<void> {
@@ -706,7 +772,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       if (!s) continue;
       this.metrics.channelBytes.set({ channel: id, source: 'http' }, s.httpBytes);
       this.metrics.channelBytes.set({ channel: id, source: 'p2p' }, s.p2pBytes);
-      if (s.originSegmentBytes !== null) this.metrics.channelBytes.set({ channel: id, source: 'origin' }, s.originSegmentBytes);
+      if (s.originSegmentBytes !== null)
+        this.metrics.channelBytes.set({ channel: id, source: 'origin' }, s.originSegmentBytes);
       if (s.offload !== null) this.metrics.offload.set({ channel: id }, s.offload);
     }
   }

@@ -11,13 +11,14 @@ export interface StatsOptions {
   maxSnapshotPeers: number;
 }
 
-export const DEFAULT_STATS: StatsOptions = { historyLength: 900, offloadWindowMs: 30_000, maxSnapshotPeers: 300 };
+export const DEFAULT_STATS: StatsOptions = {
+  historyLength: 900,
+  offloadWindowMs: 30_000,
+  maxSnapshotPeers: 300,
+};
 
 interface ChannelSeries {
   history: ChannelStatsSample[];
-  /** Last cumulative bytes seen per `from>to` pair, to turn reports into per-interval flows. */
-  lastFlows: Map<string, number>;
-  flows: { from: string; to: string; bytes: number }[];
 }
 
 export class StatsKeeper {
@@ -38,9 +39,7 @@ export class StatsKeeper {
       let downloadKbps = 0;
       let uploadKbps = 0;
       let viewers = 0;
-      const series: ChannelSeries = this.#series.get(id) ?? { history: [], lastFlows: new Map(), flows: [] };
-      const flows: { from: string; to: string; bytes: number }[] = [];
-      const nextFlows = new Map<string, number>();
+      const series: ChannelSeries = this.#series.get(id) ?? { history: [] };
       for (const p of peers) {
         if (p.mode === 'viewer') viewers++;
         const r = p.report;
@@ -49,12 +48,6 @@ export class StatsKeeper {
         p2pBytes += r.p2pBytes;
         downloadKbps += r.downloadKbps;
         uploadKbps += r.uploadKbps;
-        for (const [from, bytes] of Object.entries(r.receivedFrom)) {
-          const key = `${from}>${p.id}`;
-          nextFlows.set(key, bytes);
-          const delta = bytes - (series.lastFlows.get(key) ?? 0);
-          if (delta > 0) flows.push({ from, to: p.id, bytes: delta });
-        }
       }
       const origin = rec.origin && rec.originBase !== null ? rec.origin.segmentBytes - rec.originBase : null;
       const sample: ChannelStatsSample = {
@@ -70,8 +63,6 @@ export class StatsKeeper {
       sample.offload = offloadOver(series.history, sample, this.opts.offloadWindowMs);
       series.history.push(sample);
       if (series.history.length > this.opts.historyLength) series.history.shift();
-      series.lastFlows = nextFlows;
-      series.flows = flows;
       this.#series.set(id, series);
     }
   }
@@ -87,15 +78,21 @@ export class StatsKeeper {
   async overlay(channel: string, now = Date.now()): Promise<OverlaySnapshot> {
     const all = await this.store.channelPeers(channel);
     // First tier first, so a capped drawing always shows the peers next to the origin.
-    const peers = [...all].sort((a, b) => Number(b.firstTier) - Number(a.firstTier)).slice(0, this.opts.maxSnapshotPeers);
+    const peers = [...all]
+      .sort((a, b) => Number(b.firstTier) - Number(a.firstTier))
+      .slice(0, this.opts.maxSnapshotPeers);
     const shown = new Set(peers.map((p) => p.id));
     const links: [string, string][] = [];
     for (const p of peers)
       for (const q of await this.store.linksOf(p.id)) if (p.id < q && shown.has(q)) links.push([p.id, q]);
-    const flows = (this.#series.get(channel)?.flows ?? []).filter((f) => shown.has(f.from) && shown.has(f.to));
+    const flows: OverlaySnapshot['flows'] = [];
+    for (const p of peers)
+      for (const [from, bytes] of Object.entries(p.flowsIn))
+        if (bytes > 0 && shown.has(from)) flows.push({ from, to: p.id, bytes });
     return {
       channel,
       at: now,
+      totalPeers: all.length,
       peers: peers.map((p) => ({
         id: p.id,
         kind: p.kind,
@@ -122,7 +119,11 @@ export class StatsKeeper {
  * the origin's own counters when the source reports them, else from peers' own HTTP/P2P split.
  * Clamped to [0, 1] (viewers outside the swarm, e.g. plain HLS players, also load the origin).
  */
-export function offloadOver(history: readonly ChannelStatsSample[], now: ChannelStatsSample, windowMs: number) {
+export function offloadOver(
+  history: readonly ChannelStatsSample[],
+  now: ChannelStatsSample,
+  windowMs: number,
+) {
   // Baseline: the newest sample at least a window old; while the history is younger, the start (zero).
   let base: Pick<ChannelStatsSample, 'httpBytes' | 'p2pBytes' | 'originSegmentBytes'> = {
     httpBytes: 0,

@@ -37,6 +37,8 @@ export interface PeerRecord {
   lastSeenAt: number;
   firstTier: boolean;
   report: PeerReport | null;
+  /** Bytes received from each neighbour during the last report interval (who feeds whom). */
+  flowsIn: Record<string, number>;
 }
 
 export interface ByteTotals {
