@@ -130,9 +130,6 @@ export const signalDataSchema = z.union([
     }),
   }),
   z.strictObject({ renegotiate: z.literal(true) }),
-  z.strictObject({
-    transceiverRequest: z.strictObject({ kind: z.enum(['audio', 'video']), init: z.unknown() }),
-  }),
 ]);
 export type SignalData = z.infer<typeof signalDataSchema>;
 

@@ -45,18 +45,21 @@ export class RandomPolicy implements OverlayPolicy {
 
   async neighboursFor(peer: PeerRecord, current: readonly string[], want: number, ctx: PolicyContext) {
     if (want <= 0) return [];
-    const skip = new Set([peer.id, ...current]);
-    const degrees = new Map<string, number>();
-    const candidates = await ctx.store.samplePeers(peer.channel, want * 3, (p) => {
-      if (skip.has(p.id) || p.rendition !== peer.rendition) return false;
-      return true;
-    });
+    const seen = new Set([peer.id, ...current]);
     const picked: string[] = [];
-    for (const c of candidates) {
-      if (picked.length >= want) break;
-      const degree = degrees.get(c.id) ?? (await ctx.store.linksOf(c.id)).length;
-      degrees.set(c.id, degree);
-      if (degree < ctx.maxNeighbours) picked.push(c.id);
+    // Rounds of random candidates; peers at their link cap are skipped and never looked at twice, so a
+    // swarm whose peers are mostly full still yields the ones with room.
+    for (let round = 0; round < 8 && picked.length < want; round++) {
+      const batch = await ctx.store.samplePeers(peer.channel, (want - picked.length) * 4, (p) => {
+        if (seen.has(p.id)) return false;
+        seen.add(p.id);
+        return p.rendition === peer.rendition;
+      });
+      if (batch.length === 0) break;
+      for (const c of batch) {
+        if (picked.length >= want) break;
+        if ((await ctx.store.linksOf(c.id)).length < ctx.maxNeighbours) picked.push(c.id);
+      }
     }
     return picked;
   }

@@ -102,9 +102,12 @@ interface SocketData {
   channel?: string;
   rendition?: string;
   sourceOf?: string;
+  /** Set while a join is being processed (a second join meanwhile is refused). */
+  joining?: boolean;
   ip: string;
   bucket: TokenBucket;
   strikes: number;
+  strikesSince: number;
 }
 
 type IoSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
@@ -448,6 +451,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       ip,
       bucket: new TokenBucket(this.opts.socketEventRate, this.opts.socketEventBurst),
       strikes: 0,
+      strikesSince: Date.now(),
     };
     next();
   }
@@ -471,6 +475,12 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
           this.metrics.rateLimited.inc({ event });
           this.#rejected(event, 'rate-limited', 'too many events', socket.data.ip);
           reply({ ok: false, error: { code: 'rate-limited', message: 'slow down' } });
+          // Persistent flooding (200 refusals within a minute) costs the connection.
+          const now = Date.now();
+          if (now - socket.data.strikesSince > 60_000) {
+            socket.data.strikes = 0;
+            socket.data.strikesSince = now;
+          }
           if (++socket.data.strikes > 200) socket.disconnect(true);
           return;
         }
@@ -519,7 +529,17 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       if ((payload as { protocolVersion: unknown }).protocolVersion !== TRACKER_PROTOCOL_VERSION)
         throw new Refusal('version-mismatch', `this tracker speaks protocol ${TRACKER_PROTOCOL_VERSION}`);
     const req = this.#parse(joinRequestSchema, payload);
-    if (socket.data.peerId) throw new Refusal('already-joined', 'this connection already joined');
+    if (socket.data.peerId || socket.data.joining)
+      throw new Refusal('already-joined', 'this connection already joined');
+    socket.data.joining = true;
+    try {
+      return await this.#admitPeer(socket, req);
+    } finally {
+      socket.data.joining = false;
+    }
+  }
+
+  async #admitPeer(socket: IoSocket, req: z.infer<typeof joinRequestSchema>): Promise<object> {
     if (socket.data.sourceOf)
       throw new Refusal('already-joined', 'a source connection cannot join as a peer');
     const channel = await this.store.getChannel(req.channel);
@@ -544,6 +564,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       report: null,
       flowsIn: {},
     };
+    if (socket.disconnected) throw new Refusal('not-joined', 'connection closed while joining');
     await this.store.putPeer(peer);
     socket.data.peerId = peer.id;
     socket.data.channel = peer.channel;
@@ -609,6 +630,25 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       await socket.join(`ch:${peer.channel}:${report.rendition}`);
       peer.rendition = report.rendition;
       socket.data.rendition = report.rendition;
+      // Neighbours and first tier are per rendition: start over in the new one.
+      const wasFirstTier = peer.firstTier;
+      peer.firstTier = false;
+      await this.store.putPeer(peer);
+      for (const partner of await this.store.dropLinks(peer.id)) await this.#notify(partner, [], [peer.id]);
+      const fresh = await this.policy.neighboursFor(peer, [], this.opts.targetNeighbours, this.#ctx());
+      for (const n of fresh) {
+        await this.store.addLink(peer.id, n);
+        await this.#notify(n, [peer.id], []);
+      }
+      await this.#updateFirstTier(peer.channel);
+      const updated = await this.store.getPeer(peer.id);
+      if (updated) {
+        peer.firstTier = updated.firstTier;
+        this.io
+          .to(`peer:${peer.id}`)
+          .emit('neighbours', { add: fresh, remove: [], firstTier: peer.firstTier });
+      }
+      debug('peer %s moved to %s (was first tier: %s)', peer.id, report.rendition, wasFirstTier);
     }
     const before = peer.report?.receivedFrom ?? {};
     peer.flowsIn = {};
