@@ -4,3 +4,4 @@ export * from './attestation.ts';
 export const PROTOCOL_VERSION = 1;
 export * from './emitter.ts';
 export * from './tracker.ts';
+export * from './wire-types.ts';

@@ -1,0 +1,86 @@
+/**
+ * The engine's seams: everything platform-specific is injected, so one engine runs in browsers, in
+ * Node peers and in the simulator (simulated clock and network). Nothing in `peer/core` reads the wall
+ * clock, starts a timer or opens a socket by itself.
+ */
+import type {
+  Ack,
+  Attestation,
+  ChannelInfo,
+  IceServer,
+  JoinRequest,
+  JoinResult,
+  NeighboursUpdate,
+  PeerReport,
+  SignalData,
+  TypedEmitter,
+} from '../../protocol/index.ts';
+
+export type TimerHandle = { readonly __timer: unique symbol } | number | object;
+
+/** Time and timers. Real in Node and browsers; simulated in tests and the simulator. */
+export interface Clock {
+  /** Milliseconds, monotonic (only differences matter; the wall clock is `wallNow`). */
+  now(): number;
+  /** Milliseconds since the Unix epoch (to compare with attestations' publish times). */
+  wallNow(): number;
+  setTimeout(fn: () => void, ms: number): TimerHandle;
+  clearTimeout(handle: TimerHandle | undefined): void;
+}
+
+export type PeerLinkEvents = {
+  /** Signaling data to relay to the remote peer through the tracker. */
+  signal: (data: SignalData) => void;
+  connect: () => void;
+  data: (bytes: Uint8Array) => void;
+  /** `bufferedAmount` fell below the low-water mark. */
+  drain: () => void;
+  close: (reason: string) => void;
+};
+
+/** A data channel to one remote peer. */
+export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
+  readonly remoteId: string;
+  readonly connected: boolean;
+  /** Bytes queued and not yet sent (backpressure). */
+  readonly bufferedAmount: number;
+  /** Feeds signaling data received from the remote peer. */
+  signal(data: SignalData): void;
+  send(bytes: Uint8Array): void;
+  /** Idempotent; emits `close` once. */
+  destroy(reason?: string): void;
+}
+
+export interface Transport {
+  createLink(opts: { localId: string; remoteId: string; initiator: boolean; iceServers: IceServer[] }): PeerLink;
+}
+
+export interface HttpResponse {
+  status: number;
+  bytes: Uint8Array;
+}
+
+export interface HttpFetcher {
+  /** GET `url`. Rejects on network errors and when `signal` aborts. `onProgress` reports bytes received. */
+  get(url: string, opts?: { signal?: AbortSignal; onProgress?: (receivedBytes: number) => void }): Promise<HttpResponse>;
+}
+
+export type TrackerConnectionEvents = {
+  neighbours: (update: NeighboursUpdate) => void;
+  signal: (msg: { from: string; data: SignalData }) => void;
+  attestation: (att: Attestation) => void;
+  channel: (info: ChannelInfo) => void;
+  /** The connection to the tracker dropped (the engine keeps playing from the origin and P2P links). */
+  disconnected: (reason: string) => void;
+  /** Reconnected: the engine joins again. */
+  reconnected: () => void;
+};
+
+/** The engine's session with the tracker (socket.io in Node and browsers; a fake in the simulator). */
+export interface TrackerConnection extends TypedEmitter<TrackerConnectionEvents> {
+  join(req: JoinRequest): Promise<Ack<JoinResult>>;
+  report(report: PeerReport): void;
+  signal(to: string, data: SignalData): Promise<Ack<object>>;
+  leave(): void;
+  close(): void;
+}
