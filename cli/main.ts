@@ -3,6 +3,7 @@ import { ConfigError } from '../source/index.ts';
 import { UsageError } from './args.ts';
 import { runSourceCli, SOURCE_HELP } from './source.ts';
 import { runTrackerCli, TRACKER_HELP } from './tracker.ts';
+import { runPeerCli, PEER_HELP } from './peer.ts';
 import { runDemo, DEMO_HELP } from './demo.ts';
 
 const HELP = `Usage: peertv <command> [options]
@@ -10,6 +11,7 @@ const HELP = `Usage: peertv <command> [options]
 Commands:
   source    broadcast a channel (test pattern, file or RTMP) and serve it as HLS origin
   tracker   channel directory, peer sessions, signaling relay, stats, metrics and dashboard
+  peer      a headless Node viewer or relay super-peer in a channel's swarm
   demo      the demo: a test-pattern channel on this machine
 
 Run "peertv <command> --help" for a command's options.
@@ -18,6 +20,7 @@ Run "peertv <command> --help" for a command's options.
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: string }> = {
   source: { run: runSourceCli, help: SOURCE_HELP },
   tracker: { run: runTrackerCli, help: TRACKER_HELP },
+  peer: { run: runPeerCli, help: PEER_HELP },
   demo: { run: runDemo, help: DEMO_HELP },
 };
 

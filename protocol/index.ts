@@ -5,3 +5,4 @@ export const PROTOCOL_VERSION = 1;
 export * from './emitter.ts';
 export * from './tracker.ts';
 export * from './wire-types.ts';
+export * from './wire.ts';

@@ -80,7 +80,8 @@ export const joinRequestSchema = z.strictObject({
   channel: channelIdSchema,
   kind: z.enum(PEER_KINDS),
   mode: z.enum(PEER_MODES).default('viewer'),
-  rendition: renditionSchema,
+  /** Omitted: the tracker assigns the channel's lowest rendition (players on 'auto' start there). */
+  rendition: renditionSchema.optional(),
   /** Measured (or declared) upload capacity. */
   uploadKbps: kbps,
   natType: z.enum(NAT_TYPES).default('unknown'),
@@ -183,6 +184,8 @@ export type Ack<T> = ({ ok: true } & T) | { ok: false; error: { code: TrackerErr
 
 export interface JoinResult {
   peerId: string;
+  /** The rendition this session is in (as asked, or assigned). */
+  rendition: string;
   iceServers: IceServer[];
   channel: ChannelInfo;
   neighbours: string[];

@@ -544,8 +544,11 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       throw new Refusal('already-joined', 'a source connection cannot join as a peer');
     const channel = await this.store.getChannel(req.channel);
     if (!channel) throw new Refusal('unknown-channel', `no channel ${req.channel}`);
-    if (!channel.registration.renditions.some((r) => r.name === req.rendition))
-      throw new Refusal('invalid-input', `channel ${req.channel} has no rendition ${req.rendition}`);
+    const renditions = channel.registration.renditions;
+    const rendition =
+      req.rendition ?? renditions.reduce((a, b) => (a.bandwidthBps <= b.bandwidthBps ? a : b)).name;
+    if (!renditions.some((r) => r.name === rendition))
+      throw new Refusal('invalid-input', `channel ${req.channel} has no rendition ${rendition}`);
     if ((await this.store.countPeers()) >= this.opts.maxPeers)
       throw new Refusal('tracker-full', 'tracker is full');
     const now = Date.now();
@@ -554,7 +557,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       channel: req.channel,
       kind: req.kind,
       mode: req.mode,
-      rendition: req.rendition,
+      rendition,
       natType: req.natType,
       uploadKbps: req.uploadKbps,
       ip: socket.data.ip,
@@ -588,6 +591,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     const fresh = await this.store.getPeer(peer.id);
     return {
       peerId: peer.id,
+      rendition,
       iceServers: this.opts.iceServers,
       channel: (await this.channelInfo(peer.channel))!,
       neighbours,

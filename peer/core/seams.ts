@@ -52,7 +52,12 @@ export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
 }
 
 export interface Transport {
-  createLink(opts: { localId: string; remoteId: string; initiator: boolean; iceServers: IceServer[] }): PeerLink;
+  createLink(opts: {
+    localId: string;
+    remoteId: string;
+    initiator: boolean;
+    iceServers: IceServer[];
+  }): PeerLink;
 }
 
 export interface HttpResponse {
@@ -61,8 +66,14 @@ export interface HttpResponse {
 }
 
 export interface HttpFetcher {
-  /** GET `url`. Rejects on network errors and when `signal` aborts. `onProgress` reports bytes received. */
-  get(url: string, opts?: { signal?: AbortSignal; onProgress?: (receivedBytes: number) => void }): Promise<HttpResponse>;
+  /**
+   * GET `url`. Rejects on network errors and when `signal` aborts; HTTP error statuses are returned.
+   * `onProgress` is called with the size of each chunk as it arrives.
+   */
+  get(
+    url: string,
+    opts?: { signal?: AbortSignal; onProgress?: (chunkBytes: number) => void },
+  ): Promise<HttpResponse>;
 }
 
 export type TrackerConnectionEvents = {

@@ -1,0 +1,192 @@
+/**
+ * Virtual time for tests and the simulator: nothing happens until the owner advances the clock, then
+ * due timers run synchronously in time order (ties in scheduling order), including timers scheduled by
+ * timers while advancing. Pure: no real timers, no wall clock.
+ */
+import type { Clock, TimerHandle } from './seams.ts';
+
+export interface ManualClockOptions {
+  /** Value of `now()` at creation (ms). Default 0. */
+  startMs: number;
+  /** Value of `wallNow()` at creation (ms since the Unix epoch). Default 2025-01-01T00:00:00Z. */
+  wallStartMs: number;
+}
+
+export const DEFAULT_MANUAL_CLOCK: ManualClockOptions = {
+  startMs: 0,
+  wallStartMs: Date.UTC(2025, 0, 1),
+};
+
+/** Guards `advance`/`runUntilIdle` against timers that reschedule themselves at the same instant forever. */
+const MAX_TIMERS_PER_CALL = 50_000_000;
+
+interface Timer {
+  id: number;
+  dueMs: number;
+  /** Scheduling order: breaks ties between timers due at the same instant. */
+  seq: number;
+  fn: () => void;
+}
+
+export class ManualClock implements Clock {
+  #nowMs: number;
+  /** wallNow() − now(). */
+  #wallOffsetMs: number;
+  #seq = 0;
+  #nextId = 1;
+  /** Min-heap on (dueMs, seq); cancelled timers are removed from `#live` and skipped lazily. */
+  readonly #heap: Timer[] = [];
+  readonly #live = new Map<number, Timer>();
+  #running = false;
+
+  constructor(opts: Partial<ManualClockOptions> = {}) {
+    const o = { ...DEFAULT_MANUAL_CLOCK, ...opts };
+    if (!Number.isFinite(o.startMs)) throw new RangeError('ManualClock: startMs must be a finite number');
+    if (!Number.isFinite(o.wallStartMs))
+      throw new RangeError('ManualClock: wallStartMs must be a finite number');
+    this.#nowMs = o.startMs;
+    this.#wallOffsetMs = o.wallStartMs - o.startMs;
+  }
+
+  now(): number {
+    return this.#nowMs;
+  }
+
+  wallNow(): number {
+    return this.#nowMs + this.#wallOffsetMs;
+  }
+
+  /** Sets the wall clock (e.g. to simulate a skewed peer) without moving monotonic time or timers. */
+  setWallNow(wallMs: number): void {
+    if (!Number.isFinite(wallMs)) throw new RangeError('ManualClock: wall time must be a finite number');
+    this.#wallOffsetMs = wallMs - this.#nowMs;
+  }
+
+  /** Schedules `fn` at `now() + ms` (negative or NaN delays count as 0). Never runs it synchronously. */
+  setTimeout(fn: () => void, ms: number): TimerHandle {
+    if (typeof fn !== 'function') throw new TypeError('ManualClock.setTimeout: fn must be a function');
+    const delay = Number.isNaN(ms) || ms < 0 ? 0 : ms;
+    const timer: Timer = { id: this.#nextId++, dueMs: this.#nowMs + delay, seq: this.#seq++, fn };
+    this.#live.set(timer.id, timer);
+    this.#push(timer);
+    return timer.id;
+  }
+
+  clearTimeout(handle: TimerHandle | undefined): void {
+    if (typeof handle !== 'number' || !this.#live.delete(handle)) return;
+    // Cancelled timers leave the heap lazily; rebuild it when they dominate (many cleared timeouts).
+    if (this.#heap.length > 1024 && this.#heap.length > 2 * this.#live.size) {
+      const live = this.#heap.filter((t) => this.#live.get(t.id) === t);
+      this.#heap.length = 0;
+      for (const t of live) this.#push(t);
+    }
+  }
+
+  /** Timers scheduled and neither run nor cleared. */
+  get pendingTimers(): number {
+    return this.#live.size;
+  }
+
+  /** Due time of the next pending timer, or undefined. */
+  nextDueMs(): number | undefined {
+    return this.#peek()?.dueMs;
+  }
+
+  /**
+   * Moves time forward by `ms`, running every timer due up to the new time in (due, scheduling) order,
+   * with `now()` equal to each timer's due time while it runs. A throwing timer aborts the advance
+   * (the error propagates; time stays at that timer's due time; later timers stay pending).
+   * Returns the number of timers run.
+   */
+  advance(ms: number): number {
+    if (!(ms >= 0) || !Number.isFinite(ms))
+      throw new RangeError('ManualClock.advance: ms must be finite and ≥ 0');
+    const targetMs = this.#nowMs + ms;
+    const ran = this.#runThrough(targetMs);
+    this.#nowMs = targetMs;
+    return ran;
+  }
+
+  /** Advances to the absolute time `ms` (no-op if already past it). Returns the number of timers run. */
+  advanceTo(ms: number): number {
+    return this.advance(Math.max(0, ms - this.#nowMs));
+  }
+
+  /**
+   * Runs timers (jumping time to each) until none is pending, but never past `now() + limitMs`.
+   * Returns true if it went idle, false if timers are still pending at the limit (then `now()` is the
+   * limit). Time stops at the last timer run when idle is reached.
+   */
+  runUntilIdle(limitMs = 3_600_000): boolean {
+    if (!(limitMs >= 0)) throw new RangeError('ManualClock.runUntilIdle: limitMs must be ≥ 0');
+    const limitAt = this.#nowMs + limitMs;
+    this.#runThrough(limitAt);
+    if (this.#live.size === 0) return true;
+    if (Number.isFinite(limitAt)) this.#nowMs = limitAt;
+    return false;
+  }
+
+  #runThrough(targetMs: number): number {
+    if (this.#running) throw new Error('ManualClock: advance() called from inside a timer');
+    this.#running = true;
+    let ran = 0;
+    try {
+      for (;;) {
+        const next = this.#peek();
+        if (!next || next.dueMs > targetMs) break;
+        this.#pop();
+        this.#live.delete(next.id);
+        if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
+        if (++ran > MAX_TIMERS_PER_CALL)
+          throw new Error(`ManualClock: more than ${MAX_TIMERS_PER_CALL} timers in one call`);
+        next.fn();
+      }
+    } finally {
+      this.#running = false;
+    }
+    return ran;
+  }
+
+  /** The earliest live timer (drops cancelled ones from the top of the heap). */
+  #peek(): Timer | undefined {
+    for (;;) {
+      const top = this.#heap[0];
+      if (!top || this.#live.get(top.id) === top) return top;
+      this.#pop();
+    }
+  }
+
+  static #before(a: Timer, b: Timer): boolean {
+    return a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq);
+  }
+
+  #push(t: Timer): void {
+    const h = this.#heap;
+    h.push(t);
+    let i = h.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (!ManualClock.#before(h[i]!, h[p]!)) break;
+      [h[i], h[p]] = [h[p]!, h[i]!];
+      i = p;
+    }
+  }
+
+  #pop(): void {
+    const h = this.#heap;
+    const last = h.pop();
+    if (!last || h.length === 0) return;
+    h[0] = last;
+    let i = 0;
+    for (;;) {
+      const l = 2 * i + 1;
+      const r = l + 1;
+      let m = i;
+      if (l < h.length && ManualClock.#before(h[l]!, h[m]!)) m = l;
+      if (r < h.length && ManualClock.#before(h[r]!, h[m]!)) m = r;
+      if (m === i) break;
+      [h[i], h[m]] = [h[m]!, h[i]!];
+      i = m;
+    }
+  }
+}

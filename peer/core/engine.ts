@@ -1,0 +1,874 @@
+/**
+ * The P2P engine: joins the tracker, keeps WebRTC neighbours, learns segments from the origin's
+ * playlist and the tracker's attestation pushes, and serves `load()` demands with a deadline-aware
+ * scheduler: P2P when a neighbour holds the segment and can deliver it in time with a safety margin,
+ * HTTP from the origin otherwise, switching a slow or silent P2P transfer to HTTP in time. Every byte
+ * is verified against the channel's signed attestation before it is stored, played or uploaded.
+ *
+ * Isomorphic: time, network, HTTP and the tracker session are injected (see seams.ts).
+ */
+import {
+  checkAttestationFor,
+  importChannelKey,
+  parseAttestation,
+  segmentKey,
+  TRACKER_PROTOCOL_VERSION,
+  TypedEmitter,
+  verifyAttestationSignature,
+  checkSegmentBytes,
+  type Attestation,
+  type ChannelInfo,
+  type IceServer,
+  type NatType,
+  type PeerKind,
+  type PeerMode,
+  type PeerReport,
+} from '../../protocol/index.ts';
+import { Ewma, RateMeter } from './estimators.ts';
+import { parseMasterPlaylist, parseMediaPlaylist } from './hls.ts';
+import { DownloadAbort, Neighbour, type Download } from './neighbour.ts';
+import { toRanges, type SegmentStore } from './segment-store.ts';
+import type {
+  Clock,
+  HttpFetcher,
+  TimerHandle,
+  TrackerConnection,
+  TrackerConnectionEvents,
+  Transport,
+} from './seams.ts';
+import { UploadManager, type UploadOptions } from './upload.ts';
+
+export interface EngineOptions {
+  channel: string;
+  kind: PeerKind;
+  mode: PeerMode;
+  /** A rendition name, or 'auto' (the player picks by throughput; starts at the lowest). */
+  rendition: string;
+  /** Upload cap in kbit/s; 0 = no cap. */
+  uploadCapKbps: number;
+  /** Upload capacity declared at join until one is measured (kbit/s). */
+  declaredUploadKbps: number;
+  natType: NatType;
+  /** Origin to use when the tracker cannot be reached (otherwise the tracker's channel info says). */
+  originUrl: string | undefined;
+  /** False: never use P2P (the HTTP-only baseline). */
+  p2p: boolean;
+  /** A P2P transfer must be expected to finish this long before its deadline. */
+  safetyMarginMs: number;
+  /** A P2P transfer without progress for this long is switched to HTTP. */
+  p2pStallMs: number;
+  /** Links kept at most. */
+  maxNeighbours: number;
+  /** A link that has not connected after this long is dropped. */
+  connectTimeoutMs: number;
+  schedulerTickMs: number;
+  /** Segments of the live window kept in memory for neighbours. */
+  keepSegments: number;
+  upload: Partial<UploadOptions>;
+}
+
+export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
+  kind: 'node',
+  mode: 'viewer',
+  rendition: 'auto',
+  uploadCapKbps: 0,
+  declaredUploadKbps: 10_000,
+  natType: 'unknown',
+  originUrl: undefined,
+  p2p: true,
+  safetyMarginMs: 700,
+  p2pStallMs: 1000,
+  maxNeighbours: 12,
+  connectTimeoutMs: 10_000,
+  schedulerTickMs: 100,
+  keepSegments: 12,
+  upload: {},
+};
+
+export interface EngineDeps {
+  clock: Clock;
+  transport: Transport;
+  http: HttpFetcher;
+  tracker: TrackerConnection | undefined;
+  store: SegmentStore;
+}
+
+export interface KnownSegment {
+  rendition: string;
+  mediaSequence: number;
+  discontinuitySequence: number;
+  durationS: number;
+  url: string;
+  gap: boolean;
+}
+
+export interface Variant {
+  name: string;
+  bandwidthBps: number;
+  width?: number;
+  height?: number;
+}
+
+export type SegmentSourceKind = 'http' | 'p2p';
+
+export type EngineEvents = {
+  /** Channel, key and first playlist known: `load()` can be served. */
+  ready: () => void;
+  /** The media playlist of the current rendition changed. */
+  playlist: (info: { newest: number; oldest: number; ended: boolean }) => void;
+  'segment-loaded': (info: {
+    rendition: string;
+    mediaSequence: number;
+    source: SegmentSourceKind;
+    from?: string;
+    bytes: number;
+    ms: number;
+  }) => void;
+  'segment-rejected': (info: {
+    rendition: string;
+    mediaSequence: number;
+    reason: string;
+    from?: string;
+  }) => void;
+  'peer-connected': (info: { id: string }) => void;
+  'peer-closed': (info: { id: string; reason: string }) => void;
+  'first-tier': (firstTier: boolean) => void;
+  'rendition-changed': (rendition: string) => void;
+  /** Runtime failures with a stable code: 'tracker-unavailable', 'origin-unavailable', 'playlist-invalid'. */
+  error: (info: { code: string; message: string }) => void;
+};
+
+interface Demand {
+  rendition: string;
+  mediaSequence: number;
+  deadlineAt: number;
+  waiters: { resolve: (r: LoadResult) => void; reject: (e: Error) => void }[];
+}
+
+interface Fetch {
+  rendition: string;
+  mediaSequence: number;
+  via: SegmentSourceKind;
+  startedAt: number;
+  neighbour?: Neighbour;
+  download?: Download;
+  abort?: AbortController;
+}
+
+export interface LoadResult {
+  bytes: Uint8Array;
+  /** 'cache': it was already held (fetched earlier, e.g. as first tier or for neighbours). */
+  source: SegmentSourceKind | 'cache';
+  attestation: Attestation;
+}
+
+export class EngineError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+export class PeerEngine extends TypedEmitter<EngineEvents> {
+  readonly opts: EngineOptions;
+  readonly #d: EngineDeps;
+  peerId = '';
+  firstTier = false;
+  channelInfo: ChannelInfo | undefined;
+  originUrl = '';
+  variants: Variant[] = [];
+  rendition = '';
+  iceServers: IceServer[] = [];
+  readonly neighbours = new Map<string, Neighbour>();
+  readonly uploads: UploadManager;
+  /** Known segments of the current rendition, by media sequence. */
+  readonly known = new Map<number, KnownSegment>();
+  newestPublished = -1;
+  ended = false;
+  httpBytes = 0;
+  p2pBytes = 0;
+  readonly receivedFrom: Record<string, number> = {};
+  readonly downloadRate = new RateMeter(5000);
+  /** Segment download throughput over HTTP (bytes/s) and its time to first byte (ms). */
+  readonly httpThroughput = new Ewma(0.3, 500_000);
+  readonly httpFirstByteMs = new Ewma(0.3, 100);
+  #key: CryptoKey | undefined;
+  readonly #attestations = new Map<string, Attestation>();
+  readonly #verified = new Set<string>();
+  readonly #attestationFetches = new Map<string, Promise<Attestation | undefined>>();
+  readonly #demands = new Map<string, Demand>();
+  readonly #fetches = new Map<string, Fetch>();
+  readonly #introduced = new Set<string>();
+  readonly #banned = new Set<string>();
+  readonly #redials = new Map<string, number>();
+  readonly #connectTimers = new Map<string, TimerHandle>();
+  #mediaPlaylistUrl = '';
+  #playlistTimer: TimerHandle | undefined;
+  #tickTimer: TimerHandle | undefined;
+  #reportTimer: TimerHandle | undefined;
+  #reportIntervalMs = 5000;
+  #playbackProbe: () => { bufferS: number; stalls: number } = () => ({ bufferS: 0, stalls: 0 });
+  #destroyed = false;
+  readonly #unsubscribe: (() => void)[] = [];
+
+  constructor(opts: Partial<EngineOptions> & Pick<EngineOptions, 'channel'>, deps: EngineDeps) {
+    super();
+    this.opts = { ...DEFAULT_ENGINE, ...opts };
+    if (this.opts.uploadCapKbps < 0 || this.opts.declaredUploadKbps < 0)
+      throw new RangeError('upload rates must not be negative');
+    this.#d = deps;
+    this.uploads = new UploadManager(
+      deps.clock,
+      {
+        acquire: (r, seq) => {
+          const got = deps.store.get(r, seq);
+          if (!got) return undefined;
+          deps.store.pin(r, seq);
+          return got.bytes;
+        },
+        release: (r, seq) => deps.store.unpin(r, seq),
+      },
+      { ...this.opts.upload, capKbps: this.opts.uploadCapKbps },
+    );
+    const onAdded = ({ rendition, seqs }: { rendition: string; seqs: number[] }) => {
+      const ranges = toRanges(seqs);
+      for (const n of this.neighbours.values()) n.announce(rendition, ranges, false);
+    };
+    const onEvicted = ({ rendition, seqs }: { rendition: string; seqs: number[] }) => {
+      const ranges = toRanges(seqs);
+      for (const n of this.neighbours.values()) n.announceLost(rendition, ranges);
+    };
+    deps.store.on('added', onAdded);
+    deps.store.on('evicted', onEvicted);
+    this.#unsubscribe.push(
+      () => deps.store.off('added', onAdded),
+      () => deps.store.off('evicted', onEvicted),
+    );
+  }
+
+  get clock(): Clock {
+    return this.#d.clock;
+  }
+
+  get destroyed(): boolean {
+    return this.#destroyed;
+  }
+
+  /** Lets the player report buffer and stalls to the tracker. */
+  setPlaybackProbe(probe: () => { bufferS: number; stalls: number }): void {
+    this.#playbackProbe = probe;
+  }
+
+  // ------------------------------------------------------------------ start-up
+
+  /** Joins the tracker (or goes HTTP-only), loads the channel key and the playlists. */
+  async start(): Promise<void> {
+    const { tracker } = this.#d;
+    let info: ChannelInfo | undefined;
+    if (tracker && this.opts.p2p) {
+      this.#wireTracker(tracker);
+      try {
+        info = await this.#join(tracker);
+      } catch (err) {
+        this.emit('error', { code: 'tracker-unavailable', message: (err as Error).message });
+      }
+    }
+    this.originUrl = (info?.originUrl ?? this.opts.originUrl ?? '').replace(/\/+$/, '');
+    if (!this.originUrl)
+      throw new EngineError(
+        'origin-unavailable',
+        'no origin URL: the tracker is unreachable and none was given',
+      );
+    // The channel's public key comes from the origin, never from a peer (nor from the tracker).
+    const meta = await this.#getJson(`${this.originUrl}/channels/${this.opts.channel}/channel.json`);
+    const o = meta as { publicKey?: unknown; live?: { master?: unknown } | null; status?: unknown };
+    if (typeof o.publicKey !== 'string')
+      throw new EngineError('origin-unavailable', 'channel.json without a public key');
+    this.#key = await importChannelKey(o.publicKey);
+    const masterUrl = typeof o.live?.master === 'string' ? o.live.master : undefined;
+    if (!masterUrl)
+      throw new EngineError('channel-offline', `channel ${this.opts.channel} is not broadcasting`);
+    const master = parseMasterPlaylist(await this.#getText(masterUrl), masterUrl);
+    this.variants = master.variants
+      .map((v) => ({
+        name: v.name,
+        bandwidthBps: v.bandwidthBps,
+        width: v.width,
+        height: v.height,
+        url: v.url,
+      }))
+      .sort((a, b) => a.bandwidthBps - b.bandwidthBps);
+    if (this.variants.length === 0)
+      throw new EngineError('playlist-invalid', 'master playlist without variants');
+    this.#variantUrls = new Map(master.variants.map((v) => [v.name, v.url]));
+    const wanted =
+      this.opts.rendition === 'auto' ? this.rendition || this.variants[0]!.name : this.opts.rendition;
+    if (!this.#variantUrls.has(wanted)) throw new EngineError('playlist-invalid', `no rendition ${wanted}`);
+    this.rendition = wanted;
+    this.#mediaPlaylistUrl = this.#variantUrls.get(wanted)!;
+    await this.#pollPlaylist();
+    this.#scheduleTick();
+    this.emit('ready');
+  }
+
+  #variantUrls = new Map<string, string>();
+
+  async #join(tracker: TrackerConnection): Promise<ChannelInfo> {
+    const wanted = this.opts.rendition === 'auto' ? this.rendition || undefined : this.opts.rendition;
+    const ack = await tracker.join({
+      protocolVersion: TRACKER_PROTOCOL_VERSION,
+      channel: this.opts.channel,
+      kind: this.opts.kind,
+      mode: this.opts.mode,
+      // 'auto' before the ladder is known: the tracker assigns the lowest rendition.
+      ...(wanted && { rendition: wanted }),
+      uploadKbps: this.opts.declaredUploadKbps,
+      natType: this.opts.natType,
+    });
+    if (!ack.ok) throw new EngineError('tracker-unavailable', `${ack.error.code}: ${ack.error.message}`);
+    this.peerId = ack.peerId;
+    this.iceServers = ack.iceServers;
+    this.channelInfo = ack.channel;
+    this.rendition ||= ack.rendition;
+    this.#setFirstTier(ack.firstTier);
+    this.#reportIntervalMs = ack.reportIntervalMs;
+    for (const id of ack.neighbours) this.#introduce(id);
+    this.#scheduleReport();
+    return ack.channel;
+  }
+
+  #wireTracker(tracker: TrackerConnection): void {
+    const handlers: Partial<TrackerConnectionEvents> = {
+      neighbours: (u) => {
+        this.#setFirstTier(u.firstTier);
+        for (const id of u.add) this.#introduce(id);
+      },
+      signal: ({ from, data }) => {
+        if (this.#destroyed || !this.opts.p2p || this.#banned.has(from)) return;
+        let n = this.neighbours.get(from);
+        if (!n) {
+          if (this.neighbours.size >= this.opts.maxNeighbours) return;
+          n = this.#connect(from, false);
+        }
+        n.link.signal(data);
+      },
+      attestation: (att) => this.#onAttestation(att),
+      channel: (info) => {
+        this.channelInfo = info;
+      },
+      reconnected: () => {
+        // A new session: new id and neighbours; existing P2P links stay until they close.
+        void this.#join(tracker).catch((err) =>
+          this.emit('error', { code: 'tracker-unavailable', message: (err as Error).message }),
+        );
+      },
+    };
+    for (const [event, fn] of Object.entries(handlers) as [keyof TrackerConnectionEvents, never][]) {
+      tracker.on(event, fn);
+      this.#unsubscribe.push(() => tracker.off(event, fn));
+    }
+  }
+
+  #setFirstTier(v: boolean): void {
+    if (this.firstTier === v) return;
+    this.firstTier = v;
+    this.emit('first-tier', v);
+  }
+
+  // ------------------------------------------------------------------ neighbours
+
+  #redial(id: string): void {
+    if (this.#destroyed || !this.#introduced.has(id) || this.peerId >= id) return;
+    const attempt = (this.#redials.get(id) ?? 0) + 1;
+    if (attempt > 3) return;
+    this.#redials.set(id, attempt);
+    this.#d.clock.setTimeout(
+      () => {
+        if (!this.#destroyed && !this.neighbours.has(id) && this.neighbours.size < this.opts.maxNeighbours)
+          this.#connect(id, true);
+      },
+      1000 * 2 ** attempt,
+    );
+  }
+
+  #introduce(id: string): void {
+    if (this.#destroyed || !this.opts.p2p || id === this.peerId || this.#banned.has(id)) return;
+    this.#introduced.add(id);
+    // Of an introduced pair, the peer whose id sorts first sends the offer.
+    if (!this.neighbours.has(id) && this.peerId < id && this.neighbours.size < this.opts.maxNeighbours)
+      this.#connect(id, true);
+  }
+
+  #connect(remoteId: string, initiator: boolean): Neighbour {
+    const { clock, transport, tracker } = this.#d;
+    const link = transport.createLink({
+      localId: this.peerId,
+      remoteId,
+      initiator,
+      iceServers: this.iceServers,
+    });
+    const n = new Neighbour(link, clock, { peerId: this.peerId, channel: this.opts.channel });
+    this.neighbours.set(remoteId, n);
+    link.on('signal', (data) => {
+      void tracker?.signal(remoteId, data).then((ack) => {
+        if (!ack.ok) n.close('bye', `signaling refused: ${ack.error.code}`);
+      });
+    });
+    link.on('drain', () => this.uploads.onDrain());
+    this.#connectTimers.set(
+      remoteId,
+      clock.setTimeout(() => {
+        if (!n.open) n.close('peer-timeout', 'did not connect in time');
+      }, this.opts.connectTimeoutMs),
+    );
+    n.on('open', () => {
+      clock.clearTimeout(this.#connectTimers.get(remoteId));
+      this.#connectTimers.delete(remoteId);
+      n.announce(this.rendition, this.#d.store.heldRanges(this.rendition), true);
+      this.emit('peer-connected', { id: remoteId });
+    });
+    n.on('request', (req) => {
+      if (this.#destroyed) return;
+      this.uploads.enqueue(n, req);
+    });
+    n.on('cancel', (requestId) => this.uploads.cancel(n, requestId));
+    n.on('have', () => this.#scheduleTick(0));
+    n.on('close', ({ reason, code }) => {
+      clock.clearTimeout(this.#connectTimers.get(remoteId));
+      this.#connectTimers.delete(remoteId);
+      if (this.neighbours.get(remoteId) === n) this.neighbours.delete(remoteId);
+      this.uploads.forget(n);
+      this.emit('peer-closed', { id: remoteId, reason });
+      // A neighbour that broke the protocol or sent bad data is never dialled again; others are
+      // retried a few times (the initiator of the pair dials).
+      if (code && code !== 'peer-timeout') this.#banned.add(remoteId);
+      else this.#redial(remoteId);
+      this.#scheduleTick(0);
+    });
+    return n;
+  }
+
+  // ------------------------------------------------------------------ playlist and attestations
+
+  async #pollPlaylist(): Promise<void> {
+    if (this.#destroyed) return;
+    const url = this.#mediaPlaylistUrl;
+    const rendition = this.rendition;
+    try {
+      const pl = parseMediaPlaylist(await this.#getText(url), url);
+      if (this.#destroyed || rendition !== this.rendition) return;
+      for (const s of pl.segments)
+        if (!this.known.has(s.mediaSequence))
+          this.known.set(s.mediaSequence, {
+            rendition,
+            mediaSequence: s.mediaSequence,
+            discontinuitySequence: s.discontinuitySequence,
+            durationS: s.durationS,
+            url: s.url,
+            gap: s.gap,
+          });
+      const seqs = [...this.known.keys()].sort((a, b) => a - b);
+      const newest = seqs.at(-1) ?? -1;
+      for (const s of seqs) if (s < newest - 3 * this.opts.keepSegments) this.known.delete(s);
+      this.newestPublished = Math.max(this.newestPublished, newest);
+      this.ended = pl.ended;
+      this.#d.store.setWindow(rendition, Math.max(0, newest - this.opts.keepSegments));
+      this.emit('playlist', { newest, oldest: seqs[0] ?? -1, ended: pl.ended });
+      this.#scheduleTick(0);
+      const targetMs = Math.max(250, (pl.targetDurationS * 1000) / 2);
+      if (!pl.ended)
+        this.#playlistTimer = this.#d.clock.setTimeout(() => void this.#pollPlaylist(), targetMs);
+    } catch (err) {
+      this.emit('error', { code: 'origin-unavailable', message: `playlist: ${(err as Error).message}` });
+      this.#playlistTimer = this.#d.clock.setTimeout(() => void this.#pollPlaylist(), 1000);
+    }
+  }
+
+  #onAttestation(att: Attestation): void {
+    if (att.channel !== this.opts.channel) return;
+    this.#attestations.set(segmentKey(att), att);
+    if (att.rendition === this.rendition) {
+      this.newestPublished = Math.max(this.newestPublished, att.mediaSequence);
+      // A first-tier peer fetches a fresh segment as soon as it is published.
+      if (this.firstTier) this.#scheduleTick(0);
+    }
+  }
+
+  /** The verified attestation of a segment (pushed by the tracker or fetched from the origin). */
+  async #attestation(rendition: string, seq: number): Promise<Attestation | undefined> {
+    const key = segmentKey({ channel: this.opts.channel, rendition, mediaSequence: seq });
+    let att = this.#attestations.get(key);
+    if (!att) {
+      let pending = this.#attestationFetches.get(key);
+      if (!pending) {
+        pending = this.#getJson(this.#segmentUrl(rendition, seq).replace(/\.ts$/, '.json'))
+          .then((json) => {
+            const parsed = parseAttestation(json);
+            return parsed.ok ? parsed.attestation : undefined;
+          })
+          .catch(() => undefined)
+          .finally(() => this.#attestationFetches.delete(key));
+        this.#attestationFetches.set(key, pending);
+      }
+      att = await pending;
+      if (!att) return undefined;
+      this.#attestations.set(key, att);
+    }
+    if (!this.#verified.has(key)) {
+      const about = checkAttestationFor(att, { channel: this.opts.channel, rendition, mediaSequence: seq });
+      const signed = about.ok ? await verifyAttestationSignature(att, this.#key!) : about;
+      if (!signed.ok) {
+        this.#attestations.delete(key);
+        this.emit('segment-rejected', { rendition, mediaSequence: seq, reason: signed.code });
+        return undefined;
+      }
+      this.#verified.add(key);
+    }
+    return att;
+  }
+
+  #segmentUrl(rendition: string, seq: number): string {
+    const k = rendition === this.rendition ? this.known.get(seq) : undefined;
+    return k?.url ?? `${this.originUrl}/channels/${this.opts.channel}/segments/${rendition}/${seq}.ts`;
+  }
+
+  // ------------------------------------------------------------------ loading
+
+  /**
+   * Loads a segment (verified) by `deadlineAt` (engine clock ms). Resolves with its bytes and where
+   * they came from; rejects only when even the origin cannot provide it.
+   */
+  load(rendition: string, mediaSequence: number, deadlineAt: number): Promise<LoadResult> {
+    if (this.#destroyed) return Promise.reject(new EngineError('destroyed', 'engine destroyed'));
+    const held = this.#d.store.get(rendition, mediaSequence);
+    if (held) return Promise.resolve({ bytes: held.bytes, source: 'cache', attestation: held.attestation });
+    const key = `${rendition}/${mediaSequence}`;
+    let demand = this.#demands.get(key);
+    if (!demand) {
+      demand = { rendition, mediaSequence, deadlineAt, waiters: [] };
+      this.#demands.set(key, demand);
+    }
+    demand.deadlineAt = Math.min(demand.deadlineAt, deadlineAt);
+    const p = new Promise<LoadResult>((resolve, reject) => demand!.waiters.push({ resolve, reject }));
+    this.#scheduleTick(0);
+    return p;
+  }
+
+  /** Switches the rendition this peer fetches and shares (new neighbours from the tracker). */
+  setRendition(name: string): void {
+    if (name === this.rendition || !this.#variantUrls.has(name)) return;
+    this.rendition = name;
+    this.#mediaPlaylistUrl = this.#variantUrls.get(name)!;
+    this.known.clear();
+    this.#d.clock.clearTimeout(this.#playlistTimer);
+    void this.#pollPlaylist();
+    this.#sendReport();
+    this.emit('rendition-changed', name);
+  }
+
+  #scheduleTick(delayMs = this.opts.schedulerTickMs): void {
+    if (this.#destroyed) return;
+    if (delayMs > 0 && this.#tickTimer !== undefined) return;
+    this.#d.clock.clearTimeout(this.#tickTimer);
+    this.#tickTimer = this.#d.clock.setTimeout(() => {
+      this.#tickTimer = undefined;
+      this.#tick();
+      this.#scheduleTick();
+    }, delayMs);
+  }
+
+  /** One scheduling round. */
+  #tick(): void {
+    if (this.#destroyed || !this.#key) return;
+    const now = this.#d.clock.now();
+    // First tier: pull fresh segments of our rendition from the origin as soon as they exist.
+    if (this.firstTier && this.newestPublished >= 0) {
+      for (let seq = Math.max(0, this.newestPublished - 1); seq <= this.newestPublished; seq++) {
+        const k = this.known.get(seq);
+        if (k?.gap) continue;
+        if (!this.#d.store.has(this.rendition, seq) && !this.#fetches.has(`${this.rendition}/${seq}`))
+          this.#startHttp(this.rendition, seq);
+      }
+    }
+    for (const [key, demand] of this.#demands) {
+      const { rendition, mediaSequence: seq } = demand;
+      const fetch = this.#fetches.get(key);
+      const timeLeft = demand.deadlineAt - now;
+      const size = this.#expectedSize(rendition, seq);
+      if (fetch?.via === 'http') continue;
+      if (fetch?.via === 'p2p') {
+        const d = fetch.download!;
+        const stalled = now - d.lastProgressAt > this.opts.p2pStallMs;
+        const rate =
+          d.firstByteAt !== undefined && now > d.firstByteAt
+            ? (d.received * 1000) / (now - d.firstByteAt)
+            : fetch.neighbour!.throughput.value;
+        const remaining = (d.totalBytes ?? size) - d.received;
+        const late =
+          now + (remaining / Math.max(1, rate)) * 1000 > demand.deadlineAt - this.opts.safetyMarginMs / 2;
+        const httpNeedsMs = this.#httpEstimateMs(size) + this.opts.safetyMarginMs;
+        if (stalled || (late && timeLeft < httpNeedsMs * 2)) {
+          fetch.neighbour!.cancel(d, stalled ? 'stalled' : 'too slow');
+          this.#fetches.delete(key);
+          this.#startHttp(rendition, seq);
+        }
+        continue;
+      }
+      // Not in flight: P2P if a neighbour holds it and can deliver in time, else HTTP when time is short.
+      const best = this.opts.p2p ? this.#bestHolder(rendition, seq, size) : undefined;
+      if (best && now + best.etaMs + this.opts.safetyMarginMs < demand.deadlineAt) {
+        this.#startP2p(best.neighbour, rendition, seq, demand.deadlineAt, size);
+        continue;
+      }
+      const httpNeedsMs = this.#httpEstimateMs(size) + this.opts.safetyMarginMs;
+      // Waiting is worth it only while someone may still get it to us in time.
+      const mayArrive = this.opts.p2p && this.neighbours.size > 0 && !this.firstTier;
+      if (!mayArrive || timeLeft <= httpNeedsMs + this.#waitAllowanceMs()) this.#startHttp(rendition, seq);
+    }
+  }
+
+  /** How long past the HTTP estimate a non-first-tier peer keeps waiting for a neighbour to get a segment. */
+  #waitAllowanceMs(): number {
+    return this.opts.safetyMarginMs;
+  }
+
+  #expectedSize(rendition: string, seq: number): number {
+    const att = this.#attestations.get(
+      segmentKey({ channel: this.opts.channel, rendition, mediaSequence: seq }),
+    );
+    if (att) return att.byteLength;
+    const v = this.variants.find((x) => x.name === rendition);
+    const dur = this.known.get(seq)?.durationS ?? this.channelInfo?.segmentDurationS ?? 2;
+    return v ? (v.bandwidthBps / 8) * dur : 1_000_000;
+  }
+
+  #httpEstimateMs(size: number): number {
+    return this.httpFirstByteMs.value + (size / Math.max(1, this.httpThroughput.value)) * 1000;
+  }
+
+  #bestHolder(
+    rendition: string,
+    seq: number,
+    size: number,
+  ): { neighbour: Neighbour; etaMs: number } | undefined {
+    let best: { neighbour: Neighbour; etaMs: number } | undefined;
+    for (const n of this.neighbours.values()) {
+      if (!n.open || !n.holdsSegment(rendition, seq) || n.downloads.size >= 2) continue;
+      const etaMs =
+        n.firstByteMs.value + (size / Math.max(1, n.throughput.value)) * 1000 * (1 + n.downloads.size);
+      if (!best || etaMs < best.etaMs) best = { neighbour: n, etaMs };
+    }
+    return best;
+  }
+
+  #startP2p(n: Neighbour, rendition: string, seq: number, deadlineAt: number, size: number): void {
+    const key = `${rendition}/${seq}`;
+    const att = this.#attestations.get(
+      segmentKey({ channel: this.opts.channel, rendition, mediaSequence: seq }),
+    );
+    const d = n.request(rendition, seq, deadlineAt - this.#d.clock.now(), att?.byteLength);
+    const fetch: Fetch = {
+      rendition,
+      mediaSequence: seq,
+      via: 'p2p',
+      startedAt: this.#d.clock.now(),
+      neighbour: n,
+      download: d,
+    };
+    this.#fetches.set(key, fetch);
+    void size;
+    d.promise.then(
+      (bytes) => void this.#onBytes(fetch, bytes),
+      (err: Error) => {
+        if (this.#fetches.get(key) !== fetch) return;
+        this.#fetches.delete(key);
+        if (!(err instanceof DownloadAbort) || err.reason !== 'cancelled') this.#scheduleTick(0);
+      },
+    );
+  }
+
+  #startHttp(rendition: string, seq: number): void {
+    const key = `${rendition}/${seq}`;
+    const abort = new AbortController();
+    const fetch: Fetch = {
+      rendition,
+      mediaSequence: seq,
+      via: 'http',
+      startedAt: this.#d.clock.now(),
+      abort,
+    };
+    this.#fetches.set(key, fetch);
+    let firstByteAt: number | undefined;
+    this.#d.http
+      .get(this.#segmentUrl(rendition, seq), {
+        signal: abort.signal,
+        onProgress: () => (firstByteAt ??= this.#d.clock.now()),
+      })
+      .then((res) => {
+        if (res.status !== 200)
+          throw new EngineError('origin-unavailable', `segment ${key}: HTTP ${res.status}`);
+        const now = this.#d.clock.now();
+        if (firstByteAt !== undefined) this.httpFirstByteMs.add(firstByteAt - fetch.startedAt);
+        if (res.bytes.byteLength > 32 * 1024)
+          this.httpThroughput.add(
+            res.bytes.byteLength / Math.max(0.001, (now - (firstByteAt ?? fetch.startedAt)) / 1000),
+          );
+        return this.#onBytes(fetch, res.bytes);
+      })
+      .catch((err: Error) => {
+        if (this.#fetches.get(key) === fetch) this.#fetches.delete(key);
+        if (this.#destroyed) return;
+        this.emit('error', { code: 'origin-unavailable', message: err.message });
+        // Retry soon; a demand past its deadline is still wanted (the player is stalled on it).
+        this.#d.clock.setTimeout(() => this.#scheduleTick(0), 300);
+      });
+  }
+
+  async #onBytes(fetch: Fetch, bytes: Uint8Array): Promise<void> {
+    const { rendition, mediaSequence: seq } = fetch;
+    const key = `${rendition}/${seq}`;
+    const att = await this.#attestation(rendition, seq);
+    if (this.#destroyed || this.#fetches.get(key) !== fetch) return;
+    this.#fetches.delete(key);
+    const from = fetch.neighbour?.id;
+    const check = att
+      ? await checkSegmentBytes(att, bytes)
+      : ({ ok: false, code: 'attestation-unavailable' } as const);
+    if (!att || !check.ok) {
+      const reason = check.ok ? 'attestation-unavailable' : check.code;
+      this.emit('segment-rejected', { rendition, mediaSequence: seq, reason, ...(from && { from }) });
+      // Drop the bytes; a neighbour that sent bad data is cut off; fetch again from the origin.
+      if (fetch.neighbour && att) fetch.neighbour.close('peer-sent-bad-segment', `${key}: ${reason}`);
+      if (fetch.via === 'p2p') this.#startHttp(rendition, seq);
+      else this.#d.clock.setTimeout(() => this.#scheduleTick(0), 500);
+      return;
+    }
+    const ms = this.#d.clock.now() - fetch.startedAt;
+    const now = this.#d.clock.now();
+    this.downloadRate.add(now, bytes.byteLength);
+    if (fetch.via === 'http') this.httpBytes += bytes.byteLength;
+    else {
+      this.p2pBytes += bytes.byteLength;
+      this.receivedFrom[from!] = (this.receivedFrom[from!] ?? 0) + bytes.byteLength;
+    }
+    this.#d.store.put(rendition, seq, bytes, att);
+    this.emit('segment-loaded', {
+      rendition,
+      mediaSequence: seq,
+      source: fetch.via,
+      bytes: bytes.byteLength,
+      ms,
+      ...(from && { from }),
+    });
+    const demand = this.#demands.get(key);
+    if (demand) {
+      this.#demands.delete(key);
+      for (const w of demand.waiters) w.resolve({ bytes, source: fetch.via, attestation: att });
+    }
+  }
+
+  /** Gives up a demand (the player moved on). */
+  drop(rendition: string, mediaSequence: number): void {
+    const key = `${rendition}/${mediaSequence}`;
+    const demand = this.#demands.get(key);
+    if (!demand) return;
+    this.#demands.delete(key);
+    for (const w of demand.waiters) w.reject(new EngineError('dropped', 'no longer needed'));
+    const f = this.#fetches.get(key);
+    if (f?.via === 'p2p') f.neighbour!.cancel(f.download!, 'dropped');
+    if (f) this.#fetches.delete(key);
+    f?.abort?.abort();
+  }
+
+  // ------------------------------------------------------------------ reports and stats
+
+  #scheduleReport(): void {
+    this.#d.clock.clearTimeout(this.#reportTimer);
+    this.#reportTimer = this.#d.clock.setTimeout(() => {
+      this.#sendReport();
+      this.#scheduleReport();
+    }, this.#reportIntervalMs);
+  }
+
+  #sendReport(): void {
+    const tracker = this.#d.tracker;
+    if (!tracker || !this.peerId || this.#destroyed) return;
+    const held = this.#d.store.heldRanges(this.rendition);
+    const playback = this.#playbackProbe();
+    const neighbours = [...this.neighbours.values()].filter((n) => n.open).map((n) => n.id);
+    const receivedFrom: Record<string, number> = {};
+    for (const id of neighbours) if (this.receivedFrom[id]) receivedFrom[id] = this.receivedFrom[id]!;
+    const report: PeerReport = {
+      rendition: this.rendition,
+      bufferS: Math.min(3600, Math.max(0, playback.bufferS)),
+      held: held.length > 0 ? { first: held[0]![0], last: held.at(-1)![1] } : null,
+      uploadKbps: Math.round(
+        this.uploads.measuredCapacityKbps() || this.opts.uploadCapKbps || this.opts.declaredUploadKbps,
+      ),
+      downloadKbps: Math.round((this.downloadRate.rate(this.#d.clock.now()) * 8) / 1000),
+      httpBytes: this.httpBytes,
+      p2pBytes: this.p2pBytes,
+      uploadedBytes: this.uploads.uploadedBytes,
+      neighbours: neighbours.slice(0, 64),
+      receivedFrom,
+      stalls: playback.stalls,
+    };
+    tracker.report(report);
+  }
+
+  stats() {
+    return {
+      peerId: this.peerId,
+      rendition: this.rendition,
+      firstTier: this.firstTier,
+      httpBytes: this.httpBytes,
+      p2pBytes: this.p2pBytes,
+      uploadedBytes: this.uploads.uploadedBytes,
+      peers: [...this.neighbours.values()].filter((n) => n.open).length,
+      downloadKbps: (this.downloadRate.rate(this.#d.clock.now()) * 8) / 1000,
+      uploadKbps: this.uploads.currentRateKbps(),
+    };
+  }
+
+  // ------------------------------------------------------------------ helpers
+
+  async #getText(url: string): Promise<string> {
+    const res = await this.#d.http.get(url);
+    if (res.status !== 200) throw new EngineError('origin-unavailable', `${url}: HTTP ${res.status}`);
+    return new TextDecoder().decode(res.bytes);
+  }
+
+  async #getJson(url: string): Promise<unknown> {
+    return JSON.parse(await this.#getText(url)) as unknown;
+  }
+
+  /** Leaves the tracker, closes every link, cancels every fetch. Idempotent. */
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
+    const { clock } = this.#d;
+    for (const t of [
+      this.#playlistTimer,
+      this.#tickTimer,
+      this.#reportTimer,
+      ...this.#connectTimers.values(),
+    ])
+      clock.clearTimeout(t);
+    for (const f of this.#fetches.values()) {
+      f.abort?.abort();
+      if (f.download) f.neighbour?.cancel(f.download, 'destroyed');
+    }
+    this.#fetches.clear();
+    for (const d of this.#demands.values())
+      for (const w of d.waiters) w.reject(new EngineError('destroyed', 'engine destroyed'));
+    this.#demands.clear();
+    for (const n of this.neighbours.values()) n.close('bye', 'leaving');
+    this.neighbours.clear();
+    this.uploads.destroy();
+    this.#d.tracker?.leave();
+    for (const u of this.#unsubscribe) u();
+    this.removeAllListeners();
+  }
+}

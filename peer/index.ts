@@ -1,0 +1,30 @@
+export {
+  PeerEngine,
+  DEFAULT_ENGINE,
+  EngineError,
+  type EngineOptions,
+  type EngineDeps,
+  type EngineEvents,
+  type LoadResult,
+  type KnownSegment,
+  type Variant,
+} from './core/engine.ts';
+export {
+  HeadlessPlayer,
+  DEFAULT_PLAYER,
+  type PlayerOptions,
+  type PlayerEvents,
+  type PlayerState,
+} from './core/player.ts';
+export { MemorySegmentStore, type SegmentStore } from './core/segment-store.ts';
+export { ManualClock } from './core/clock.ts';
+export { MemoryNetwork } from './core/memory-transport.ts';
+export { UploadManager, DEFAULT_UPLOAD, type UploadOptions } from './core/upload.ts';
+export { Neighbour } from './core/neighbour.ts';
+export { parseMasterPlaylist, parseMediaPlaylist } from './core/hls.ts';
+export type { Clock, HttpFetcher, PeerLink, Transport, TrackerConnection } from './core/seams.ts';
+export { realClock } from './platform/clock.ts';
+export { fetchHttp, createHttpFetcher } from './platform/http.ts';
+export { SimplePeerTransport, loopbackCandidatesOnly } from './platform/simple-peer-transport.ts';
+export { SocketIoTrackerConnection } from './platform/tracker-connection.ts';
+export { startNodePeer, type NodePeer, type NodePeerOptions } from './node/node-peer.ts';

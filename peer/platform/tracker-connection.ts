@@ -1,0 +1,292 @@
+/**
+ * {@link TrackerConnection} over socket.io-client (browsers and Node). socket.io reconnects by itself
+ * after network trouble; this class reports it (`disconnected`, `reconnected`: the engine joins again).
+ * Everything the tracker pushes is validated before it is emitted; invalid pushes are dropped and
+ * counted, never thrown.
+ */
+import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
+import {
+  CHANNEL_STATUSES,
+  TRACKER_ERROR_CODES,
+  TypedEmitter,
+  channelIdSchema,
+  describeIssue,
+  parseAttestation,
+  peerIdSchema,
+  renditionSchema,
+  signalDataSchema,
+  z,
+  type Ack,
+  type ClientToServerEvents,
+  type JoinRequest,
+  type JoinResult,
+  type PeerReport,
+  type ServerToClientEvents,
+  type SignalData,
+} from '../../protocol/index.ts';
+import type { TrackerConnection, TrackerConnectionEvents } from '../core/seams.ts';
+
+export interface SocketIoTrackerConnectionOptions {
+  /** The tracker's URL, e.g. `http://127.0.0.1:8000`. */
+  url: string;
+  /** Passed to `io()` over the defaults (`transports: ['websocket']`, `forceNew: true`). */
+  socketOptions?: Partial<ManagerOptions & SocketOptions>;
+  /** How long `join` waits for the tracker's answer (default 10 s). */
+  joinTimeoutMs?: number;
+  /** How long `signal` waits for the tracker's answer (default 10 s). */
+  ackTimeoutMs?: number;
+  /**
+   * When the tracker itself closes the session (it timed the peer out) or refuses the connection
+   * (rate limits), socket.io does not try again; this connection does after this delay (default 5 s;
+   * 0: never).
+   */
+  reconnectAfterKickMs?: number;
+}
+
+export interface TrackerConnectionStats {
+  /** Pushes from the tracker that failed validation and were dropped, per event. */
+  invalidPushes: Record<string, number>;
+  /** The last invalid push's event and reason. */
+  lastInvalid: string | null;
+  /** Reports not sent (disconnected) or refused by the tracker. */
+  reportsDropped: number;
+  reportsRefused: number;
+  /** Last refusal of a report (code: message). */
+  lastReportError: string | null;
+  connectErrors: number;
+  reconnects: number;
+}
+
+// ---- schemas for what the tracker sends: strict about the fields we use, extra fields pass through ----
+
+const LIST_MAX = 1000;
+const peerList = z.array(peerIdSchema).max(LIST_MAX);
+const neighboursSchema = z.object({ add: peerList, remove: peerList, firstTier: z.boolean() });
+const pushedSignalSchema = z.object({ from: peerIdSchema, data: signalDataSchema });
+const iceServerSchema = z.object({
+  urls: z.union([z.string().max(2048), z.array(z.string().max(2048)).max(16)]),
+  username: z.string().max(1024).optional(),
+  credential: z.string().max(1024).optional(),
+});
+const channelInfoSchema = z.looseObject({
+  id: channelIdSchema,
+  title: z.string().max(1000),
+  status: z.enum(CHANNEL_STATUSES),
+  originUrl: z.string().max(2048),
+  publicKey: z.string().max(256),
+  segmentDurationS: z.number().positive().max(3600),
+  renditions: z
+    .array(
+      z.object({
+        name: renditionSchema,
+        width: z.number().int().nonnegative(),
+        height: z.number().int().nonnegative(),
+        bandwidthBps: z.number().nonnegative(),
+      }),
+    )
+    .max(64),
+  livePlaylist: z.string().max(2048).nullable(),
+  recordings: z
+    .array(z.object({ id: z.string().max(256), title: z.string().max(1000), master: z.string().max(2048) }))
+    .max(10_000),
+  viewers: z.number().int().nonnegative(),
+  offload: z.number().nullable(),
+});
+const joinResultSchema = z.looseObject({
+  peerId: peerIdSchema,
+  rendition: renditionSchema,
+  iceServers: z.array(iceServerSchema).max(64),
+  channel: channelInfoSchema,
+  neighbours: peerList,
+  firstTier: z.boolean(),
+  reportIntervalMs: z.number().finite().positive(),
+});
+const ackErrorSchema = z.object({
+  ok: z.literal(false),
+  error: z.object({ code: z.enum(TRACKER_ERROR_CODES), message: z.string().max(10_000) }),
+});
+
+type IoSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
+
+export class SocketIoTrackerConnection
+  extends TypedEmitter<TrackerConnectionEvents>
+  implements TrackerConnection
+{
+  readonly #socket: IoSocket;
+  readonly #joinTimeoutMs: number;
+  readonly #ackTimeoutMs: number;
+  readonly #kickDelayMs: number;
+  #everConnected = false;
+  #closed = false;
+  #kickTimer: ReturnType<typeof setTimeout> | undefined;
+  readonly #stats: TrackerConnectionStats = {
+    invalidPushes: {},
+    lastInvalid: null,
+    reportsDropped: 0,
+    reportsRefused: 0,
+    lastReportError: null,
+    connectErrors: 0,
+    reconnects: 0,
+  };
+
+  constructor(opts: SocketIoTrackerConnectionOptions) {
+    super();
+    this.#joinTimeoutMs = opts.joinTimeoutMs ?? 10_000;
+    this.#ackTimeoutMs = opts.ackTimeoutMs ?? 10_000;
+    this.#kickDelayMs = opts.reconnectAfterKickMs ?? 5000;
+    this.#socket = io(opts.url, { transports: ['websocket'], forceNew: true, ...opts.socketOptions });
+    const s = this.#socket;
+    s.on('connect', () => {
+      if (this.#everConnected) {
+        this.#stats.reconnects++;
+        this.emit('reconnected');
+      }
+      this.#everConnected = true;
+    });
+    s.on('connect_error', () => {
+      this.#stats.connectErrors++;
+      // Refused by the tracker's middleware (e.g. rate-limited): socket.io gives up; try again later.
+      if (!s.active) this.#retryLater();
+    });
+    s.on('disconnect', (reason) => {
+      if (this.#closed) return;
+      this.emit('disconnected', reason);
+      if (reason === 'io server disconnect') this.#retryLater();
+    });
+    s.on('neighbours', (u: unknown) => this.#push('neighbours', neighboursSchema, u));
+    s.on('signal', (m: unknown) => this.#push('signal', pushedSignalSchema, m));
+    s.on('channel', (c: unknown) => this.#push('channel', channelInfoSchema, c));
+    s.on('attestation', (a: unknown) => {
+      const r = parseAttestation(a);
+      if (r.ok) this.emit('attestation', r.attestation);
+      else this.#invalid('attestation', r.message);
+    });
+  }
+
+  /** Connected to the tracker right now. */
+  get connected(): boolean {
+    return this.#socket.connected;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Counters (a copy). */
+  get stats(): TrackerConnectionStats {
+    return { ...this.#stats, invalidPushes: { ...this.#stats.invalidPushes } };
+  }
+
+  /**
+   * Joins a channel. Resolves with the tracker's answer (`ok: false` when it refused); rejects when it
+   * does not answer within the join timeout, when the connection drops meanwhile, when the answer is
+   * malformed, or after `close`. Sent as soon as the socket is connected.
+   */
+  async join(req: JoinRequest): Promise<Ack<JoinResult>> {
+    const ack = await this.#ask('join', req, this.#joinTimeoutMs);
+    if (isOk(ack)) {
+      const r = joinResultSchema.safeParse(ack);
+      if (!r.success) throw new Error(`tracker sent a malformed join answer (${describeIssue(r.error)})`);
+      return { ok: true, ...(r.data as JoinResult) };
+    }
+    return refusal(ack, 'join');
+  }
+
+  /** Fire and forget: dropped while disconnected (stale reports are useless); refusals are counted. */
+  report(report: PeerReport): void {
+    if (this.#closed || !this.#socket.connected) {
+      this.#stats.reportsDropped++;
+      return;
+    }
+    this.#withTimeout(this.#ackTimeoutMs).emit('report', report, (err: Error | null, ack?: unknown) => {
+      if (err || !ack || isOk(ack)) return;
+      this.#stats.reportsRefused++;
+      const e = ackErrorSchema.safeParse(ack);
+      this.#stats.lastReportError = e.success ? `${e.data.error.code}: ${e.data.error.message}` : 'malformed';
+    });
+  }
+
+  /**
+   * Relays signaling data to a peer the tracker introduced. Resolves with the tracker's answer; rejects
+   * when disconnected, on timeout, or on a malformed answer.
+   */
+  async signal(to: string, data: SignalData): Promise<Ack<object>> {
+    if (!this.#closed && !this.#socket.connected) throw new Error('not connected to the tracker');
+    const ack = await this.#ask('signal', { to, data }, this.#ackTimeoutMs);
+    return isOk(ack) ? { ok: true } : refusal(ack, 'signal');
+  }
+
+  /** Leaves the channel (the connection stays open for a later `join`). */
+  leave(): void {
+    if (this.#closed || !this.#socket.connected) return;
+    this.#withTimeout(this.#ackTimeoutMs).emit('leave', () => {});
+  }
+
+  /** Closes the connection for good (idempotent; no event is emitted afterwards). */
+  close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#kickTimer);
+    this.#socket.disconnect();
+    this.#socket.removeAllListeners();
+    this.removeAllListeners();
+  }
+
+  #retryLater(): void {
+    if (this.#closed || this.#kickDelayMs <= 0) return;
+    clearTimeout(this.#kickTimer);
+    this.#kickTimer = setTimeout(() => {
+      this.#kickTimer = undefined;
+      if (!this.#closed && !this.#socket.active) this.#socket.connect();
+    }, this.#kickDelayMs);
+  }
+
+  async #ask(event: 'join' | 'signal', payload: unknown, timeoutMs: number): Promise<unknown> {
+    if (this.#closed) throw new Error('tracker connection is closed');
+    try {
+      return await this.#withTimeout(timeoutMs).emitWithAck(event, payload);
+    } catch (err) {
+      const why = (err as Error).message;
+      throw new Error(
+        why === 'operation has timed out'
+          ? `tracker did not answer ${event} within ${timeoutMs} ms`
+          : `${event} failed: ${why}`,
+        { cause: err },
+      );
+    }
+  }
+
+  /**
+   * The socket with an ack timeout, untyped: answers are validated here rather than trusted (and
+   * socket.io's types do not model optional acks with a timeout).
+   */
+  #withTimeout(ms: number): {
+    emit(event: string, ...args: unknown[]): void;
+    emitWithAck(event: string, ...args: unknown[]): Promise<unknown>;
+  } {
+    return this.#socket.timeout(ms) as never;
+  }
+
+  #push<E extends 'neighbours' | 'signal' | 'channel'>(event: E, schema: z.ZodType, payload: unknown): void {
+    if (this.#closed) return;
+    const r = schema.safeParse(payload);
+    if (!r.success) return this.#invalid(event, describeIssue(r.error));
+    const args = [r.data] as unknown as Parameters<TrackerConnectionEvents[E]>;
+    this.emit(event, ...args);
+  }
+
+  #invalid(event: string, why: string): void {
+    this.#stats.invalidPushes[event] = (this.#stats.invalidPushes[event] ?? 0) + 1;
+    this.#stats.lastInvalid = `${event}: ${why}`;
+  }
+}
+
+function isOk(ack: unknown): ack is { ok: true } {
+  return typeof ack === 'object' && ack !== null && (ack as { ok?: unknown }).ok === true;
+}
+
+function refusal(ack: unknown, event: string): Ack<never> {
+  const e = ackErrorSchema.safeParse(ack);
+  if (!e.success) throw new Error(`tracker sent a malformed ${event} answer (${describeIssue(e.error)})`);
+  return e.data;
+}

@@ -1,0 +1,611 @@
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { signalDataSchema, type SignalData } from '../../protocol/index.ts';
+import { ManualClock } from '../../peer/core/clock.ts';
+import { MemoryNetwork, type MemoryNetworkConfig } from '../../peer/core/memory-transport.ts';
+import type { Clock, PeerLink } from '../../peer/core/seams.ts';
+import { realClock } from '../../peer/platform/clock.ts';
+import { loopbackCandidatesOnly, SimplePeerTransport } from '../../peer/platform/simple-peer-transport.ts';
+import { loadWrtc } from '../../peer/node/wrtc.ts';
+
+const KiB = 1024;
+
+// ---------------------------------------------------------------------------------------------------
+// ManualClock
+
+describe('ManualClock', () => {
+  test('runs due timers in time order, ties in scheduling order, with now() at each due time', () => {
+    const clock = new ManualClock();
+    const log: string[] = [];
+    const at = (name: string) => () => log.push(`${name}@${clock.now()}`);
+    clock.setTimeout(at('c'), 30);
+    clock.setTimeout(at('a'), 10);
+    clock.setTimeout(at('b1'), 20);
+    clock.setTimeout(at('b2'), 20);
+    clock.setTimeout(at('z'), 0);
+    assert.deepEqual(log, [], 'never synchronous');
+    assert.equal(clock.pendingTimers, 5);
+    assert.equal(clock.advance(20), 4);
+    assert.deepEqual(log, ['z@0', 'a@10', 'b1@20', 'b2@20']);
+    assert.equal(clock.now(), 20);
+    clock.advance(9.5);
+    assert.equal(clock.now(), 29.5);
+    assert.equal(log.length, 4);
+    clock.advance(0.5);
+    assert.deepEqual(log.at(-1), 'c@30');
+    assert.equal(clock.pendingTimers, 0);
+  });
+
+  test('runs timers scheduled by timers within the same advance, in order', () => {
+    const clock = new ManualClock();
+    const log: string[] = [];
+    clock.setTimeout(() => {
+      log.push(`outer@${clock.now()}`);
+      clock.setTimeout(() => log.push(`same-instant@${clock.now()}`), 0);
+      clock.setTimeout(() => {
+        log.push(`inner@${clock.now()}`);
+        clock.setTimeout(() => log.push(`too-late@${clock.now()}`), 100);
+      }, 5);
+    }, 10);
+    clock.setTimeout(() => log.push(`other@${clock.now()}`), 12);
+    clock.advance(50);
+    assert.deepEqual(log, ['outer@10', 'same-instant@10', 'other@12', 'inner@15']);
+    assert.equal(clock.nextDueMs(), 115);
+    clock.advance(65);
+    assert.deepEqual(log.at(-1), 'too-late@115');
+  });
+
+  test('clearTimeout cancels; unknown handles are ignored', () => {
+    const clock = new ManualClock();
+    let ran = 0;
+    const h = clock.setTimeout(() => ran++, 5);
+    clock.setTimeout(() => ran++, 6);
+    clock.clearTimeout(h);
+    clock.clearTimeout(h);
+    clock.clearTimeout(undefined);
+    clock.clearTimeout(12345);
+    assert.equal(clock.pendingTimers, 1);
+    clock.advance(10);
+    assert.equal(ran, 1);
+    // Many cleared timers do not accumulate.
+    for (let i = 0; i < 10_000; i++) clock.clearTimeout(clock.setTimeout(() => ran++, 1000 + i));
+    assert.equal(clock.pendingTimers, 0);
+    clock.advance(20_000);
+    assert.equal(ran, 1);
+  });
+
+  test('runUntilIdle jumps through timers and stops at the limit when timers keep coming', () => {
+    const clock = new ManualClock({ startMs: 1000 });
+    const log: number[] = [];
+    clock.setTimeout(() => clock.setTimeout(() => log.push(clock.now()), 500), 250);
+    assert.equal(clock.runUntilIdle(), true);
+    assert.deepEqual(log, [1750]);
+    assert.equal(clock.now(), 1750, 'time stops at the last timer');
+    const tick = (): void => {
+      log.push(clock.now());
+      clock.setTimeout(tick, 100);
+    };
+    clock.setTimeout(tick, 100);
+    assert.equal(clock.runUntilIdle(1000), false);
+    assert.equal(clock.now(), 2750);
+    assert.deepEqual(log.slice(1), [1850, 1950, 2050, 2150, 2250, 2350, 2450, 2550, 2650, 2750]);
+  });
+
+  test('wallNow follows now from a settable start', () => {
+    const clock = new ManualClock({ startMs: 5, wallStartMs: Date.UTC(2030, 0, 1) });
+    assert.equal(clock.now(), 5);
+    assert.equal(clock.wallNow(), Date.UTC(2030, 0, 1));
+    clock.advance(1500);
+    assert.equal(clock.now(), 1505);
+    assert.equal(clock.wallNow(), Date.UTC(2030, 0, 1) + 1500);
+    clock.setWallNow(42);
+    assert.equal(clock.wallNow(), 42);
+    assert.equal(clock.now(), 1505, 'monotonic time unaffected');
+    clock.advance(8);
+    assert.equal(clock.wallNow(), 50);
+  });
+
+  test('an error in a timer propagates and leaves later timers pending', () => {
+    const clock = new ManualClock();
+    let later = 0;
+    clock.setTimeout(() => {
+      throw new Error('boom');
+    }, 10);
+    clock.setTimeout(() => later++, 20);
+    assert.throws(() => clock.advance(30), /boom/);
+    assert.equal(clock.now(), 10);
+    assert.equal(later, 0);
+    clock.advance(20);
+    assert.equal(later, 1);
+  });
+
+  test('rejects bad arguments', () => {
+    const clock = new ManualClock();
+    assert.throws(() => clock.advance(-1), RangeError);
+    assert.throws(() => clock.advance(Number.NaN), RangeError);
+    assert.throws(() => new ManualClock({ startMs: Number.NaN }), RangeError);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+// MemoryNetwork
+
+interface Recorder {
+  data: { atMs: number; bytes: Uint8Array }[];
+  closes: { atMs: number; reason: string }[];
+  connects: number[];
+  drains: number[];
+  signals: SignalData[];
+}
+
+function record(link: PeerLink, clock: Clock): Recorder {
+  const r: Recorder = { data: [], closes: [], connects: [], drains: [], signals: [] };
+  link.on('data', (bytes) => r.data.push({ atMs: clock.now(), bytes }));
+  link.on('close', (reason) => r.closes.push({ atMs: clock.now(), reason }));
+  link.on('connect', () => r.connects.push(clock.now()));
+  link.on('drain', () => r.drains.push(clock.now()));
+  link.on('signal', (s) => r.signals.push(s));
+  return r;
+}
+
+/** Links `a` (initiator) and `b` through a relay that forwards signals at once (a tracker with no delay). */
+function pair(net: MemoryNetwork, a: string, b: string) {
+  const la = net.transport(a).createLink({ localId: a, remoteId: b, initiator: true, iceServers: [] });
+  const lb = net.transport(b).createLink({ localId: b, remoteId: a, initiator: false, iceServers: [] });
+  la.on('signal', (s) => lb.signal(signalDataSchema.parse(s)));
+  lb.on('signal', (s) => la.signal(signalDataSchema.parse(s)));
+  return { la, lb, ra: record(la, net.clock), rb: record(lb, net.clock) };
+}
+
+function memNet(config: Partial<MemoryNetworkConfig> = {}) {
+  const clock = new ManualClock();
+  return { clock, net: new MemoryNetwork(clock, config) };
+}
+
+function connected(config: Partial<MemoryNetworkConfig> = {}) {
+  const { clock, net } = memNet(config);
+  const p = pair(net, 'a', 'b');
+  clock.runUntilIdle();
+  assert.ok(p.la.connected && p.lb.connected);
+  return { clock, net, ...p };
+}
+
+const filled = (n: number, v: number): Uint8Array => new Uint8Array(n).fill(v);
+
+describe('MemoryNetwork', () => {
+  test('signaling: offer then answer through signal events, then both connect', () => {
+    const { clock, net } = memNet({ latencyMs: 40 });
+    const { la, lb, ra, rb } = pair(net, 'a', 'b');
+    assert.equal(la.connected, false);
+    assert.equal(la.remoteId, 'b');
+    assert.equal(lb.remoteId, 'a');
+    clock.advance(0);
+    assert.equal(ra.signals[0] && 'type' in ra.signals[0] ? ra.signals[0].type : undefined, 'offer');
+    assert.equal(rb.signals[0] && 'type' in rb.signals[0] ? rb.signals[0].type : undefined, 'answer');
+    assert.equal(ra.signals.length, 1);
+    assert.equal(rb.signals.length, 1);
+    clock.runUntilIdle();
+    // Answer at 0: the answerer connects one latency later, the initiator one more latency later.
+    assert.deepEqual(rb.connects, [40]);
+    assert.deepEqual(ra.connects, [80]);
+    assert.ok(la.connected && lb.connected);
+    assert.equal(net.openLinks, 2);
+  });
+
+  test('createLink rejects a foreign localId and self links', () => {
+    const { net } = memNet();
+    const t = net.transport('a');
+    assert.throws(() => t.createLink({ localId: 'x', remoteId: 'b', initiator: true, iceServers: [] }));
+    assert.throws(() => t.createLink({ localId: 'a', remoteId: 'a', initiator: true, iceServers: [] }));
+    assert.throws(() => new MemoryNetwork(new ManualClock(), { latencyMs: -1 }), RangeError);
+    assert.throws(() => new MemoryNetwork(new ManualClock(), { uploadBytesPerS: 0 }), RangeError);
+  });
+
+  test('latency is respected exactly, per pair', () => {
+    const { clock, net, la, lb, ra, rb } = connected({ latencyMs: 25 });
+    const t0 = clock.now();
+    la.send(filled(10, 1));
+    lb.send(filled(10, 2));
+    clock.advance(24.999);
+    assert.equal(rb.data.length, 0);
+    clock.advance(0.001);
+    assert.deepEqual(
+      rb.data.map((d) => d.atMs),
+      [t0 + 25],
+    );
+    assert.deepEqual(
+      ra.data.map((d) => d.atMs),
+      [t0 + 25],
+    );
+    net.setLatency('b', 'a', 70);
+    la.send(filled(1, 3));
+    clock.runUntilIdle();
+    assert.equal(rb.data[1]?.atMs, t0 + 25 + 70);
+  });
+
+  test('bandwidth: N bytes at B bytes/s arrive after N/B s + latency, in FIFO order', () => {
+    const { clock, net, la, rb } = connected({ latencyMs: 30 });
+    net.setUploadBandwidth('a', 64 * KiB); // bytes/s
+    const t0 = clock.now();
+    for (let i = 0; i < 8; i++) la.send(filled(16 * KiB, i)); // 128 KiB: 2 s
+    assert.equal(la.bufferedAmount, 128 * KiB);
+    clock.runUntilIdle();
+    assert.deepEqual(
+      rb.data.map((d) => d.atMs - t0),
+      [250, 500, 750, 1000, 1250, 1500, 1750, 2000].map((ms) => ms + 30),
+    );
+    assert.deepEqual(
+      rb.data.map((d) => d.bytes[0]),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
+    assert.equal(la.bufferedAmount, 0);
+  });
+
+  test('per-peer upload is shared by its links; a link bandwidth is in series with it', () => {
+    const { clock, net } = memNet({ latencyMs: 0 });
+    const ab = pair(net, 'a', 'b');
+    const ac = pair(net, 'a', 'c');
+    clock.runUntilIdle();
+    net.setUploadBandwidth('a', 100_000);
+    const t0 = clock.now();
+    ab.la.send(filled(50_000, 1)); // 0.5 s
+    ac.la.send(filled(50_000, 2)); // 0.5 s more: the same uplink
+    clock.runUntilIdle();
+    assert.equal(ab.rb.data[0]?.atMs, t0 + 500);
+    assert.equal(ac.rb.data[0]?.atMs, t0 + 1000);
+    // A 10 kB/s bottleneck on a → c alone: that link is slow, a → b is not.
+    net.setLinkBandwidth('a', 'c', 10_000);
+    const t1 = clock.now();
+    ac.la.send(filled(10_000, 3)); // 1 s on the link, then 0.1 s on a's uplink
+    ab.la.send(filled(10_000, 4)); // 0.1 s on a's uplink
+    clock.runUntilIdle();
+    assert.equal(ab.rb.data[1]?.atMs, t1 + 100);
+    assert.equal(ac.rb.data[1]?.atMs, t1 + 1100);
+  });
+
+  test('bufferedAmount counts bytes not yet on the wire; drain fires once when it falls to the low-water mark', () => {
+    const { clock, net, la, ra, rb } = connected({ latencyMs: 10 });
+    net.setUploadBandwidth('a', 64 * KiB);
+    const t0 = clock.now();
+    for (let i = 0; i < 8; i++) la.send(filled(64 * KiB, i)); // 512 KiB, one message per second
+    assert.equal(la.bufferedAmount, 512 * KiB);
+    clock.advance(1000);
+    assert.equal(la.bufferedAmount, 448 * KiB);
+    assert.equal(rb.data.length, 0, 'on the wire, not yet arrived');
+    clock.advance(10);
+    assert.equal(rb.data.length, 1);
+    clock.runUntilIdle();
+    // 256 KiB (the default low-water mark) left after 4 s.
+    assert.deepEqual(ra.drains, [t0 + 4000]);
+    assert.equal(rb.data.length, 8);
+    // Staying under the low-water mark: no drain.
+    la.send(filled(64 * KiB, 9));
+    assert.equal(la.bufferedAmount, 64 * KiB);
+    clock.runUntilIdle();
+    assert.equal(ra.drains.length, 1);
+  });
+
+  test('unlimited bandwidth: nothing buffered, no drain', () => {
+    const { clock, la, ra, rb } = connected({ lowWaterMarkBytes: 0 });
+    la.send(filled(64 * KiB, 1));
+    assert.equal(la.bufferedAmount, 0);
+    clock.runUntilIdle();
+    assert.equal(ra.drains.length, 0);
+    assert.equal(rb.data.length, 1);
+  });
+
+  test('messages arrive whole and in order, even when latency drops mid-flight; sends are copied', () => {
+    const { clock, net, la, rb } = connected({ latencyMs: 100 });
+    const buf = new Uint8Array(300);
+    for (let i = 0; i < 300; i++) {
+      buf.fill(i & 0xff);
+      la.send(buf.subarray(0, i + 1));
+      if (i === 150) net.setLatency('a', 'b', 1);
+      if (i % 7 === 0) clock.advance(1);
+    }
+    clock.runUntilIdle();
+    assert.equal(rb.data.length, 300);
+    rb.data.forEach(({ bytes }, i) => {
+      assert.equal(bytes.byteLength, i + 1);
+      assert.ok(bytes.every((v) => v === (i & 0xff)));
+    });
+    for (let i = 1; i < 300; i++) assert.ok(rb.data[i]!.atMs >= rb.data[i - 1]!.atMs);
+  });
+
+  test('oversize and non-binary sends throw; sending before connect throws', () => {
+    const { clock, net } = memNet();
+    const { la } = pair(net, 'a', 'b');
+    assert.throws(() => la.send(filled(10, 0)), /not connected/);
+    clock.runUntilIdle();
+    assert.throws(() => la.send(filled(64 * KiB + 1, 0)), TypeError);
+    assert.throws(() => la.send('hello' as unknown as Uint8Array), TypeError);
+    la.send(filled(64 * KiB, 0));
+  });
+
+  test('destroy: idempotent, close once on both ends, remote-closed after the latency and after in-flight data', () => {
+    const { clock, net, la, lb, ra, rb } = connected({ latencyMs: 50 });
+    const t0 = clock.now();
+    la.send(filled(100, 1));
+    clock.advance(20);
+    la.destroy('bye');
+    la.destroy('again');
+    assert.deepEqual(ra.closes, [{ atMs: t0 + 20, reason: 'bye' }], 'local close is synchronous');
+    assert.equal(la.connected, false);
+    la.send(filled(100, 2)); // ignored
+    assert.throws(() => la.send(filled(64 * KiB + 1, 0)), TypeError, 'misuse still throws');
+    clock.runUntilIdle();
+    assert.deepEqual(
+      rb.data.map((d) => d.atMs),
+      [t0 + 50],
+    );
+    assert.deepEqual(rb.closes, [{ atMs: t0 + 70, reason: 'remote-closed' }]);
+    assert.equal(lb.connected, false);
+    lb.destroy();
+    clock.runUntilIdle();
+    assert.equal(ra.closes.length, 1);
+    assert.equal(rb.closes.length, 1);
+    assert.equal(net.openLinks, 0);
+  });
+
+  test('destroy discards bytes not yet on the wire', () => {
+    const { clock, net, la, rb } = connected({ latencyMs: 5 });
+    net.setUploadBandwidth('a', 1000);
+    la.send(filled(500, 1)); // on the wire at +500 ms
+    la.send(filled(500, 2)); // at +1000 ms
+    clock.advance(600);
+    la.destroy();
+    assert.equal(la.bufferedAmount, 0);
+    clock.runUntilIdle();
+    assert.deepEqual(
+      rb.data.map((d) => d.bytes[0]),
+      [1],
+    );
+    assert.equal(rb.closes[0]?.reason, 'remote-closed');
+  });
+
+  test('destroy before connecting closes the local end without connect', () => {
+    const { clock, net } = memNet();
+    const { la, ra, rb } = pair(net, 'a', 'b');
+    la.destroy();
+    clock.runUntilIdle();
+    assert.equal(ra.signals.length, 0, 'no offer after destroy');
+    assert.deepEqual(ra.connects, []);
+    assert.deepEqual(rb.connects, []);
+    assert.equal(ra.closes.length, 1);
+  });
+
+  test('partition: messages silently dropped, no close; heal lets traffic (and a lost close) through', () => {
+    const { clock, net, la, lb, ra, rb } = connected({ latencyMs: 10 });
+    net.partition('b', 'a');
+    assert.ok(net.isBlocked('a', 'b'));
+    la.send(filled(10, 1));
+    lb.send(filled(10, 2));
+    clock.advance(5_000);
+    assert.equal(rb.data.length + ra.data.length, 0);
+    assert.equal(ra.closes.length + rb.closes.length, 0);
+    assert.ok(la.connected && lb.connected, 'a silent neighbour looks connected');
+    net.heal('a', 'b');
+    la.send(filled(10, 3));
+    clock.runUntilIdle();
+    assert.deepEqual(
+      rb.data.map((d) => d.bytes[0]),
+      [3],
+    );
+    // A close during a partition is not noticed until it heals.
+    net.cut('a');
+    la.destroy('gone');
+    clock.advance(1000);
+    assert.equal(rb.closes.length, 0);
+    net.restore('a');
+    clock.runUntilIdle();
+    assert.equal(rb.closes[0]?.reason, 'remote-closed');
+  });
+
+  test('a handshake across a partition never completes', () => {
+    const { clock, net } = memNet();
+    net.partition('a', 'b');
+    const { ra, rb } = pair(net, 'a', 'b');
+    clock.runUntilIdle();
+    assert.equal(ra.signals.length, 1, 'signaling goes through the tracker, not the partition');
+    assert.deepEqual(ra.connects, []);
+    assert.deepEqual(rb.connects, []);
+  });
+
+  test('invalid signals close the link with a memory-signal-invalid reason', () => {
+    const { clock, net } = memNet();
+    const lb = net
+      .transport('b')
+      .createLink({ localId: 'b', remoteId: 'a', initiator: false, iceServers: [] });
+    const rb = record(lb, clock);
+    lb.signal({ type: 'offer', sdp: 'v=0 real sdp' });
+    assert.match(rb.closes[0]?.reason ?? '', /^memory-signal-invalid/);
+    // An offer meant for another pair.
+    const lx = net
+      .transport('x')
+      .createLink({ localId: 'x', remoteId: 'y', initiator: true, iceServers: [] });
+    const rx = record(lx, clock);
+    clock.advance(0);
+    const lb2 = net
+      .transport('b')
+      .createLink({ localId: 'b', remoteId: 'a', initiator: false, iceServers: [] });
+    const rb2 = record(lb2, clock);
+    lb2.signal(rx.signals[0]!);
+    assert.match(rb2.closes[0]?.reason ?? '', /another link/);
+  });
+
+  test('works with the real clock', async () => {
+    const net = new MemoryNetwork(realClock, { latencyMs: 5 });
+    const { la, lb } = pair(net, 'a', 'b');
+    await Promise.all([once(la, 'connect'), once(lb, 'connect')]);
+    const got = once(lb, 'data');
+    const t0 = performance.now();
+    la.send(filled(3, 7));
+    const [bytes] = (await got) as [Uint8Array];
+    assert.deepEqual([...bytes], [7, 7, 7]);
+    assert.ok(performance.now() - t0 >= 4);
+    const closed = once(lb, 'close');
+    la.destroy();
+    assert.deepEqual(await closed, ['remote-closed']);
+  });
+});
+
+function once(
+  link: PeerLink,
+  event: 'connect' | 'data' | 'close' | 'drain',
+  timeoutMs = 10_000,
+): Promise<unknown[]> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`timeout waiting for ${event}`)), timeoutMs);
+    link.once(event, (...args: unknown[]) => {
+      clearTimeout(timer);
+      resolve(args);
+    });
+  });
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Real WebRTC on loopback
+
+const MESSAGES = 200;
+const MESSAGE_BYTES = 64 * KiB;
+const HIGH_WATER_BYTES = 1024 * KiB;
+
+/** Message i of direction d: its index in the first 4 bytes, then a pattern. */
+function message(i: number, d: number): Uint8Array {
+  // Sent as a view at an offset into a larger buffer: the transport must honour byteOffset.
+  const backing = new Uint8Array(MESSAGE_BYTES + 13);
+  const m = backing.subarray(13);
+  for (let j = 4; j < m.length; j++) m[j] = (i * 131 + j * 7 + d * 17) & 0xff;
+  new DataView(m.buffer, m.byteOffset).setUint32(0, i);
+  return m;
+}
+
+function checkMessage(bytes: Uint8Array, i: number, d: number): void {
+  assert.equal(bytes.byteLength, MESSAGE_BYTES, `message ${i} size`);
+  assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getUint32(0), i, 'in order');
+  for (let j = 4; j < bytes.length; j++)
+    if (bytes[j] !== ((i * 131 + j * 7 + d * 17) & 0xff)) assert.fail(`message ${i} byte ${j} differs`);
+}
+
+describe('SimplePeerTransport over @roamhq/wrtc on loopback', () => {
+  test(
+    'connects, moves 2 × 200 × 64 KiB with backpressure, closes both ends',
+    { timeout: 20_000 },
+    async () => {
+      const wrtc = await loadWrtc();
+      const transport = new SimplePeerTransport({ wrtc, candidateFilter: loopbackCandidatesOnly });
+      const a = transport.createLink({ localId: 'a', remoteId: 'b', initiator: true, iceServers: [] });
+      const b = transport.createLink({ localId: 'b', remoteId: 'a', initiator: false, iceServers: [] });
+      const closes: Record<string, string[]> = { a: [], b: [] };
+      a.on('close', (r) => closes.a!.push(r));
+      b.on('close', (r) => closes.b!.push(r));
+      try {
+        // The relay (our tracker stand-in) checks that only loopback candidates leave a peer, and drops
+        // any other as a second line of defence.
+        const foreign: string[] = [];
+        const kinds: string[] = [];
+        const relay = (to: PeerLink) => (s: SignalData) => {
+          const data = signalDataSchema.parse(s);
+          if ('type' in data) kinds.push(data.type);
+          if ('type' in data && data.type === 'candidate') {
+            if (!loopbackCandidatesOnly(data.candidate.candidate))
+              return void foreign.push(data.candidate.candidate);
+          } else if ('sdp' in data && data.sdp) {
+            const lines = data.sdp.split('\r\n').filter((l) => l.startsWith('a=candidate:'));
+            foreign.push(...lines.filter((l) => !loopbackCandidatesOnly(l)));
+          }
+          to.signal(data);
+        };
+        a.on('signal', relay(b));
+        b.on('signal', relay(a));
+        await Promise.all([once(a, 'connect'), once(b, 'connect')]);
+        assert.deepEqual(foreign, [], 'only 127.0.0.1 candidates are signalled');
+        assert.equal(kinds[0], 'offer');
+        assert.ok(kinds.includes('answer'));
+        assert.ok(kinds.includes('candidate'));
+        assert.ok(a.connected && b.connected);
+
+        const received = (link: PeerLink, d: number) =>
+          new Promise<number>((resolve, reject) => {
+            let n = 0;
+            let bytes = 0;
+            link.on('data', (m) => {
+              try {
+                checkMessage(m, n++, d);
+              } catch (err) {
+                reject(err);
+              }
+              bytes += m.byteLength;
+              if (n === MESSAGES) resolve(bytes);
+            });
+          });
+        let maxBuffered = 0;
+        let drainWaits = 0;
+        const sendAll = async (link: PeerLink, d: number) => {
+          for (let i = 0; i < MESSAGES; i++) {
+            if (link.bufferedAmount > HIGH_WATER_BYTES) {
+              drainWaits++;
+              await once(link, 'drain');
+              assert.ok(link.bufferedAmount <= 256 * KiB);
+            }
+            link.send(message(i, d));
+            maxBuffered = Math.max(maxBuffered, link.bufferedAmount);
+          }
+        };
+        const toB = received(b, 0);
+        const toA = received(a, 1);
+        await Promise.all([sendAll(a, 0), sendAll(b, 1)]);
+        assert.deepEqual(await Promise.all([toB, toA]), [MESSAGES * MESSAGE_BYTES, MESSAGES * MESSAGE_BYTES]);
+        assert.ok(maxBuffered > 0, 'bufferedAmount reflects the channel');
+        assert.ok(
+          maxBuffered <= HIGH_WATER_BYTES + MESSAGE_BYTES,
+          `bufferedAmount stayed bounded (${maxBuffered})`,
+        );
+        assert.ok(drainWaits > 0, 'backpressure was exercised');
+
+        assert.throws(() => a.send(new Uint8Array(64 * KiB + 1)), TypeError);
+        const bClosed = once(b, 'close');
+        a.destroy('test-done');
+        a.destroy('twice');
+        assert.deepEqual(closes.a, ['test-done'], 'local close is synchronous, once');
+        assert.equal(a.connected, false);
+        a.send(new Uint8Array(1)); // ignored after close
+        assert.deepEqual(await bClosed, ['remote-closed']);
+        await new Promise((r) => setTimeout(r, 50));
+        assert.deepEqual(closes, { a: ['test-done'], b: ['remote-closed'] });
+      } finally {
+        a.destroy();
+        b.destroy();
+      }
+    },
+  );
+
+  test('a simple-peer error closes the link with a webrtc-error reason', async () => {
+    const transport = new SimplePeerTransport({ wrtc: await loadWrtc() });
+    const link = transport.createLink({ localId: 'b', remoteId: 'a', initiator: false, iceServers: [] });
+    const closed = once(link, 'close');
+    link.signal({ type: 'pranswer' }); // no sdp: simple-peer rejects it
+    const [reason] = (await closed) as [string];
+    assert.match(reason, /^webrtc-error: ERR_SIGNALING /);
+    link.destroy();
+  });
+
+  test('a peer without wrtc in Node fails at construction, and ICE servers are never defaulted', async () => {
+    const wrtc = (await loadWrtc()) as { RTCPeerConnection: new (c: unknown) => unknown };
+    const configs: unknown[] = [];
+    // A wrapper that records the configuration the peer connection is created with.
+    class Recording extends (wrtc.RTCPeerConnection as unknown as new (c: unknown) => { close(): void }) {
+      constructor(config: unknown) {
+        configs.push(config);
+        super(config);
+      }
+    }
+    const transport = new SimplePeerTransport({ wrtc: { ...wrtc, RTCPeerConnection: Recording } });
+    const link = transport.createLink({ localId: 'a', remoteId: 'b', initiator: true, iceServers: [] });
+    link.destroy();
+    assert.deepEqual((configs[0] as { iceServers: unknown }).iceServers, []);
+    assert.throws(() =>
+      new SimplePeerTransport().createLink({ localId: 'a', remoteId: 'b', initiator: true, iceServers: [] }),
+    );
+  });
+});
