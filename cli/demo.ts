@@ -1,13 +1,15 @@
 /** `peertv demo`: everything on this machine with one command (what `npm start` runs). */
+import { startNodePeer, type NodePeer } from '../peer/index.ts';
 import { parseFlags, intFlag } from './args.ts';
 import { runSourceCli } from './source.ts';
 import { startTracker } from './tracker.ts';
 
 export const DEMO_HELP = `Usage: peertv demo [options]
 
-Runs the tracker on http://127.0.0.1:8080 (dashboard at /dashboard) and a test-pattern channel "demo"
+Runs the tracker on http://127.0.0.1:8080 (dashboard at /dashboard), a test-pattern channel "demo"
 with a light two-rendition ladder (480p, 240p) whose origin is http://127.0.0.1:8081, registered with
-the tracker. Ctrl-C ends the broadcast (the recording stays) and stops everything.
+the tracker, and one relay super-peer (WebRTC on 127.0.0.1 only). Ctrl-C ends the broadcast (the
+recording stays) and stops everything.
 
 Options:
   --port N          tracker port (default: 8080); the origin takes the next one
@@ -24,6 +26,24 @@ export async function runDemo(argv: string[]): Promise<void> {
   const port = intFlag('port', values.port, 8080, 1, 65534);
   const tracker = await startTracker('127.0.0.1', port, {});
   console.log(`tracker:   ${tracker.url}   dashboard: ${tracker.url}/dashboard`);
+  let relay: NodePeer | undefined;
+  // The relay joins once the channel is on air (the source registers it a moment after starting).
+  const relayTimer = setInterval(() => {
+    void tracker.channelInfo('demo').then(async (info) => {
+      if (!info || info.status !== 'live' || relay) return;
+      clearInterval(relayTimer);
+      try {
+        relay = await startNodePeer({
+          trackerUrl: tracker.url,
+          loopbackOnly: true,
+          engine: { channel: 'demo', mode: 'relay', kind: 'node', rendition: '480p' },
+        });
+        console.log(`relay peer ${relay.engine.peerId} joined demo`);
+      } catch (err) {
+        console.error(`relay peer: ${(err as Error).message}`);
+      }
+    });
+  }, 1000);
   try {
     await runSourceCli([
       '--channel',
@@ -40,6 +60,8 @@ export async function runDemo(argv: string[]): Promise<void> {
       tracker.url,
     ]);
   } finally {
+    clearInterval(relayTimer);
+    relay?.stop();
     await tracker.destroy();
   }
 }

@@ -115,6 +115,10 @@ export class FfmpegRun extends TypedEmitter<FfmpegRunEvents> {
         /* ffmpeg closing its stdin early (e.g. killed) is reported through exit */
       });
       proc.on('exit', (code, signal) => this.#onExit(code, signal));
+      // Never leave an encoder behind when this process goes away.
+      const reap = () => proc.kill('SIGKILL');
+      process.once('exit', reap);
+      proc.once('exit', () => process.off('exit', reap));
       if (this.#pendingSignal) this.#command.kill(this.#pendingSignal);
       else this.emit('spawn', proc.pid);
     });

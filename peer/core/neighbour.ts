@@ -60,7 +60,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   /** What the neighbour holds, per rendition. */
   readonly holds = new Map<string, HaveSet>();
   /** Delivery rate from this neighbour (bytes/s), and time to first byte (ms). */
-  readonly throughput = new Ewma(0.4, 250_000);
+  // Prior before the first transfer: 1.5 MB/s (a modest residential uplink), so new neighbours get tried.
+  readonly throughput = new Ewma(0.4, 1_500_000);
   readonly firstByteMs = new Ewma(0.4, 150);
   readonly downloads = new Map<number, Download>();
   readonly connectedAt: number;

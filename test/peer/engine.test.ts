@@ -1,0 +1,992 @@
+/**
+ * The peer engine on a ManualClock and a MemoryNetwork, against a fake origin (real signed segments)
+ * and a fake tracker: the deadline-aware scheduler, P2P → HTTP switches, first tier, eviction,
+ * integrity against poisoning neighbours, protocol violations, upload management and the headless
+ * player. Deterministic: nothing waits on real time except WebCrypto, which `Sim` lets finish.
+ */
+import { describe, test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash } from 'node:crypto';
+import { WIRE_VERSION, type Attestation, type WireMessage } from '../../protocol/index.ts';
+import { ManualClock } from '../../peer/core/clock.ts';
+import { PeerEngine, type EngineEvents, type EngineOptions, type LoadResult } from '../../peer/core/engine.ts';
+import { MemoryNetwork, type MemoryNetworkConfig } from '../../peer/core/memory-transport.ts';
+import type { Neighbour } from '../../peer/core/neighbour.ts';
+import { HeadlessPlayer, type PlayerOptions } from '../../peer/core/player.ts';
+import { MemorySegmentStore } from '../../peer/core/segment-store.ts';
+import {
+  FakeOrigin,
+  FakeTracker,
+  RawPeer,
+  Sim,
+  type FakeOriginOptions,
+  type FakeTrackerConnection,
+  type FakeTrackerOptions,
+  type RawPeerOptions,
+} from './fakes.ts';
+
+const R = '360p';
+const SEG = 100_000;
+const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
+/** A 16-character peer id that sorts by its first letter. */
+const pid = (name: string) => name.padEnd(16, '0');
+
+type Loaded = Parameters<EngineEvents['segment-loaded']>[0];
+type Rejected = Parameters<EngineEvents['segment-rejected']>[0];
+type Closed = Parameters<EngineEvents['peer-closed']>[0];
+type EngineError = Parameters<EngineEvents['error']>[0];
+
+interface Peer {
+  id: string;
+  engine: PeerEngine;
+  store: MemorySegmentStore;
+  conn: FakeTrackerConnection | undefined;
+  loaded: Loaded[];
+  rejected: Rejected[];
+  closed: Closed[];
+  connected: string[];
+  errors: EngineError[];
+  /** Requests neighbours sent to this peer: [from, mediaSequence, clock time]. */
+  requests: { from: string; seq: number; requestId: number; deadlineMs: number; at: number }[];
+  cancels: { from: string; requestId: number; at: number }[];
+  /** Bytes of every segment put in the store that did not match the origin's. */
+  badStores: string[];
+}
+
+interface World {
+  clock: ManualClock;
+  sim: Sim;
+  net: MemoryNetwork;
+  origin: FakeOrigin;
+  tracker: FakeTracker;
+  peers: Peer[];
+  raws: RawPeer[];
+}
+
+function world(
+  t: TestContext,
+  opts: {
+    origin?: Partial<FakeOriginOptions>;
+    tracker?: Partial<FakeTrackerOptions>;
+    net?: Partial<MemoryNetworkConfig>;
+    segments?: number;
+  } = {},
+): World {
+  const clock = new ManualClock();
+  const origin = new FakeOrigin(clock, opts.origin);
+  origin.publishMany(opts.segments ?? 4);
+  const w: World = {
+    clock,
+    sim: new Sim(clock),
+    net: new MemoryNetwork(clock, opts.net),
+    origin,
+    tracker: new FakeTracker(clock, origin.channelInfo(), opts.tracker),
+    peers: [],
+    raws: [],
+  };
+  t.after(() => {
+    for (const p of w.peers) p.engine.destroy();
+    origin.close();
+  });
+  return w;
+}
+
+type PeerOpts = Partial<Omit<EngineOptions, 'channel'>> & { capacityBytes?: number; tracker?: boolean };
+
+/** Creates a peer (not started). */
+function makePeer(w: World, name: string, opts: PeerOpts = {}): Peer {
+  const { capacityBytes, tracker = true, ...engineOpts } = opts;
+  const id = pid(name);
+  const store = new MemorySegmentStore(capacityBytes ? { capacityBytes } : {});
+  const conn = tracker ? w.tracker.connect({ peerId: id }) : undefined;
+  const engine = new PeerEngine(
+    { channel: w.origin.opts.channel, originUrl: w.origin.opts.originUrl, ...engineOpts },
+    { clock: w.clock, transport: w.net.transport(id), http: w.origin, tracker: conn, store },
+  );
+  const p: Peer = {
+    id,
+    engine,
+    store,
+    conn,
+    loaded: [],
+    rejected: [],
+    closed: [],
+    connected: [],
+    errors: [],
+    requests: [],
+    cancels: [],
+    badStores: [],
+  };
+  engine.on('segment-loaded', (e) => p.loaded.push(e));
+  engine.on('segment-rejected', (e) => p.rejected.push(e));
+  engine.on('peer-closed', (e) => p.closed.push(e));
+  engine.on('error', (e) => p.errors.push(e));
+  engine.on('peer-connected', ({ id: remote }) => {
+    p.connected.push(remote);
+    const n = engine.neighbours.get(remote);
+    n?.on('request', (r) =>
+      p.requests.push({
+        from: remote,
+        seq: r.mediaSequence,
+        requestId: r.requestId,
+        deadlineMs: r.deadlineMs,
+        at: w.clock.now(),
+      }),
+    );
+    n?.on('cancel', (requestId) => p.cancels.push({ from: remote, requestId, at: w.clock.now() }));
+  });
+  store.on('added', ({ rendition, seqs }) => {
+    for (const seq of seqs) {
+      const got = store.get(rendition, seq)!;
+      if (sha(got.bytes) !== w.origin.segment(rendition, seq).attestation.sha256)
+        p.badStores.push(`${rendition}/${seq}`);
+    }
+  });
+  w.peers.push(p);
+  return p;
+}
+
+/** Creates and starts a peer (resolves once it is ready). */
+async function addPeer(w: World, name: string, opts: PeerOpts = {}): Promise<Peer> {
+  const p = makePeer(w, name, opts);
+  await w.sim.resolve(p.engine.start(), 10_000, `${name} start`);
+  return p;
+}
+
+function neighbour(a: Peer, b: { id: string }): Neighbour | undefined {
+  return a.engine.neighbours.get(b.id);
+}
+
+async function linked(w: World, a: Peer, b: Peer): Promise<void> {
+  await w.sim.until(
+    () => !!neighbour(a, b)?.open && !!neighbour(b, a)?.open,
+    15_000,
+    `${a.id} ↔ ${b.id} link`,
+  );
+}
+
+/** Puts a verified segment of the origin in a peer's store (as if it had fetched it). */
+function give(w: World, p: Peer, ...seqs: number[]): void {
+  for (const seq of seqs) {
+    const { bytes, attestation } = w.origin.segment(R, seq);
+    p.store.put(R, seq, bytes, attestation);
+  }
+}
+
+function push(w: World, atts: Attestation[]): void {
+  for (const a of atts) w.tracker.pushAttestation(a);
+}
+
+interface Demand {
+  seq: number;
+  deadlineAt: number;
+  result?: LoadResult;
+  at?: number;
+  error?: Error;
+}
+
+/** `load()` due `inMs` from now, recording when it resolves. */
+function demand(w: World, p: Peer, seq: number, inMs: number): Demand {
+  const d: Demand = { seq, deadlineAt: w.clock.now() + inMs };
+  p.engine.load(R, seq, d.deadlineAt).then(
+    (r) => {
+      d.result = r;
+      d.at = w.clock.now();
+    },
+    (e: Error) => (d.error = e),
+  );
+  return d;
+}
+
+async function settled(w: World, d: Demand, maxMs = 30_000): Promise<LoadResult> {
+  await w.sim.until(() => d.result !== undefined || d.error !== undefined, maxMs, `load of ${d.seq}`);
+  if (d.error) throw d.error;
+  return d.result!;
+}
+
+function assertVerified(w: World, d: Demand): void {
+  assert.ok(d.result, `segment ${d.seq} loaded`);
+  assert.equal(sha(d.result.bytes), w.origin.segment(R, d.seq).attestation.sha256, 'verified bytes');
+  assert.ok(d.at! <= d.deadlineAt, `loaded at ${d.at}, deadline ${d.deadlineAt}`);
+}
+
+function rawPeer(w: World, name: string, opts: Partial<RawPeerOptions> = {}): RawPeer {
+  const raw = new RawPeer({
+    network: w.net,
+    tracker: w.tracker,
+    peerId: pid(name),
+    channel: w.origin.opts.channel,
+    ...opts,
+  });
+  w.raws.push(raw);
+  return raw;
+}
+
+const request = (requestId: number, seq: number, deadlineMs: number): WireMessage => ({
+  type: 'request',
+  requestId,
+  rendition: R,
+  mediaSequence: seq,
+  deadlineMs,
+});
+
+/** Requests for `seq` that reached the origin. */
+const httpGets = (w: World, seq: number) => w.origin.segmentRequests(R, seq);
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('scheduler: P2P or HTTP against the deadline', () => {
+  async function pair(t: TestContext, b: PeerOpts = {}) {
+    const w = world(t, { tracker: { introduceOnJoin: true } });
+    const A = await addPeer(w, 'A');
+    const B = await addPeer(w, 'B', b);
+    await linked(w, A, B);
+    give(w, A, 2, 3);
+    await w.sim.until(() => !!neighbour(B, A)?.holdsSegment(R, 3), 1000, 'have 3');
+    return { w, A, B };
+  }
+
+  test('a segment a neighbour holds is fetched P2P when the transfer fits before the deadline', async (t) => {
+    const { w, A, B } = await pair(t);
+    const d = demand(w, B, 3, 5000);
+    const r = await settled(w, d);
+    assert.equal(r.source, 'p2p');
+    assertVerified(w, d);
+    assert.equal(httpGets(w, 3).length, 0, 'the origin never sent it');
+    assert.deepEqual(
+      B.loaded.map((l) => [l.mediaSequence, l.source, l.from]),
+      [[3, 'p2p', A.id]],
+    );
+    assert.equal(A.engine.uploads.uploadedBytes, SEG);
+    assert.equal(B.engine.p2pBytes, SEG);
+    assert.equal(B.engine.httpBytes, 0);
+    assert.ok(B.store.has(R, 3));
+  });
+
+  test('over HTTP when the deadline is too close for the transfer plus the safety margin', async (t) => {
+    const { w, A, B } = await pair(t);
+    // Estimated P2P: 150 ms to the first byte + 100 kB at 250 kB/s = 550 ms; with the 700 ms margin,
+    // 1250 ms. A 1000 ms deadline would fit the transfer alone, not with the margin.
+    const d = demand(w, B, 3, 1000);
+    const r = await settled(w, d);
+    assert.equal(r.source, 'http');
+    assertVerified(w, d);
+    assert.equal(A.requests.length, 0, 'no request reached the neighbour');
+    assert.equal(httpGets(w, 3).length, 1);
+    assert.ok(Math.abs(httpGets(w, 3)[0]!.at - (d.deadlineAt - 1000)) < 1e-6, 'HTTP started at once');
+  });
+
+  test('the same deadline goes P2P with a smaller safety margin', async (t) => {
+    const { w, A, B } = await pair(t, { safetyMarginMs: 100 });
+    const d = demand(w, B, 3, 1000);
+    const r = await settled(w, d);
+    assert.equal(r.source, 'p2p');
+    assertVerified(w, d);
+    assert.deepEqual(
+      A.requests.map((q) => q.seq),
+      [3],
+    );
+    assert.equal(httpGets(w, 3).length, 0);
+  });
+
+  test('over HTTP, without asking, when the neighbour is measured too slow for the deadline', async (t) => {
+    const { w, A, B } = await pair(t);
+    w.net.setUploadBandwidth(A.id, 20_000); // 100 kB take 5 s
+    // A generous deadline: P2P, which measures the neighbour's throughput.
+    const d2 = demand(w, B, 2, 20_000);
+    assert.equal((await settled(w, d2)).source, 'p2p');
+    assertVerified(w, d2);
+    const measured = neighbour(B, A)!.throughput.value;
+    assert.ok(measured < 30_000, `measured ${measured} B/s`);
+    // 3 s: the neighbour would need ~5 s. HTTP, and the neighbour is not even asked.
+    const d3 = demand(w, B, 3, 3000);
+    const r = await settled(w, d3);
+    assert.equal(r.source, 'http');
+    assertVerified(w, d3);
+    assert.deepEqual(
+      A.requests.map((q) => q.seq),
+      [2],
+    );
+    assert.equal(httpGets(w, 3).length, 1);
+  });
+
+  test('a neighbour slower than it looked is abandoned for HTTP in time (too slow, not stalled)', async (t) => {
+    const { w, A, B } = await pair(t, { p2pStallMs: 60_000 });
+    w.net.setUploadBandwidth(A.id, 25_000); // a chunk every ~650 ms: progress, but 4 s for 100 kB
+    const d = demand(w, B, 3, 3000);
+    const r = await settled(w, d);
+    assert.equal(r.source, 'http');
+    assertVerified(w, d);
+    assert.deepEqual(
+      A.requests.map((q) => q.seq),
+      [3],
+      'P2P was tried first (optimistic estimate)',
+    );
+    await w.sim.run(100);
+    assert.equal(A.cancels.length, 1, 'and cancelled');
+    assert.ok(neighbour(B, A)!.bytesReceived > 0, 'the neighbour was delivering');
+    const get = httpGets(w, 3)[0]!;
+    assert.ok(get.at < d.deadlineAt - 700, `switched at ${get.at}`);
+    assert.deepEqual(B.badStores, []);
+  });
+});
+
+describe('P2P stall', () => {
+  test('a neighbour going silent mid-transfer is cancelled and the segment fetched over HTTP in time', async (t) => {
+    const w = world(t);
+    const A = await addPeer(w, 'A');
+    const B = await addPeer(w, 'B');
+    await linked(w, A, B);
+    give(w, A, 3);
+    await w.sim.until(() => !!neighbour(B, A)?.holdsSegment(R, 3), 1000, 'have 3');
+    w.net.setUploadBandwidth(A.id, 50_000); // 2 s for the segment
+    const d = demand(w, B, 3, 8000);
+    const n = neighbour(B, A)!;
+    await w.sim.until(() => n.bytesReceived > 0, 2000, 'first chunk');
+    const lastProgressAt = w.clock.now();
+    w.net.partition(A.id, B.id);
+    const r = await settled(w, d);
+    assert.equal(r.source, 'http');
+    assertVerified(w, d);
+    assert.ok(n.bytesReceived < SEG, 'the P2P transfer never completed');
+    const get = httpGets(w, 3)[0]!;
+    const stall = B.engine.opts.p2pStallMs;
+    assert.ok(get.at > lastProgressAt + stall, `HTTP at ${get.at}: not before the stall timeout`);
+    assert.ok(get.at <= lastProgressAt + stall + 2 * B.engine.opts.schedulerTickMs, `HTTP at ${get.at}`);
+    assert.deepEqual(
+      B.loaded.map((l) => l.source),
+      ['http'],
+    );
+    assert.equal(B.rejected.length, 0);
+    // The link heals: the late chunks of the cancelled transfer are ignored, nothing is stored twice.
+    w.net.heal(A.id, B.id);
+    await w.sim.run(3000);
+    assert.equal(B.loaded.length, 1);
+    assert.deepEqual(B.badStores, []);
+  });
+});
+
+describe('first tier', () => {
+  test('a first-tier peer pulls a fresh segment as soon as its attestation is pushed; others get it P2P', async (t) => {
+    const w = world(t, { tracker: { firstTier: [pid('A')] } });
+    const A = await addPeer(w, 'A');
+    const B = await addPeer(w, 'B');
+    assert.equal(A.engine.firstTier, true);
+    assert.equal(B.engine.firstTier, false);
+    await linked(w, A, B);
+    // At start the first tier took the newest two segments of the playlist.
+    await w.sim.until(() => A.store.has(R, 2) && A.store.has(R, 3), 2000, 'first tier catch-up');
+    assert.equal(B.store.count, 0, 'a non-first-tier peer fetches nothing unasked');
+
+    const publishedAt = w.clock.now();
+    push(w, w.origin.publish()); // seq 4
+    await w.sim.until(() => A.store.has(R, 4), 2000, 'A has 4');
+    const gets = httpGets(w, 4);
+    assert.equal(gets.length, 1);
+    assert.equal(gets[0]!.at, publishedAt + w.tracker.opts.latencyMs, 'fetched on the push, not the next poll');
+    assert.deepEqual(
+      A.loaded.filter((l) => l.mediaSequence === 4).map((l) => l.source),
+      ['http'],
+    );
+    // Announced: B sees it without asking.
+    await w.sim.until(() => !!neighbour(B, A)?.holdsSegment(R, 4), 500, 'have 4 at B');
+
+    const d = demand(w, B, 4, 4000);
+    assert.equal((await settled(w, d)).source, 'p2p');
+    assertVerified(w, d);
+    assert.equal(httpGets(w, 4).length, 1, 'the origin served segment 4 once');
+    assert.equal(w.origin.served.segment.bytes, 3 * SEG, 'segments 2, 3 and 4, once each');
+
+    // Reports are valid and say who fed whom.
+    await w.sim.run(w.tracker.opts.reportIntervalMs + 100);
+    assert.ok(w.tracker.reports.length > 0);
+    assert.deepEqual(
+      w.tracker.reports.filter((r) => !r.valid),
+      [],
+    );
+    const last = w.tracker.reportsOf(B.id).at(-1)!;
+    assert.equal(last.receivedFrom[A.id], SEG);
+    assert.equal(last.p2pBytes, SEG);
+    assert.deepEqual(last.held, { first: 4, last: 4 });
+  });
+
+  test('a peer made first tier by a neighbours update starts pulling fresh segments', async (t) => {
+    const w = world(t);
+    const A = await addPeer(w, 'A');
+    const tiers: boolean[] = [];
+    A.engine.on('first-tier', (v) => tiers.push(v));
+    push(w, w.origin.publish()); // 4
+    await w.sim.run(500);
+    assert.equal(httpGets(w, 4).length, 0, 'not first tier: nothing fetched');
+    w.tracker.setFirstTier(A.id, true);
+    await w.sim.run(50);
+    assert.deepEqual(tiers, [true]);
+    push(w, w.origin.publish()); // 5
+    await w.sim.until(() => A.store.has(R, 5), 1000, 'A has 5');
+    assert.equal(httpGets(w, 5).length, 1);
+  });
+});
+
+describe('eviction', () => {
+  test('old segments are evicted and announced lost, so neighbours stop asking for them', async (t) => {
+    const w = world(t, { segments: 6 });
+    const A = await addPeer(w, 'A', { capacityBytes: 3 * SEG + SEG / 2 });
+    const B = await addPeer(w, 'B');
+    const obs = rawPeer(w, 'O');
+    await w.sim.resolve(obs.join(), 1000);
+    await linked(w, A, B);
+    await w.sim.until(() => !!neighbour(A, obs)?.open, 2000, 'observer link');
+
+    for (const seq of [0, 1, 2, 3, 4]) {
+      const d = demand(w, A, seq, 1000);
+      await settled(w, d);
+      assertVerified(w, d);
+    }
+    await w.sim.run(100);
+    assert.deepEqual(A.store.held(R), [2, 3, 4]);
+    assert.ok(A.store.bytesUsed <= A.store.capacityBytes);
+    const lost = obs.received(A.id, 'lost').flatMap((m) => m.ranges);
+    assert.deepEqual(lost, [
+      [0, 0],
+      [1, 1],
+    ]);
+    const haves = obs.received(A.id, 'have').flatMap((m) => m.ranges.map(([a, b]) => `${a}-${b}`));
+    assert.deepEqual(haves, ['0-0', '1-1', '2-2', '3-3', '4-4']);
+    const view = neighbour(B, A)!;
+    assert.deepEqual(
+      [0, 1, 2, 3, 4].map((s) => view.holdsSegment(R, s)),
+      [false, false, true, true, true],
+    );
+
+    // B wants 0: nobody has it any more, so HTTP; A is not asked.
+    const d0 = demand(w, B, 0, 5000);
+    assert.equal((await settled(w, d0)).source, 'http');
+    assertVerified(w, d0);
+    // B wants 4: A still has it.
+    const d4 = demand(w, B, 4, 5000);
+    assert.equal((await settled(w, d4)).source, 'p2p');
+    assertVerified(w, d4);
+    assert.deepEqual(
+      A.requests.map((r) => r.seq),
+      [4],
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+type PoisonMode =
+  | 'wrong bytes'
+  | "another segment's bytes"
+  | 'fewer bytes than announced, totalBytes short (attestation unknown)'
+  | 'totalBytes mismatching the pushed attestation'
+  | 'chunks with a gap'
+  | 'fewer bytes than announced, then silence';
+
+const POISON: {
+  mode: PoisonMode;
+  pushAttestation: boolean;
+  code: 'peer-sent-bad-segment' | 'peer-protocol-violation' | undefined;
+  reason?: string;
+}[] = [
+  { mode: 'wrong bytes', pushAttestation: true, code: 'peer-sent-bad-segment', reason: 'segment-hash-mismatch' },
+  {
+    mode: "another segment's bytes",
+    pushAttestation: false,
+    code: 'peer-sent-bad-segment',
+    reason: 'segment-hash-mismatch',
+  },
+  {
+    mode: 'fewer bytes than announced, totalBytes short (attestation unknown)',
+    pushAttestation: false,
+    code: 'peer-sent-bad-segment',
+    reason: 'segment-length-mismatch',
+  },
+  { mode: 'totalBytes mismatching the pushed attestation', pushAttestation: true, code: 'peer-protocol-violation' },
+  { mode: 'chunks with a gap', pushAttestation: false, code: 'peer-protocol-violation' },
+  { mode: 'fewer bytes than announced, then silence', pushAttestation: false, code: undefined },
+];
+
+describe('a poisoning neighbour', () => {
+  for (const c of POISON)
+    test(`${c.mode}: never stored, played or relayed; ${c.code ?? 'switched to HTTP'}`, async (t) => {
+      const w = world(t, { tracker: { introduceOnJoin: false } });
+      const E = await addPeer(w, 'E');
+      const P = rawPeer(w, 'P'); // the poisoner
+      const T = rawPeer(w, 'T'); // a third peer, downstream of E
+      await w.sim.resolve(P.join(), 1000);
+      await w.sim.resolve(T.join(), 1000);
+      const seq = 3;
+      const real = w.origin.segment(R, seq);
+      if (c.pushAttestation) push(w, [real.attestation]);
+
+      P.on('connect', (to) => P.send(to, { type: 'have', rendition: R, reset: true, ranges: [[0, 3]] }));
+      P.on('message', (from, msg) => {
+        if (msg.type !== 'request') return;
+        const bytes = real.bytes.slice();
+        switch (c.mode) {
+          case 'wrong bytes':
+            for (let i = 0; i < bytes.length; i += 997) bytes[i]! ^= 0x5a;
+            P.sendData(from, msg.requestId, bytes);
+            break;
+          case "another segment's bytes":
+            P.sendData(from, msg.requestId, w.origin.segment(R, seq - 1).bytes);
+            break;
+          case 'fewer bytes than announced, totalBytes short (attestation unknown)':
+            P.sendData(from, msg.requestId, bytes.subarray(0, 60_000));
+            break;
+          case 'totalBytes mismatching the pushed attestation':
+            P.sendData(from, msg.requestId, bytes.subarray(0, 60_000));
+            break;
+          case 'chunks with a gap':
+            P.sendData(from, msg.requestId, bytes.subarray(0, 16_384), { totalBytes: SEG });
+            P.sendData(from, msg.requestId, bytes.subarray(32_768), { totalBytes: SEG, offset: 32_768 });
+            break;
+          case 'fewer bytes than announced, then silence':
+            P.sendData(from, msg.requestId, bytes.subarray(0, 32_768), { totalBytes: SEG });
+            break;
+        }
+        // Right behind the poison, the third peer asks E for the same segment.
+        T.send(E.id, request(100, seq, 5000));
+      });
+      // T asks again after every rejection and whenever E announces the segment.
+      let nextId = 1;
+      E.engine.on('segment-rejected', () => T.send(E.id, request(200 + nextId++, seq, 5000)));
+      T.on('message', (_from, msg) => {
+        if (msg.type === 'have' && msg.ranges.some(([a, b]) => a <= seq && seq <= b))
+          T.send(E.id, request(nextId++, seq, 5000));
+      });
+
+      w.tracker.introduce(E.id, P.id);
+      w.tracker.introduce(E.id, T.id);
+      await w.sim.until(
+        () => !!neighbour(E, P)?.holdsSegment(R, seq) && !!neighbour(E, T)?.open,
+        5000,
+        'links',
+      );
+
+      const d = demand(w, E, seq, 4000);
+      const r = await settled(w, d);
+      assert.equal(r.source, 'http', 'delivered by the origin');
+      assertVerified(w, d);
+      assert.equal(httpGets(w, seq).length, 1);
+      await w.sim.run(500);
+
+      // Nothing unverified stored, played (the load result above) or relayed.
+      assert.deepEqual(E.badStores, []);
+      assert.equal(sha(E.store.get(R, seq)!.bytes), real.attestation.sha256);
+      const toT = T.received(E.id, 'data');
+      const requestIds = [...new Set(toT.map((m) => m.requestId))];
+      assert.ok(requestIds.length >= 1, 'T got the segment once E had verified it');
+      for (const id of requestIds) assert.equal(sha(T.dataFor(E.id, id)!.bytes), real.attestation.sha256);
+      const absent = T.received(E.id, 'absent');
+      assert.ok(
+        absent.some((a) => a.requestId === 100 && a.reason === 'not-held'),
+        'asked while E held only unverified bytes: not-held',
+      );
+
+      if (c.code) {
+        assert.deepEqual(P.byes(E.id), [c.code]);
+        assert.deepEqual(
+          E.closed.map((x) => x.id),
+          [P.id],
+        );
+        assert.ok(!E.engine.neighbours.has(P.id));
+        if (c.reason)
+          assert.deepEqual(
+            E.rejected.map((x) => [x.mediaSequence, x.reason, x.from]),
+            [[seq, c.reason, P.id]],
+          );
+        // Never again: re-introduced by the tracker, and dialling E itself.
+        w.tracker.introduce(E.id, P.id);
+        await w.sim.run(100);
+        P.dial(E.id);
+        await w.sim.run(20_000);
+        assert.equal(P.connected(E.id), false);
+        assert.ok(!E.engine.neighbours.has(P.id));
+        assert.equal(E.connected.filter((id) => id === P.id).length, 1);
+      } else {
+        assert.deepEqual(P.byes(E.id), []);
+        assert.deepEqual(E.rejected, []);
+        assert.ok(neighbour(E, P)?.open, 'a slow neighbour is not a poisoner');
+      }
+      // The other neighbour was not disturbed.
+      assert.ok(neighbour(E, T)?.open);
+    });
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+const VIOLATIONS: { what: string; hello: RawPeerOptions['hello']; then?: WireMessage; code: string }[] = [
+  { what: 'garbage bytes', hello: Uint8Array.of(0xff, 0x00, 0x13, 0x37), code: 'peer-protocol-violation' },
+  { what: 'a request before hello', hello: false, then: request(1, 3, 1000), code: 'peer-protocol-violation' },
+  { what: 'a hello for another channel', hello: { channel: 'other' }, code: 'peer-wrong-channel' },
+  { what: 'a hello of another wire version', hello: { version: WIRE_VERSION + 1 }, code: 'peer-version-mismatch' },
+  { what: 'a hello with another peer id', hello: { peerId: pid('Z') }, code: 'peer-protocol-violation' },
+  {
+    what: 'a second hello',
+    hello: {},
+    then: { type: 'hello', version: WIRE_VERSION, peerId: pid('X'), channel: 'chan' },
+    code: 'peer-protocol-violation',
+  },
+];
+
+describe('protocol violations', () => {
+  for (const v of VIOLATIONS)
+    test(`${v.what}: that link closes with ${v.code}, other neighbours carry on`, async (t) => {
+      const w = world(t, { tracker: { introduceOnJoin: false } });
+      const E = await addPeer(w, 'E');
+      const B = await addPeer(w, 'B');
+      w.tracker.introduce(B.id, E.id);
+      await linked(w, E, B);
+      give(w, B, 3);
+      const X = rawPeer(w, 'X', { hello: v.hello });
+      await w.sim.resolve(X.join(), 1000);
+      if (v.then) {
+        const msg = v.then;
+        X.on('connect', (to) => X.send(to, msg));
+      }
+      w.tracker.introduce(E.id, X.id);
+      await w.sim.until(() => E.closed.length > 0, 5000, 'E closes X');
+      await w.sim.run(100); // the bye and the close reach X
+
+      assert.deepEqual(
+        E.closed.map((c) => c.id),
+        [X.id],
+      );
+      assert.deepEqual(X.byes(E.id), [v.code]);
+      assert.equal(X.connected(E.id), false);
+      assert.ok(!E.engine.neighbours.has(X.id));
+      // B is untouched, and still serves E.
+      assert.ok(neighbour(E, B)?.open && neighbour(B, E)?.open);
+      assert.equal(B.closed.length, 0);
+      const d = demand(w, E, 3, 5000);
+      assert.equal((await settled(w, d)).source, 'p2p');
+      assertVerified(w, d);
+      // Banned: neither re-introduced nor dialling gets X back in.
+      w.tracker.introduce(E.id, X.id);
+      await w.sim.run(100);
+      X.dial(E.id);
+      await w.sim.run(20_000);
+      assert.equal(X.connected(E.id), false);
+      assert.ok(!E.engine.neighbours.has(X.id));
+      assert.equal(E.closed.length, 1);
+    });
+
+  test('a neighbour that never says hello is dropped with peer-timeout, and may come back', async (t) => {
+    const w = world(t, { tracker: { introduceOnJoin: false } });
+    const E = await addPeer(w, 'E');
+    const X = rawPeer(w, 'X', { hello: false });
+    await w.sim.resolve(X.join(), 1000);
+    w.tracker.introduce(E.id, X.id);
+    await w.sim.until(() => E.closed.length > 0, 15_000, 'hello timeout');
+    await w.sim.run(100);
+    assert.deepEqual(X.byes(E.id), ['peer-timeout']);
+    // Not banned: E (the dialling side) tries again.
+    await w.sim.until(() => X.links.has(E.id), 10_000, 'redial');
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('uploads', () => {
+  async function uploader(t: TestContext, opts: PeerOpts, raws = ['R']) {
+    const w = world(t, { tracker: { introduceOnJoin: false }, segments: 6 });
+    const E = await addPeer(w, 'E', opts);
+    give(w, E, 0, 1, 2, 3, 4, 5);
+    const rs: RawPeer[] = [];
+    for (const name of raws) {
+      const r = rawPeer(w, name);
+      await w.sim.resolve(r.join(), 1000);
+      w.tracker.introduce(E.id, r.id);
+      rs.push(r);
+    }
+    await w.sim.until(() => rs.every((r) => !!neighbour(E, r)?.open), 5000, 'links');
+    return { w, E, rs };
+  }
+
+  /** Bytes of each request received so far. */
+  function progress(r: RawPeer, from: string): Map<number, number> {
+    const m = new Map<number, number>();
+    for (const d of r.received(from, 'data')) m.set(d.requestId, (m.get(d.requestId) ?? 0) + d.bytes.length);
+    return m;
+  }
+
+  test('earliest deadline first, at most slotsPerNeighbour at once, the upload cap respected', async (t) => {
+    const capKbps = 800; // 100 kB/s
+    const { w, E, rs } = await uploader(t, { uploadCapKbps: capKbps });
+    const R1 = rs[0]!;
+    let maxActive = 0;
+    let maxQueued = 0;
+    const sample = () => {
+      maxActive = Math.max(maxActive, E.engine.uploads.active);
+      maxQueued = Math.max(maxQueued, E.engine.uploads.queued);
+    };
+    const sentAt = w.clock.now();
+    R1.send(E.id, request(1, 0, 5000));
+    R1.send(E.id, request(2, 1, 5000));
+    R1.send(E.id, request(3, 2, 9000));
+    R1.send(E.id, request(4, 3, 1000));
+    R1.send(E.id, request(5, 4, 3000));
+    await w.sim.until(
+      () => {
+        sample();
+        const p = progress(R1, E.id);
+        return [1, 2, 3, 4, 5].every((id) => p.get(id) === SEG);
+      },
+      20_000,
+      'all uploads',
+    );
+    const data = R1.received(E.id, 'data');
+    const firsts = [...new Set(data.map((d) => d.requestId))];
+    assert.deepEqual(firsts, [1, 2, 4, 5, 3], 'queued requests start by deadline');
+    assert.equal(maxActive, E.engine.uploads.opts.slotsPerNeighbour);
+    assert.equal(maxQueued, 3);
+    for (const id of [1, 2, 3, 4, 5])
+      assert.equal(sha(R1.dataFor(E.id, id)!.bytes), w.origin.segment(R, id - 1).attestation.sha256);
+
+    // Token bucket: by any time s, at most burst + cap·s bytes went out (plus one chunk of rounding).
+    const rate = (capKbps * 1000) / 8;
+    const burst = Math.max(E.engine.uploads.opts.chunkBytes * 4, rate / 4);
+    const latency = w.net.config.latencyMs;
+    const start = sentAt + latency; // the requests reached E
+    const inbox = w.raws[0]!.inbox.filter((m) => m.msg.type === 'data');
+    let sum = 0;
+    for (const m of inbox) {
+      sum += (m.msg as Extract<WireMessage, { type: 'data' }>).bytes.length;
+      const s = (m.at - latency - start) / 1000;
+      assert.ok(sum <= burst + rate * s + 1, `${sum} bytes after ${s} s`);
+    }
+    const tookS = (inbox.at(-1)!.at - latency - start) / 1000;
+    const ideal = (5 * SEG - burst) / rate;
+    assert.ok(tookS >= ideal - 0.01 && tookS <= ideal + 0.5, `took ${tookS} s, ideal ${ideal} s`);
+    assert.equal(E.engine.uploads.uploadedBytes, 5 * SEG);
+  });
+
+  test('busy when the queue is full; not-held for what it lacks; a cancelled request is never sent', async (t) => {
+    const { w, E, rs } = await uploader(t, { uploadCapKbps: 800, upload: { maxQueued: 2 } });
+    const R1 = rs[0]!;
+    for (let id = 1; id <= 6; id++) R1.send(E.id, request(id, id - 1, 5000));
+    R1.send(E.id, { type: 'cancel', requestId: 4 });
+    await w.sim.run(100);
+    assert.deepEqual(
+      R1.received(E.id, 'absent').map((a) => [a.requestId, a.reason]),
+      [
+        [5, 'busy'],
+        [6, 'busy'],
+      ],
+    );
+    R1.send(E.id, request(7, 9, 5000)); // not held
+    await w.sim.run(5000);
+    assert.deepEqual(
+      R1.received(E.id, 'absent').map((a) => [a.requestId, a.reason]),
+      [
+        [5, 'busy'],
+        [6, 'busy'],
+        [7, 'not-held'],
+      ],
+    );
+    const p = progress(R1, E.id);
+    assert.deepEqual(
+      [...p.entries()].sort((a, b) => a[0] - b[0]),
+      [
+        [1, SEG],
+        [2, SEG],
+        [3, SEG],
+      ],
+    );
+    // Uploads pin what they read; everything is unpinned once done.
+    assert.ok([0, 1, 2, 3, 4, 5].every((s) => !E.store.isPinned(R, s)));
+  });
+
+  test(
+    'under the upload cap, active uploads share it (a later, more urgent request is not starved)',
+    { todo: 'bug: UploadManager#pump always serves the first active job first under a cap' },
+    async (t) => {
+      const { w, E, rs } = await uploader(t, { uploadCapKbps: 800 }, ['R', 'S']);
+      const [R1, S1] = rs as [RawPeer, RawPeer];
+      R1.send(E.id, request(1, 0, 10_000));
+      await w.sim.run(1);
+      S1.send(E.id, request(1, 1, 800));
+      await w.sim.until(() => progress(R1, E.id).get(1) === SEG, 5000, 'R done');
+      const doneAt = w.clock.now();
+      const firstToS = S1.inbox.find((m) => m.msg.type === 'data');
+      assert.ok(firstToS && firstToS.at < doneAt, 'S got bytes while R was being served');
+    },
+  );
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('HeadlessPlayer', () => {
+  function player(w: World, p: Peer, opts: Partial<PlayerOptions> = {}) {
+    const pl = new HeadlessPlayer(p.engine, opts);
+    const log = {
+      playing: [] as { startupMs: number; mediaSequence: number; at: number }[],
+      stallStarted: [] as number[],
+      stallEnded: [] as number[],
+      liveSync: 0,
+    };
+    pl.on('playing', (e) => log.playing.push({ ...e, at: w.clock.now() }));
+    pl.on('stall-started', () => log.stallStarted.push(w.clock.now()));
+    pl.on('stall-ended', (e) => log.stallEnded.push(e.durationMs));
+    pl.on('live-sync', () => log.liveSync++);
+    return { pl, log };
+  }
+
+  test('HTTP only: starts near the live edge, counts startup, follows the live edge; p2p:false never opens links', async (t) => {
+    const w = world(t, { segments: 6, origin: { latencyMs: 200 } });
+    w.origin.startLive((atts) => push(w, atts));
+    const peers = [makePeer(w, 'A', { p2p: false }), makePeer(w, 'B', { p2p: false })];
+    const players = peers.map((p) => player(w, p));
+    const createdAt = w.clock.now();
+    for (const p of peers) void p.engine.start();
+    await w.sim.until(() => players.every((x) => x.pl.state === 'playing'), 5000, 'playing');
+    for (const { pl, log } of players) {
+      assert.equal(log.playing[0]!.mediaSequence, 4, 'one segment behind the newest (5)');
+      // channel.json, master, media playlist, segment and its attestation: five round trips of 200 ms.
+      assert.equal(pl.startupMs, log.playing[0]!.at - createdAt);
+      assert.ok(pl.startupMs! >= 5 * 200 + 100 && pl.startupMs! <= 5 * 200 + 400, `startup ${pl.startupMs}`);
+    }
+    const latencies: number[] = [];
+    for (let i = 0; i < 40; i++) {
+      await w.sim.run(500);
+      latencies.push(players[0]!.pl.latencyS!);
+    }
+    const [min, max] = [Math.min(...latencies), Math.max(...latencies)];
+    assert.ok(min >= 1.5 && max <= 5.5, `latency ${min}…${max} s`);
+    for (const { pl, log } of players) {
+      assert.equal(pl.state, 'playing');
+      assert.equal(pl.stalls, 0);
+      assert.deepEqual(log.stallStarted, []);
+      assert.ok(pl.segmentsPlayed >= 10);
+      assert.equal(pl.segmentsOnTime, pl.segmentsPlayed);
+    }
+    // Never joined, never linked.
+    assert.equal(w.tracker.joins.length, 0);
+    assert.equal(w.net.openLinks, 0);
+    for (const p of peers) {
+      assert.equal(p.engine.neighbours.size, 0);
+      assert.deepEqual(p.connected, []);
+      assert.ok(p.loaded.length >= 10 && p.loaded.every((l) => l.source === 'http'));
+    }
+    assert.equal(httpGets(w, 6).length, 2, 'each viewer fetched each segment itself');
+  });
+
+  test('startBehindSegments picks the start segment', async (t) => {
+    const w = world(t, { segments: 6 });
+    const p = makePeer(w, 'A', { p2p: false });
+    const { log } = player(w, p, { startBehindSegments: 3 });
+    void p.engine.start();
+    await w.sim.until(() => log.playing.length > 0, 5000, 'playing');
+    assert.equal(log.playing[0]!.mediaSequence, 2);
+  });
+
+  test('stalls when the origin is slow, resumes, and falls behind the live edge by the stall', async (t) => {
+    const w = world(t, { segments: 4 });
+    w.origin.startLive((atts) => push(w, atts));
+    const p = makePeer(w, 'A'); // with a tracker, alone: HTTP at once, and reports
+    const { pl, log } = player(w, p);
+    await w.sim.resolve(p.engine.start(), 5000);
+    await w.sim.run(10_000);
+    assert.equal(pl.state, 'playing');
+    assert.equal(pl.stalls, 0);
+    const latencyBefore = pl.latencyS!;
+    assert.ok(latencyBefore >= 1.5 && latencyBefore <= 5.5, `latency ${latencyBefore}`);
+
+    const slowFrom = w.clock.now();
+    const fast = w.origin.setProfile('/segments/', { bytesPerS: 15_000 }); // 100 kB take 6.7 s
+    await w.sim.until(() => pl.state === 'stalled', 10_000, 'stall');
+    assert.ok(log.stallStarted[0]! > slowFrom);
+    await w.sim.run(5000);
+    fast();
+    await w.sim.until(() => log.stallEnded.length > 0, 20_000, 'resume');
+    assert.equal(pl.state, 'playing');
+    assert.ok(pl.stalls >= 1);
+    assert.ok(pl.stallMs > 0);
+    assert.equal(
+      pl.stallMs,
+      log.stallEnded.reduce((a, b) => a + b, 0),
+    );
+    assert.ok(pl.segmentsOnTime < pl.segmentsPlayed, 'a segment came late');
+    await w.sim.run(4000);
+    assert.equal(pl.state, 'playing');
+    if (log.liveSync === 0) {
+      const latencyAfter = pl.latencyS!;
+      assert.ok(
+        latencyAfter >= latencyBefore + pl.stallMs / 1000 - 2.5,
+        `latency ${latencyBefore} → ${latencyAfter} after ${pl.stallMs} ms stalled`,
+      );
+    }
+    // The tracker hears about it.
+    await w.sim.run(w.tracker.opts.reportIntervalMs);
+    const last = w.tracker.reportsOf(p.id).at(-1)!;
+    assert.equal(last.stalls, pl.stalls);
+    assert.ok(last.bufferS > 0);
+    assert.deepEqual(
+      w.tracker.reports.filter((r) => !r.valid),
+      [],
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------------
+
+describe('integrity of what the tracker pushes', () => {
+  test(
+    'a forged attestation pushed by the tracker does not get an honest neighbour banned',
+    { todo: 'bug: PeerEngine uses unverified pushed attestations to judge neighbours' },
+    async (t) => {
+      const w = world(t, { tracker: { introduceOnJoin: false } });
+      const A = await addPeer(w, 'A');
+      const B = await addPeer(w, 'B');
+      w.tracker.introduce(A.id, B.id);
+      await linked(w, A, B);
+      give(w, A, 3);
+      await w.sim.until(() => !!neighbour(B, A)?.holdsSegment(R, 3), 1000, 'have 3');
+      const real = w.origin.segment(R, 3).attestation;
+      // Well-formed, but not signed by the channel: a byte length that is not the segment's.
+      push(w, [{ ...real, byteLength: real.byteLength + 1 }]);
+      await w.sim.run(50);
+      const d = demand(w, B, 3, 5000);
+      await settled(w, d);
+      assertVerified(w, d);
+      assert.deepEqual(B.closed, [], 'A sent the right bytes: it must not be cut off');
+    },
+  );
+});
+
+describe('demands', () => {
+  test(
+    'dropping a demand cancels its HTTP fetch without reporting the origin unavailable',
+    { todo: 'bug: PeerEngine.drop aborts the fetch and the abort is reported as origin-unavailable' },
+    async (t) => {
+      const w = world(t);
+      const A = await addPeer(w, 'A');
+      w.origin.setProfile('/segments/', { bytesPerS: 10_000 });
+      const d = demand(w, A, 3, 1000);
+      await w.sim.run(200);
+      assert.equal(httpGets(w, 3).length, 1);
+      A.engine.drop(R, 3);
+      await w.sim.run(2000);
+      assert.equal(d.error?.message, 'no longer needed');
+      assert.equal(httpGets(w, 3)[0]!.aborted, true);
+      assert.equal(httpGets(w, 3).length, 1, 'not fetched again');
+      assert.deepEqual(A.errors, []);
+    },
+  );
+
+  test('a held segment is served from the store; concurrent loads share one fetch', async (t) => {
+    const w = world(t);
+    const A = await addPeer(w, 'A');
+    const d1 = demand(w, A, 3, 3000);
+    const d2 = demand(w, A, 3, 1000);
+    await settled(w, d1);
+    await settled(w, d2);
+    assert.equal(httpGets(w, 3).length, 1);
+    assert.equal(d1.result!.bytes, d2.result!.bytes);
+    const again = await w.sim.resolve(A.engine.load(R, 3, w.clock.now()));
+    assert.equal(again.source, 'cache');
+    assert.equal(httpGets(w, 3).length, 1);
+  });
+});
