@@ -5,6 +5,11 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
+/** A runtime failure reported to the user in one line (exit status 1). */
+export class CliError extends Error {
+  override name = 'CliError';
+}
+
 type Options = NonNullable<ParseArgsConfig['options']>;
 
 export function parseFlags<O extends Options>(argv: string[], options: O) {

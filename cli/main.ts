@@ -1,6 +1,6 @@
 /** The `peertv` command: one CLI with subcommands. */
 import { ConfigError } from '../source/index.ts';
-import { UsageError } from './args.ts';
+import { CliError, UsageError } from './args.ts';
 import { runSourceCli, SOURCE_HELP } from './source.ts';
 import { runTrackerCli, TRACKER_HELP } from './tracker.ts';
 import { runPeerCli, PEER_HELP } from './peer.ts';
@@ -42,6 +42,10 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof UsageError || err instanceof ConfigError) {
       console.error(`peertv ${name}: ${err.message}`);
       return 2;
+    }
+    if (err instanceof CliError) {
+      console.error(`peertv ${name}: ${err.message}`);
+      return 1;
     }
     console.error(`peertv ${name}: ${(err as Error).stack ?? err}`);
     return 1;

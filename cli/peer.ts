@@ -1,7 +1,7 @@
 /** `peertv peer`: a headless Node viewer, or a relay super-peer that only forwards. */
 import { isChannelId, isRenditionName } from '../protocol/index.ts';
 import { startNodePeer, type NodePeer } from '../peer/index.ts';
-import { intFlag, parseFlags, UsageError, urlFlag } from './args.ts';
+import { CliError, intFlag, parseFlags, UsageError, urlFlag } from './args.ts';
 
 export const PEER_HELP = `Usage: peertv peer --tracker URL --channel ID [options]
 
@@ -88,11 +88,17 @@ export async function runPeerCli(argv: string[]): Promise<void> {
     process.stdout.write(PEER_HELP);
     return;
   }
-  const peer = await startNodePeer({
-    trackerUrl: cfg.trackerUrl,
-    engine: cfg.engine,
-    loopbackOnly: cfg.loopbackOnly,
-  });
+  let peer: NodePeer;
+  try {
+    peer = await startNodePeer({
+      trackerUrl: cfg.trackerUrl,
+      engine: cfg.engine,
+      loopbackOnly: cfg.loopbackOnly,
+    });
+  } catch (err) {
+    const code = (err as { code?: unknown }).code;
+    throw new CliError(`${typeof code === 'string' ? `${code}: ` : ''}${(err as Error).message}`);
+  }
   peer.engine.on('error', ({ code, message }) => console.error(`${code}: ${message}`));
   peer.engine.on('segment-rejected', ({ mediaSequence, reason, from }) =>
     console.error(`segment ${mediaSequence} rejected (${reason})${from ? ` from ${from}` : ''}`),
