@@ -20,6 +20,7 @@ import {
   type ChannelInfo,
   type IceServer,
   type NatType,
+  type PeerErrorCode,
   type PeerKind,
   type PeerMode,
   type PeerReport,
@@ -131,7 +132,8 @@ export type EngineEvents = {
     from?: string;
   }) => void;
   'peer-connected': (info: { id: string }) => void;
-  'peer-closed': (info: { id: string; reason: string }) => void;
+  /** `code`: the stable error code when the link was closed for a fault (see PEER_ERROR_CODES). */
+  'peer-closed': (info: { id: string; reason: string; code?: PeerErrorCode }) => void;
   'first-tier': (firstTier: boolean) => void;
   'rendition-changed': (rendition: string) => void;
   /** Runtime failures with a stable code: 'tracker-unavailable', 'origin-unavailable', 'playlist-invalid'. */
@@ -196,7 +198,6 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly httpFirstByteMs = new Ewma(0.3, 100);
   #key: CryptoKey | undefined;
   readonly #attestations = new Map<string, Attestation>();
-  readonly #verified = new Set<string>();
   readonly #attestationFetches = new Map<string, Promise<Attestation | undefined>>();
   readonly #demands = new Map<string, Demand>();
   readonly #fetches = new Map<string, Fetch>();
@@ -440,7 +441,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       this.#connectTimers.delete(remoteId);
       if (this.neighbours.get(remoteId) === n) this.neighbours.delete(remoteId);
       this.uploads.forget(n);
-      this.emit('peer-closed', { id: remoteId, reason });
+      this.emit('peer-closed', { id: remoteId, reason, ...(code && { code }) });
       // A neighbour that broke the protocol or sent bad data is never dialled again; others are
       // retried a few times (the initiator of the pair dials).
       if (code && code !== 'peer-timeout') this.#banned.add(remoteId);
@@ -486,47 +487,59 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     }
   }
 
+  /** A record pushed by the tracker: kept only once its signature checks out with the channel key. */
   #onAttestation(att: Attestation): void {
-    if (att.channel !== this.opts.channel) return;
-    this.#attestations.set(segmentKey(att), att);
-    if (att.rendition === this.rendition) {
-      this.newestPublished = Math.max(this.newestPublished, att.mediaSequence);
-      // A first-tier peer fetches a fresh segment as soon as it is published.
-      if (this.firstTier) this.#scheduleTick(0);
-    }
+    if (att.channel !== this.opts.channel || !this.#key) return;
+    const key = segmentKey(att);
+    if (this.#attestations.has(key)) return;
+    void this.#verifyRecord(att, att).then((ok) => {
+      if (!ok || this.#destroyed || this.#attestations.has(key)) return;
+      this.#attestations.set(key, att);
+      if (att.rendition === this.rendition) {
+        this.newestPublished = Math.max(this.newestPublished, att.mediaSequence);
+        // A first-tier peer fetches a fresh segment as soon as it is published.
+        if (this.firstTier) this.#scheduleTick(0);
+      }
+    });
   }
 
-  /** The verified attestation of a segment (pushed by the tracker or fetched from the origin). */
+  async #verifyRecord(att: Attestation, id: { rendition: string; mediaSequence: number }): Promise<boolean> {
+    const about = checkAttestationFor(att, { channel: this.opts.channel, ...id });
+    const signed = about.ok ? await verifyAttestationSignature(att, this.#key!) : about;
+    if (!signed.ok)
+      this.emit('segment-rejected', {
+        rendition: id.rendition,
+        mediaSequence: id.mediaSequence,
+        reason: signed.code,
+      });
+    return signed.ok;
+  }
+
+  /**
+   * The attestation of a segment, verified: pushed by the tracker or fetched from the origin. Only
+   * records whose signature checked out are ever kept.
+   */
   async #attestation(rendition: string, seq: number): Promise<Attestation | undefined> {
     const key = segmentKey({ channel: this.opts.channel, rendition, mediaSequence: seq });
-    let att = this.#attestations.get(key);
-    if (!att) {
-      let pending = this.#attestationFetches.get(key);
-      if (!pending) {
-        pending = this.#getJson(this.#segmentUrl(rendition, seq).replace(/\.ts$/, '.json'))
-          .then((json) => {
-            const parsed = parseAttestation(json);
-            return parsed.ok ? parsed.attestation : undefined;
-          })
-          .catch(() => undefined)
-          .finally(() => this.#attestationFetches.delete(key));
-        this.#attestationFetches.set(key, pending);
-      }
-      att = await pending;
-      if (!att) return undefined;
-      this.#attestations.set(key, att);
+    const known = this.#attestations.get(key);
+    if (known) return known;
+    let pending = this.#attestationFetches.get(key);
+    if (!pending) {
+      pending = this.#getJson(this.#segmentUrl(rendition, seq).replace(/\.ts$/, '.json'))
+        .then(async (json) => {
+          const parsed = parseAttestation(json);
+          if (!parsed.ok) return undefined;
+          return (await this.#verifyRecord(parsed.attestation, { rendition, mediaSequence: seq }))
+            ? parsed.attestation
+            : undefined;
+        })
+        .catch(() => undefined)
+        .finally(() => this.#attestationFetches.delete(key));
+      this.#attestationFetches.set(key, pending);
     }
-    if (!this.#verified.has(key)) {
-      const about = checkAttestationFor(att, { channel: this.opts.channel, rendition, mediaSequence: seq });
-      const signed = about.ok ? await verifyAttestationSignature(att, this.#key!) : about;
-      if (!signed.ok) {
-        this.#attestations.delete(key);
-        this.emit('segment-rejected', { rendition, mediaSequence: seq, reason: signed.code });
-        return undefined;
-      }
-      this.#verified.add(key);
-    }
-    return att;
+    const att = await pending;
+    if (att && !this.#attestations.has(key)) this.#attestations.set(key, att);
+    return this.#attestations.get(key);
   }
 
   #segmentUrl(rendition: string, seq: number): string {
@@ -655,7 +668,13 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   ): { neighbour: Neighbour; etaMs: number } | undefined {
     let best: { neighbour: Neighbour; etaMs: number } | undefined;
     for (const n of this.neighbours.values()) {
-      if (!n.open || !n.holdsSegment(rendition, seq) || n.downloads.size >= 2) continue;
+      if (
+        !n.open ||
+        !n.holdsSegment(rendition, seq) ||
+        n.downloads.size >= 2 ||
+        n.busyUntil > this.#d.clock.now()
+      )
+        continue;
       const etaMs =
         n.firstByteMs.value + (size / Math.max(1, n.throughput.value)) * 1000 * (1 + n.downloads.size);
       if (!best || etaMs < best.etaMs) best = { neighbour: n, etaMs };
@@ -684,6 +703,13 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       (err: Error) => {
         if (this.#fetches.get(key) !== fetch) return;
         this.#fetches.delete(key);
+        if (err instanceof DownloadAbort && err.reason === 'bad-data')
+          this.emit('segment-rejected', {
+            rendition,
+            mediaSequence: seq,
+            reason: 'peer-protocol-violation',
+            from: n.id,
+          });
         if (!(err instanceof DownloadAbort) || err.reason !== 'cancelled') this.#scheduleTick(0);
       },
     );
@@ -719,7 +745,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       })
       .catch((err: Error) => {
         if (this.#fetches.get(key) === fetch) this.#fetches.delete(key);
-        if (this.#destroyed) return;
+        if (this.#destroyed || abort.signal.aborted) return; // dropped on purpose
         this.emit('error', { code: 'origin-unavailable', message: err.message });
         // Retry soon; a demand past its deadline is still wanted (the player is stalled on it).
         this.#d.clock.setTimeout(() => this.#scheduleTick(0), 300);

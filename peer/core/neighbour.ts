@@ -53,6 +53,7 @@ export class DownloadAbort extends Error {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+const BUSY_BACKOFF_MS = 1000;
 
 export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly id: string;
@@ -67,6 +68,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly connectedAt: number;
   bytesReceived = 0;
   bytesSent = 0;
+  /** Answered `busy`: not asked again before this time (clock ms). */
+  busyUntil = 0;
   #open = false;
   #closed = false;
   #nextRequestId = 1;
@@ -224,8 +227,9 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
         const d = this.downloads.get(msg.requestId);
         if (!d) return;
         this.downloads.delete(msg.requestId);
-        // It does not have it after all: forget the announcement.
+        // It does not have it after all: forget the announcement; busy: leave it alone for a while.
         if (msg.reason !== 'busy') this.holds.get(d.rendition)?.remove(d.mediaSequence, d.mediaSequence);
+        else this.busyUntil = this.clock.now() + BUSY_BACKOFF_MS;
         d.reject(new DownloadAbort(`neighbour answered ${msg.reason}`, 'absent'));
         return;
       }

@@ -176,9 +176,13 @@ export class UploadManager {
     }
     let progressed = true;
     let blockedByCap = false;
+    // Each round gives one chunk to every active upload, most urgent first: under a cap the most
+    // urgent gets the tokens; without one, the channels' backpressure shares the bandwidth.
+    const byUrgency = [...this.#active].sort((a, b) => a.deadlineAt - b.deadlineAt);
     while (progressed) {
       progressed = false;
-      for (const job of [...this.#active]) {
+      for (const job of byUrgency) {
+        if (!this.#active.has(job)) continue;
         const n = job.neighbour;
         if (n.closed) {
           this.#finish(job);

@@ -363,7 +363,10 @@ export class FakeOrigin implements HttpFetcher {
    * Overrides the profile of URLs matching `match` (a substring, a RegExp or a predicate); later
    * overrides win. Returns a function removing this one.
    */
-  setProfile(match: string | RegExp | ((url: string) => boolean), profile: Partial<OriginProfile>): () => void {
+  setProfile(
+    match: string | RegExp | ((url: string) => boolean),
+    profile: Partial<OriginProfile>,
+  ): () => void {
     const fn =
       typeof match === 'string'
         ? (url: string) => url.includes(match)
@@ -430,7 +433,9 @@ export class FakeOrigin implements HttpFetcher {
     return new Promise<HttpResponse>((resolve, reject) => {
       if (signal?.aborted) return reject(abortReason(signal));
       const profile = this.profileFor(url);
-      let { status, body, kind } = this.#content(url);
+      const content = this.#content(url);
+      const kind = content.kind;
+      let { status, body } = content;
       if (profile.status !== undefined && profile.status !== status) {
         status = profile.status;
         body = enc.encode(JSON.stringify({ error: `status ${status}` }));
@@ -736,8 +741,7 @@ export class FakeTracker {
       ok: false,
       error: { code, message },
     });
-    const record = (ok: boolean) =>
-      from && this.signals.push({ from, to, at: this.clock.now(), data, ok });
+    const record = (ok: boolean) => from && this.signals.push({ from, to, at: this.clock.now(), data, ok });
     if (!signalRequestSchema.safeParse({ to, data }).success) {
       record(false);
       return refuse('invalid-input', 'invalid signal');
@@ -776,7 +780,10 @@ export class FakeTracker {
 }
 
 /** One peer's session with the {@link FakeTracker}. */
-export class FakeTrackerConnection extends TypedEmitter<TrackerConnectionEvents> implements TrackerConnection {
+export class FakeTrackerConnection
+  extends TypedEmitter<TrackerConnectionEvents>
+  implements TrackerConnection
+{
   /** The id assigned at join (undefined before, and after leaving). */
   peerId: string | undefined;
   closed = false;

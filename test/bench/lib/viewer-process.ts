@@ -8,7 +8,10 @@ import { startNodePeer, type NodePeer } from '../../../peer/index.ts';
 
 const [trackerUrl, channel, viewersArg, staggerArg, durationArg, rendition, uploadArg] =
   process.argv.slice(2);
-if (!trackerUrl || !channel || !rendition) throw new Error('usage: viewer-process trackerUrl channel viewers staggerMs durationS rendition uploadKbps');
+if (!trackerUrl || !channel || !rendition)
+  throw new Error(
+    'usage: viewer-process trackerUrl channel viewers staggerMs durationS rendition uploadKbps',
+  );
 const viewers = Number(viewersArg);
 const staggerMs = Number(staggerArg);
 const durationS = Number(durationArg);
