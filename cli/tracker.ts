@@ -1,4 +1,6 @@
 /** `peertv tracker`: channel directory, peer sessions, signaling relay, Chandelier, stats and dashboard. */
+import path from 'node:path';
+import { buildPlayer } from '../scripts/build-player.ts';
 import { ConfigError } from '../source/index.ts';
 import { Tracker, DEFAULT_TRACKER, type TrackerOptions } from '../tracker/index.ts';
 import type { IceServer } from '../protocol/index.ts';
@@ -77,12 +79,16 @@ export function trackerOptionsFromArgv(
   };
 }
 
+/** The built web player (`npm start`/`npm test` build it; see scripts/build-player.ts). */
+export const PLAYER_DIST = path.resolve(import.meta.dirname, '../player/dist');
+
 export async function startTracker(
   host: string,
   port: number,
   options: Partial<TrackerOptions>,
 ): Promise<Tracker> {
-  const tracker = new Tracker(options);
+  await buildPlayer();
+  const tracker = new Tracker({ playerDir: PLAYER_DIST, ...options });
   try {
     await tracker.listen(port, host);
   } catch (err) {

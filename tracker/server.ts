@@ -312,7 +312,19 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     const dashboardDir = path.join(import.meta.dirname, 'dashboard');
     app.get('/dashboard', (_req, res) => res.sendFile(path.join(dashboardDir, 'index.html')));
     app.use('/dashboard', express.static(dashboardDir, { index: false, maxAge: '1m' }));
-    if (this.opts.playerDir) app.use('/', express.static(this.opts.playerDir, { maxAge: '1m' }));
+    const playerDir = this.opts.playerDir;
+    if (playerDir) {
+      // The web player: home (directory), watch and embed pages; the page reads the channel from the URL.
+      const page = (file: string) => (req: Request, res: Response) => {
+        const id = channelIdSchema.safeParse(req.params.channel);
+        if (!id.success) return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'page', req, false);
+        res.setHeader('Cache-Control', 'no-cache');
+        res.sendFile(path.join(playerDir, file));
+      };
+      app.get('/watch/:channel', page('watch.html'));
+      app.get('/embed/:channel', page('embed.html'));
+      app.use('/', express.static(playerDir, { maxAge: '1m' }));
+    }
     app.use((req: Request, res: Response) =>
       this.#restError(res, 404, 'invalid-input', 'not found', 'http', req, false),
     );

@@ -52,6 +52,8 @@ export interface EngineOptions {
   natType: NatType;
   /** Origin to use when the tracker cannot be reached (otherwise the tracker's channel info says). */
   originUrl: string | undefined;
+  /** Master playlist to play instead of the live one (a recording, progressive download through the swarm). */
+  masterUrl: string | undefined;
   /** False: never use P2P (the HTTP-only baseline). */
   p2p: boolean;
   /** A P2P transfer must be expected to finish this long before its deadline. */
@@ -76,6 +78,7 @@ export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
   declaredUploadKbps: 10_000,
   natType: 'unknown',
   originUrl: undefined,
+  masterUrl: undefined,
   p2p: true,
   safetyMarginMs: 700,
   p2pStallMs: 1000,
@@ -288,7 +291,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     if (typeof o.publicKey !== 'string')
       throw new EngineError('origin-unavailable', 'channel.json without a public key');
     this.#key = await importChannelKey(o.publicKey);
-    const masterUrl = typeof o.live?.master === 'string' ? o.live.master : undefined;
+    const masterUrl = this.opts.masterUrl ?? (typeof o.live?.master === 'string' ? o.live.master : undefined);
     if (!masterUrl)
       throw new EngineError('channel-offline', `channel ${this.opts.channel} is not broadcasting`);
     const master = parseMasterPlaylist(await this.#getText(masterUrl), masterUrl);
@@ -793,6 +796,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       this.#demands.delete(key);
       for (const w of demand.waiters) w.resolve({ bytes, source: fetch.via, attestation: att });
     }
+  }
+
+  /** True when a verified segment is held (fetched and kept for neighbours). */
+  hasSegment(rendition: string, mediaSequence: number): boolean {
+    return this.#d.store.has(rendition, mediaSequence);
   }
 
   /** Gives up a demand (the player moved on). */

@@ -1,0 +1,167 @@
+/**
+ * Three browser viewers (Debian's Chromium, the real player bundle: hls.js + the P2P fragment loader)
+ * and one Node relay watch a test-pattern channel for 60 s over real WebRTC on loopback: every page
+ * plays without a stall, the browsers receive bytes from peers, and browsers feed each other.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { buildPlayer } from '../../scripts/build-player.ts';
+import { startNodePeer, type NodePeer } from '../../peer/index.ts';
+import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
+import { Tracker } from '../../tracker/index.ts';
+import { liveOrigin, segments, tinyChannel, waitFor } from '../helpers/source.ts';
+
+const BROWSERS = 3;
+const WATCH_MS = 60_000;
+export const CHROMIUM_ARGS = [
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--allow-loopback-in-peer-connection',
+  '--disable-features=WebRtcHideLocalIpsWithMdns',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+let tracker: Tracker;
+let channel: SourceChannel;
+let origin: Origin;
+let link: TrackerLink;
+let relay: NodePeer;
+let browser: Browser;
+
+before(async () => {
+  await buildPlayer();
+  tracker = new Tracker({
+    reportIntervalMs: 1000,
+    playerDir: path.resolve(import.meta.dirname, '../../player/dist'),
+  });
+  await tracker.listen(0);
+  channel = tinyChannel({ id: 'web', segmentDurationS: 2 });
+  ({ origin } = await liveOrigin(channel));
+  link = new TrackerLink({
+    trackerUrl: tracker.url,
+    secret: 'web-swarm-broadcaster-secret',
+    channel,
+    origin,
+  });
+  await waitFor(link, 'registered', 20_000);
+  await segments(channel, 4);
+  relay = await startNodePeer({
+    trackerUrl: tracker.url,
+    loopbackOnly: true,
+    // Upload capped near one stream's bitrate: it cannot feed everyone, so browsers must feed each other.
+    engine: { channel: 'web', mode: 'relay', kind: 'node', rendition: '180p', uploadCapKbps: 500 },
+  });
+  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+});
+
+after(async () => {
+  await browser?.close();
+  relay?.stop();
+  link?.destroy();
+  await tracker?.destroy();
+  await channel?.destroy();
+  await origin?.close();
+});
+
+async function viewer(): Promise<Page> {
+  const ctx = await browser.newContext();
+  // Chromium lists its loopback candidate only to pages holding camera and microphone permission
+  // (nothing is captured); the player offers only 127.0.0.1 candidates (loopbackOnly).
+  await ctx.grantPermissions(['camera', 'microphone'], { origin: tracker.url });
+  const page = await ctx.newPage();
+  const errors: string[] = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${tracker.url}/healthz`);
+  await page.setContent(
+    `<video id="v" muted playsinline style="width:320px"></video><script src="${tracker.url}/peertv.js"></script>`,
+  );
+  await page.waitForFunction(() => 'PeerTV' in window);
+  await page.evaluate((url) => {
+    const w = window as unknown as Record<string, unknown> & {
+      PeerTV: { attach: (v: Element, o: object) => unknown };
+    };
+    const video = document.getElementById('v') as HTMLVideoElement;
+    // Stalls as the video element reports them: 'waiting' after playback started.
+    const log = { playing: false, stalls: 0 };
+    w.log = log;
+    video.addEventListener('playing', () => (log.playing = true));
+    video.addEventListener('waiting', () => {
+      if (log.playing) log.stalls++;
+    });
+    w.peertv = w.PeerTV.attach(video, { tracker: url, channel: 'web', loopbackOnly: true });
+  }, tracker.url);
+  (page as Page & { errors?: string[] }).errors = errors;
+  return page;
+}
+
+test(
+  `${BROWSERS} browser viewers and a Node relay: no stalls, peer bytes, browser-to-browser transfers`,
+  { timeout: 180_000 },
+  async () => {
+    const pages: Page[] = [];
+    for (let i = 0; i < BROWSERS; i++) {
+      pages.push(await viewer());
+      await new Promise((r) => setTimeout(r, 1500));
+    }
+    await new Promise((r) => setTimeout(r, WATCH_MS));
+
+    type Snapshot = {
+      log: { playing: boolean; stalls: number };
+      currentTime: number;
+      peerId: string;
+      stats: { p2pBytes: number; httpBytes: number; uploadedBytes: number; peers: number };
+      receivedFrom: Record<string, number>;
+    };
+    const snaps: Snapshot[] = [];
+    for (const page of pages)
+      snaps.push(
+        await page.evaluate(() => {
+          const w = window as unknown as {
+            log: Snapshot['log'];
+            peertv: {
+              stats(): Snapshot['stats'];
+              engine: { peerId: string; receivedFrom: Record<string, number> };
+            };
+          };
+          return {
+            log: w.log,
+            currentTime: (document.getElementById('v') as HTMLVideoElement).currentTime,
+            peerId: w.peertv.engine.peerId,
+            stats: w.peertv.stats(),
+            receivedFrom: { ...w.peertv.engine.receivedFrom },
+          };
+        }),
+      );
+    for (const [i, s] of snaps.entries()) {
+      console.log(`browser ${i}: t=${s.currentTime.toFixed(1)} s, ${JSON.stringify(s.stats)}`);
+      assert.ok(s.log.playing, `browser ${i} plays`);
+      assert.equal(s.log.stalls, 0, `browser ${i} stalled`);
+      assert.ok(s.currentTime > WATCH_MS / 1000 - 10, `browser ${i} played ${s.currentTime} s`);
+      assert.ok(s.stats.p2pBytes > 0, `browser ${i} received bytes from peers`);
+      assert.deepEqual((pages[i] as Page & { errors?: string[] }).errors, [], `browser ${i} page errors`);
+    }
+    // Browser-to-browser: bytes one browser uploaded were received (and played) by another browser.
+    const browserIds = new Set(snaps.map((s) => s.peerId));
+    const fromBrowsers = snaps.reduce(
+      (sum, s) =>
+        sum +
+        Object.entries(s.receivedFrom)
+          .filter(([id]) => browserIds.has(id))
+          .reduce((a, [, b]) => a + b, 0),
+      0,
+    );
+    const uploadedByBrowsers = snaps.reduce((sum, s) => sum + s.stats.uploadedBytes, 0);
+    assert.ok(fromBrowsers > 0, 'a browser received segment bytes from another browser');
+    assert.ok(uploadedByBrowsers > 0, 'browsers uploaded');
+    console.log(
+      `browser → browser: ${fromBrowsers} B; relay uploaded ${relay.engine.uploads.uploadedBytes} B`,
+    );
+  },
+);
