@@ -1,42 +1,25 @@
 /** Keeps `npm run bench:peer` from rotting: a short run must produce its figures and report (values not judged). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ROOT as root, runNode } from '../helpers/process.ts';
 
 test('bench:peer runs end to end with two viewers and writes its report', { timeout: 120_000 }, async () => {
-  const root = path.resolve(import.meta.dirname, '../..');
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'test/bench/peer.bench.ts',
-          '--viewers',
-          '2',
-          '--duration',
-          '12',
-          '--skip-datachannel',
-          '--ladder',
-          '180p:320x180:300:48',
-          '--stagger-ms',
-          '300',
-        ],
-        { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
-      const t = setTimeout(() => child.kill('SIGKILL'), 110_000);
-      child.on('exit', (c) => {
-        clearTimeout(t);
-        resolve({ code: c, stdout: out, stderr: err });
-      });
-    },
+  const { code, stdout, stderr } = await runNode(
+    [
+      'test/bench/peer.bench.ts',
+      '--viewers',
+      '2',
+      '--duration',
+      '12',
+      '--skip-datachannel',
+      '--ladder',
+      '180p:320x180:300:48',
+      '--stagger-ms',
+      '300',
+    ],
+    { tsx: true, timeoutMs: 110_000 },
   );
   assert.equal(code, 0, stderr.slice(-2000));
   assert.match(

@@ -1,39 +1,22 @@
 /** Keeps `npm run bench:source` from rotting: a short run must produce its figures and report (values not judged). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ROOT as root, runNode } from '../helpers/process.ts';
 
 test('bench:source runs end to end on a tiny ladder and writes its report', async () => {
-  const root = path.resolve(import.meta.dirname, '../..');
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'test/bench/source.bench.ts',
-          '--duration',
-          '10',
-          '--rtf-seconds',
-          '4',
-          '--ladder',
-          '180p:320x180:300:48',
-        ],
-        { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
-      const t = setTimeout(() => child.kill('SIGKILL'), 120_000);
-      child.on('exit', (c) => {
-        clearTimeout(t);
-        resolve({ code: c, stdout: out, stderr: err });
-      });
-    },
+  const { code, stdout, stderr } = await runNode(
+    [
+      'test/bench/source.bench.ts',
+      '--duration',
+      '10',
+      '--rtf-seconds',
+      '4',
+      '--ladder',
+      '180p:320x180:300:48',
+    ],
+    { tsx: true, timeoutMs: 120_000 },
   );
   assert.equal(code, 0, stderr);
   const lines = stdout.trim().split('\n');

@@ -1,41 +1,24 @@
 /** Keeps `npm run bench:tracker` from rotting: a tiny run must produce its figures and report (values not judged). */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ROOT as root, runNode } from '../helpers/process.ts';
 
 test('bench:tracker runs end to end with a few peers and writes its report', async () => {
-  const root = path.resolve(import.meta.dirname, '../..');
-  const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-    (resolve) => {
-      const child = spawn(
-        process.execPath,
-        [
-          '--import',
-          'tsx',
-          'test/bench/tracker.bench.ts',
-          '--peers',
-          '50',
-          '--rate',
-          '100',
-          '--relay-seconds',
-          '3',
-          '--hold-seconds',
-          '1',
-        ],
-        { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] },
-      );
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d) => (out += d));
-      child.stderr.on('data', (d) => (err += d));
-      const t = setTimeout(() => child.kill('SIGTERM'), 60_000);
-      child.on('exit', (c) => {
-        clearTimeout(t);
-        resolve({ code: c, stdout: out, stderr: err });
-      });
-    },
+  const { code, stdout, stderr } = await runNode(
+    [
+      'test/bench/tracker.bench.ts',
+      '--peers',
+      '50',
+      '--rate',
+      '100',
+      '--relay-seconds',
+      '3',
+      '--hold-seconds',
+      '1',
+    ],
+    { tsx: true, timeoutMs: 60_000 },
   );
   assert.equal(code, 0, stderr);
   const lines = stdout.trim().split('\n');

@@ -1,26 +1,9 @@
 /** `peertv peer` command line. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import path from 'node:path';
+import { peertv } from '../helpers/process.ts';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const cli = (args: string[]) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['bin/peertv.js', 'peer', ...args], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGKILL'), 30_000);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+const cli = (args: string[]) => peertv(['peer', ...args]);
 
 test('peertv peer --help', async () => {
   const r = await cli(['--help']);

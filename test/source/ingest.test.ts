@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, RtmpIngestServer, streamKeyMatches, type SourceChannel } from '../../source/index.ts';
+import { peertv } from '../helpers/process.ts';
 import { liveOrigin, segments, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
 
 const KEY = 'obs-stream-key-123';
@@ -243,22 +244,7 @@ describe('file input', () => {
 });
 
 describe('peertv source CLI', () => {
-  const cli = (args: string[], timeoutMs = 30_000) =>
-    new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-      const child = spawn(process.execPath, ['bin/peertv.js', 'source', ...args], {
-        cwd: path.resolve(import.meta.dirname, '../..'),
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (d) => (stdout += d));
-      child.stderr.on('data', (d) => (stderr += d));
-      const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-      child.on('exit', (code) => {
-        clearTimeout(t);
-        resolve({ code, stdout, stderr });
-      });
-    });
+  const cli = (args: string[]) => peertv(['source', ...args]);
 
   test('--help prints the options', async () => {
     const r = await cli(['--help']);

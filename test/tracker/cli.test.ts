@@ -1,33 +1,10 @@
 /** `peertv tracker` command line. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import net from 'node:net';
-import path from 'node:path';
+import { peertv } from '../helpers/process.ts';
 
-const root = path.resolve(import.meta.dirname, '../..');
-const cli = (args: string[], untilLine?: RegExp, timeoutMs = 30_000) =>
-  new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-    const child = spawn(process.execPath, ['bin/peertv.js', ...args], {
-      cwd: root,
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => {
-      stdout += d;
-      if (untilLine?.test(stdout)) {
-        untilLine = undefined;
-        child.kill('SIGINT');
-      }
-    });
-    child.stderr.on('data', (d) => (stderr += d));
-    const t = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-    child.on('exit', (code) => {
-      clearTimeout(t);
-      resolve({ code, stdout, stderr });
-    });
-  });
+const cli = (args: string[], untilStdout?: RegExp) => peertv(args, untilStdout ? { untilStdout } : {});
 
 test('peertv tracker --help and bad flags', async () => {
   const help = await cli(['tracker', '--help']);
