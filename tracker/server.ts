@@ -317,7 +317,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       // The web player: home (directory), watch and embed pages; the page reads the channel from the URL.
       const page = (file: string) => (req: Request, res: Response) => {
         const id = channelIdSchema.safeParse(req.params.channel);
-        if (!id.success) return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'page', req, false);
+        if (!id.success)
+          return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'page', req, false);
         res.setHeader('Cache-Control', 'no-cache');
         res.sendFile(path.join(playerDir, file));
       };

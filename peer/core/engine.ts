@@ -348,6 +348,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       neighbours: (u) => {
         this.#setFirstTier(u.firstTier);
         for (const id of u.add) this.#introduce(id);
+        // A removed pair keeps its link while it works (the other side may only have lost its tracker
+        // session); a page that leaves says bye itself, and dead links close on their own.
+        for (const id of u.remove) this.#introduced.delete(id);
       },
       signal: ({ from, data }) => {
         if (this.#destroyed || !this.opts.p2p || this.#banned.has(from)) return;
@@ -416,9 +419,13 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     const n = new Neighbour(link, clock, { peerId: this.peerId, channel: this.opts.channel });
     this.neighbours.set(remoteId, n);
     link.on('signal', (data) => {
-      void tracker?.signal(remoteId, data).then((ack) => {
-        if (!ack.ok) n.close('bye', `signaling refused: ${ack.error.code}`);
-      });
+      void tracker?.signal(remoteId, data).then(
+        (ack) => {
+          if (!ack.ok) n.close('bye', `signaling refused: ${ack.error.code}`);
+        },
+        // The tracker is unreachable: the link cannot complete and its connect timer closes it.
+        () => {},
+      );
     });
     link.on('drain', () => this.uploads.onDrain());
     this.#connectTimers.set(
@@ -475,7 +482,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
           });
       const seqs = [...this.known.keys()].sort((a, b) => a - b);
       const newest = seqs.at(-1) ?? -1;
-      for (const s of seqs) if (s < newest - 3 * this.opts.keepSegments) this.known.delete(s);
+      // A live window slides; a recording's playlist is kept whole.
+      if (!pl.ended) for (const s of seqs) if (s < newest - 3 * this.opts.keepSegments) this.known.delete(s);
       this.newestPublished = Math.max(this.newestPublished, newest);
       this.ended = pl.ended;
       this.#d.store.setWindow(rendition, Math.max(0, newest - this.opts.keepSegments));

@@ -120,10 +120,18 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     const tracker = this.opts.tracker.replace(/\/+$/, '');
     // The directory entry says where the origin is and whether the channel is on air.
     try {
-      this.channelInfo = (await getJson(`${tracker}/api/channels/${encodeURIComponent(channel)}`)) as ChannelInfo;
+      this.channelInfo = (await getJson(
+        `${tracker}/api/channels/${encodeURIComponent(channel)}`,
+      )) as ChannelInfo;
     } catch (err) {
-      if (!this.opts.originUrl) throw Object.assign(new Error(`tracker unreachable: ${(err as Error).message}`), { code: 'tracker-unreachable' });
-      this.emit('notice', { code: 'tracker-unreachable', message: 'tracker unreachable: playing from the origin' });
+      if (!this.opts.originUrl)
+        throw Object.assign(new Error(`tracker unreachable: ${(err as Error).message}`), {
+          code: 'tracker-unreachable',
+        });
+      this.emit('notice', {
+        code: 'tracker-unreachable',
+        message: 'tracker unreachable: playing from the origin',
+      });
     }
     if (this.#destroyed) return;
     const originUrl = (this.channelInfo?.originUrl ?? this.opts.originUrl ?? '').replace(/\/+$/, '');
@@ -140,12 +148,18 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
 
     const p2p = this.opts.p2p !== false && webrtcAvailable();
     if (this.opts.p2p !== false && !webrtcAvailable())
-      this.emit('notice', { code: 'webrtc-unavailable', message: 'WebRTC is not available: playing from the origin' });
+      this.emit('notice', {
+        code: 'webrtc-unavailable',
+        message: 'WebRTC is not available: playing from the origin',
+      });
     if (p2p && this.channelInfo) {
       this.#tracker = new SocketIoTrackerConnection({ url: tracker });
       this.#tracker.on('disconnected', () => {
         this.#trackerUp = false;
-        this.emit('notice', { code: 'tracker-unreachable', message: 'tracker connection lost: playing from the origin and current peers' });
+        this.emit('notice', {
+          code: 'tracker-unreachable',
+          message: 'tracker connection lost: playing from the origin and current peers',
+        });
       });
       this.#tracker.on('reconnected', () => (this.#trackerUp = true));
     }
@@ -163,7 +177,9 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
       },
       {
         clock: realClock,
-        transport: new SimplePeerTransport(this.opts.loopbackOnly ? { candidateFilter: loopbackCandidatesOnly } : {}),
+        transport: new SimplePeerTransport(
+          this.opts.loopbackOnly ? { candidateFilter: loopbackCandidatesOnly } : {},
+        ),
         http: fetchHttp,
         tracker: this.#tracker,
         store: new MemorySegmentStore({ capacityBytes: 96 * 1024 * 1024 }),
@@ -183,7 +199,10 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
 
   #attachHls(masterUrl: string): void {
     if (!Hls.isSupported()) {
-      this.emit('notice', { code: 'media-error', message: 'this browser cannot play HLS with Media Source Extensions' });
+      this.emit('notice', {
+        code: 'media-error',
+        message: 'this browser cannot play HLS with Media Source Extensions',
+      });
       this.#setState('error');
       return;
     }
@@ -241,7 +260,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     on('playing', () => this.#setState('playing'));
     on('pause', () => this.#setState('paused'));
     on('waiting', () => {
-      if (this.state === 'playing') {
+      // A seek also makes the element wait: that is not a stall.
+      if (this.state === 'playing' && !v.seeking) {
         this.stalls++;
         this.#setState('stalled');
       }
@@ -251,6 +271,10 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
       if (this.live) this.emit('notice', { code: 'broadcast-ended', message: 'the broadcast has ended' });
     });
     this.#timer = setInterval(() => this.emit('stats', this.stats()), 1000);
+    // Leaving the page: say goodbye to neighbours and the tracker now, not after WebRTC times out.
+    const leave = () => this.destroy();
+    globalThis.addEventListener?.('pagehide', leave);
+    this.#cleanup.push(() => globalThis.removeEventListener?.('pagehide', leave));
   }
 
   #setState(s: PlayerState): void {
@@ -262,7 +286,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
   #bufferS(): number {
     const v = this.video;
     for (let i = 0; i < v.buffered.length; i++)
-      if (v.buffered.start(i) <= v.currentTime + 0.1 && v.currentTime <= v.buffered.end(i)) return v.buffered.end(i) - v.currentTime;
+      if (v.buffered.start(i) <= v.currentTime + 0.1 && v.currentTime <= v.buffered.end(i))
+        return v.buffered.end(i) - v.currentTime;
     return 0;
   }
 
@@ -287,7 +312,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     const e = this.engine?.stats();
     const total = (e?.httpBytes ?? 0) + (e?.p2pBytes ?? 0);
     const hls = this.hls;
-    const latency = this.live && hls?.latency !== undefined && Number.isFinite(hls.latency) ? hls.latency : null;
+    const latency =
+      this.live && hls?.latency !== undefined && Number.isFinite(hls.latency) ? hls.latency : null;
     return {
       state: this.state,
       live: this.live,
@@ -311,7 +337,9 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
 
   /** Segments already fetched and held for the current rendition (for a download-progress bar). */
   heldSegments(): number[] {
-    return this.engine ? [...this.engine.known.keys()].filter((s) => this.engine!.hasSegment(this.engine!.rendition, s)) : [];
+    return this.engine
+      ? [...this.engine.known.keys()].filter((s) => this.engine!.hasSegment(this.engine!.rendition, s))
+      : [];
   }
 
   destroy(): void {

@@ -18,8 +18,12 @@ import type { PeerEngine } from '../../peer/index.ts';
 type LoaderClass = new (config: HlsConfig) => Loader<FragmentLoaderContext>;
 
 /** `/channels/<ch>/segments/<rendition>/<seq>.ts` (the origin's layout) → rendition and sequence. */
-export function segmentFromUrl(url: string, channel: string): { rendition: string; mediaSequence: number } | undefined {
-  const m = /\/channels\/([a-z0-9][a-z0-9_-]*)\/segments\/([a-z0-9][a-z0-9_-]*)\/(0|[1-9]\d*)\.ts(?:$|\?)/.exec(url);
+export function segmentFromUrl(
+  url: string,
+  channel: string,
+): { rendition: string; mediaSequence: number } | undefined {
+  const m =
+    /\/channels\/([a-z0-9][a-z0-9_-]*)\/segments\/([a-z0-9][a-z0-9_-]*)\/(0|[1-9]\d*)\.ts(?:$|\?)/.exec(url);
   if (!m || m[1] !== channel) return undefined;
   return { rendition: m[2]!, mediaSequence: Number(m[3]) };
 }
@@ -59,7 +63,11 @@ export function makeFragmentLoader(env: LoaderEnv, Fallback: LoaderClass): Loade
       this.#config = config;
     }
 
-    load(context: FragmentLoaderContext, config: LoaderConfiguration, callbacks: LoaderCallbacks<FragmentLoaderContext>): void {
+    load(
+      context: FragmentLoaderContext,
+      config: LoaderConfiguration,
+      callbacks: LoaderCallbacks<FragmentLoaderContext>,
+    ): void {
       this.context = context;
       const engine = env.engine();
       const seg = segmentFromUrl(context.url, env.channel);
@@ -83,13 +91,19 @@ export function makeFragmentLoader(env: LoaderEnv, Fallback: LoaderClass): Loade
           const now = performance.now();
           // Served from memory (fetched earlier): report the time the real fetch took, so ABR sees the
           // network, not the cache.
-          const took = r.source === 'cache' ? (env.fetchMs(seg.rendition, seg.mediaSequence) ?? now - stats.loading.start) : now - stats.loading.start;
+          const took =
+            r.source === 'cache'
+              ? (env.fetchMs(seg.rendition, seg.mediaSequence) ?? now - stats.loading.start)
+              : now - stats.loading.start;
           stats.loading.start = now - Math.max(1, took);
           stats.loading.first = stats.loading.start + Math.min(took, 1);
           stats.loading.end = now;
           stats.loaded = stats.total = r.bytes.byteLength;
           stats.chunkCount = 1;
-          const data = r.bytes.buffer.slice(r.bytes.byteOffset, r.bytes.byteOffset + r.bytes.byteLength) as ArrayBuffer;
+          const data = r.bytes.buffer.slice(
+            r.bytes.byteOffset,
+            r.bytes.byteOffset + r.bytes.byteLength,
+          ) as ArrayBuffer;
           callbacks.onSuccess({ url: context.url, data }, stats, context, null);
         },
         () => {
@@ -100,7 +114,11 @@ export function makeFragmentLoader(env: LoaderEnv, Fallback: LoaderClass): Loade
       );
     }
 
-    #useFallback(context: FragmentLoaderContext, config: LoaderConfiguration, callbacks: LoaderCallbacks<FragmentLoaderContext>): void {
+    #useFallback(
+      context: FragmentLoaderContext,
+      config: LoaderConfiguration,
+      callbacks: LoaderCallbacks<FragmentLoaderContext>,
+    ): void {
       this.#done = true;
       this.#fallback = new Fallback(this.#config);
       this.stats = this.#fallback.stats;
