@@ -107,10 +107,8 @@ export async function runTrackerCli(argv: string[]): Promise<void> {
     return;
   }
   const tracker = await startTracker(cfg.host, cfg.port, cfg.options);
-  console.log(
-    `tracker: ${tracker.url}  (dashboard ${tracker.url}/dashboard, metrics ${tracker.url}/metrics)`,
-  );
-  await new Promise<void>((resolve) => {
+  // Handlers first, then the ready line: whoever waits for that line may signal at once.
+  const stopped = new Promise<void>((resolve) => {
     let signals = 0;
     const stop = () => {
       if (++signals > 1) process.exit(130);
@@ -119,4 +117,8 @@ export async function runTrackerCli(argv: string[]): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
+  console.log(
+    `tracker: ${tracker.url}  (dashboard ${tracker.url}/dashboard, metrics ${tracker.url}/metrics)`,
+  );
+  await stopped;
 }

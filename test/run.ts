@@ -23,9 +23,22 @@ if (selected.length === 0) {
   console.error(`no test file matches ${filters.join(' ')}`);
   process.exit(1);
 }
-const r = spawnSync(
-  process.execPath,
-  ['--import', 'tsx', '--test', '--test-reporter=spec', '--test-concurrency=2', ...selected],
-  { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } },
-);
-process.exit(r.status ?? 1);
+// Heavy files (several Chromium pages, WebRTC swarms, benchmark runs) run one at a time after the rest,
+// so they neither starve nor get starved by timing-sensitive tests on a 2-core machine.
+const HEAVY = [/^test\/player\//, /^test\/peer\/swarm\.test\.ts$/, /^test\/bench\//];
+const heavy = selected.filter((f) => HEAVY.some((re) => re.test(f)));
+const light = selected.filter((f) => !heavy.includes(f));
+let status = 0;
+for (const [files, concurrency] of [
+  [light, 2],
+  [heavy, 1],
+] as const) {
+  if (files.length === 0) continue;
+  const r = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-reporter=spec', `--test-concurrency=${concurrency}`, ...files],
+    { cwd: root, stdio: 'inherit', env: { ...process.env, NODE_NO_WARNINGS: '1' } },
+  );
+  if (r.status !== 0) status = r.status ?? 1;
+}
+process.exit(status);

@@ -154,7 +154,7 @@ async function joinAs(url: string, over: Record<string, unknown> = {}): Promise<
 async function until<T>(
   what: string,
   fn: () => Promise<T | undefined | false>,
-  timeoutMs = 5000,
+  timeoutMs = 10_000,
 ): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   while (Date.now() < deadline) {

@@ -34,7 +34,7 @@ test('peertv tracker serves, and reports a port in use in one line', async () =>
   assert.match(busy.stderr, new RegExp(`tracker port ${port} is in use`));
   const ok = await cli(['tracker', '--port', '0'], /dashboard/);
   assert.match(ok.stdout, /^tracker: http:\/\/127\.0\.0\.1:\d+/);
-  assert.equal(ok.code, 0, 'SIGINT stops it cleanly');
+  assert.equal(ok.code, 0, `SIGINT stops it cleanly: ${ok.stderr}`);
 });
 
 test('unknown subcommand', async () => {
