@@ -6,7 +6,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
 import { buildPlayer } from '../../scripts/build-player.ts';
 import { startNodePeer, type NodePeer } from '../../peer/index.ts';
 import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
@@ -15,18 +16,6 @@ import { liveOrigin, segments, tinyChannel, waitFor } from '../helpers/source.ts
 
 const BROWSERS = 3;
 const WATCH_MS = 60_000;
-export const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 let tracker: Tracker;
 let channel: SourceChannel;
@@ -58,7 +47,7 @@ before(async () => {
     // Upload capped near one stream's bitrate: it cannot feed everyone, so browsers must feed each other.
     engine: { channel: 'web', mode: 'relay', kind: 'node', rendition: '180p', uploadCapKbps: 500 },
   });
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await launchChromium();
 });
 
 after(async () => {

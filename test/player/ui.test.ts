@@ -7,7 +7,8 @@ import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import type { Browser, BrowserContext, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
 import { io, type Socket } from 'socket.io-client';
 import type { Ack } from '../../protocol/index.ts';
 import { Tracker } from '../../tracker/index.ts';
@@ -24,18 +25,6 @@ declare global {
 
 const SECRET = 'ui-test-broadcaster-secret';
 const SHOTS = path.resolve('results/screenshots');
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--allow-loopback-in-peer-connection',
-  '--disable-features=WebRtcHideLocalIpsWithMdns',
-  '--autoplay-policy=no-user-gesture-required',
-];
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -132,7 +121,7 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
     const ack = (await idleSource.timeout(5000).emitWithAck('source:register', reg)) as Ack<object>;
     assert.ok(ack.ok, JSON.stringify(ack));
     await segments(channel, 6, '90p', 30_000);
-    browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+    browser = await launchChromium();
     desktop = await browser.newContext({ viewport: { width: 1280, height: 800 } });
   });
 

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium } from '../helpers/browser.ts';
 import { DEFAULT_STATS, Tracker } from '../../tracker/index.ts';
 import type {
   ChannelRegistration,
@@ -21,15 +22,6 @@ type Client = Socket<ServerToClientEvents, ClientToServerEvents>;
 const ROOT = path.resolve(import.meta.dirname, '../..');
 const SHOTS = path.join(ROOT, 'results', 'screenshots');
 const XSS_TITLE = '<img src=x onerror=alert(1)>';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 
 const registration = (channel: string, title: string): ChannelRegistration => ({
   protocolVersion: 1,
@@ -226,7 +218,7 @@ before(async () => {
   report();
   ticker = setInterval(report, 100);
 
-  browser = await chromium.launch({ executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
   page.on('pageerror', (e) => pageErrors.push(e.message));
   page.on('console', (m) => void (m.type() === 'error' && pageErrors.push(m.text())));
