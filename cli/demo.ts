@@ -1,12 +1,14 @@
 /** `peertv demo`: everything on this machine with one command (what `npm start` runs). */
 import { startNodePeer, type NodePeer } from '../peer/index.ts';
+import { StunServer } from '../stun/index.ts';
 import { parseFlags, intFlag } from './args.ts';
 import { runSourceCli } from './source.ts';
 import { startTracker } from './tracker.ts';
 
 export const DEMO_HELP = `Usage: peertv demo [options]
 
-Runs the tracker on http://127.0.0.1:8080 (dashboard at /dashboard), a test-pattern channel "demo"
+Runs a STUN server on 127.0.0.1:3478, the tracker on http://127.0.0.1:8080 (the player at /, dashboard
+at /dashboard), a test-pattern channel "demo"
 with a light two-rendition ladder (480p, 240p) whose origin is http://127.0.0.1:8081, registered with
 the tracker, and one relay super-peer (WebRTC on 127.0.0.1 only). Ctrl-C ends the broadcast (the
 recording stays) and stops everything.
@@ -24,7 +26,16 @@ export async function runDemo(argv: string[]): Promise<void> {
     return;
   }
   const port = intFlag('port', values.port, 8080, 1, 65534);
-  const tracker = await startTracker('127.0.0.1', port, {});
+  // STUN on 127.0.0.1:3478 (UDP and TCP); the tracker hands it to peers as their ICE server.
+  const stun = new StunServer({ host: '127.0.0.1', port: 3478 });
+  const stunPorts = await stun.listen().catch((err: Error) => {
+    console.error(`stun: not started (${err.message}); peers use host candidates only`);
+    return undefined;
+  });
+  if (stunPorts) console.log(`stun:      udp/tcp 127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}`);
+  const tracker = await startTracker('127.0.0.1', port, {
+    iceServers: stunPorts ? [{ urls: `stun:127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}` }] : [],
+  });
   console.log(`tracker:   ${tracker.url}   dashboard: ${tracker.url}/dashboard`);
   let relay: NodePeer | undefined;
   // The relay joins once the channel is on air (the source registers it a moment after starting).
@@ -63,5 +74,6 @@ export async function runDemo(argv: string[]): Promise<void> {
     clearInterval(relayTimer);
     relay?.stop();
     await tracker.destroy();
+    await stun.close();
   }
 }

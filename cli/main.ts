@@ -4,6 +4,7 @@ import { CliError, UsageError } from './args.ts';
 import { runSourceCli, SOURCE_HELP } from './source.ts';
 import { runTrackerCli, TRACKER_HELP } from './tracker.ts';
 import { runPeerCli, PEER_HELP } from './peer.ts';
+import { runStunCli, STUN_HELP } from './stun.ts';
 import { runDemo, DEMO_HELP } from './demo.ts';
 
 const HELP = `Usage: peertv <command> [options]
@@ -12,6 +13,7 @@ Commands:
   source    broadcast a channel (test pattern, file or RTMP) and serve it as HLS origin
   tracker   channel directory, peer sessions, signaling relay, stats, metrics and dashboard
   peer      a headless Node viewer or relay super-peer in a channel's swarm
+  stun      the STUN server (RFC 8489 Binding over UDP and TCP)
   demo      the demo: a test-pattern channel on this machine
 
 Run "peertv <command> --help" for a command's options.
@@ -21,6 +23,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   source: { run: runSourceCli, help: SOURCE_HELP },
   tracker: { run: runTrackerCli, help: TRACKER_HELP },
   peer: { run: runPeerCli, help: PEER_HELP },
+  stun: { run: runStunCli, help: STUN_HELP },
   demo: { run: runDemo, help: DEMO_HELP },
 };
 
