@@ -1,4 +1,4 @@
-/** The STUN room: RFC 8489 codec and a Binding server (UDP and TCP). */
+/** The STUN room: RFC 8489 codec, a Binding server (UDP and TCP, RFC 5780 with an alternate), NAT discovery. */
 export {
   STUN_MAGIC_COOKIE,
   STUN_HEADER_BYTES,
@@ -37,3 +37,12 @@ export {
   type StunCounters,
   type StunRequestInfo,
 } from './server.ts';
+export {
+  discoverNat,
+  natTypeFromBehaviour,
+  DEFAULT_NAT_DISCOVERY,
+  type NatDiscoveryOptions,
+  type NatDiscoveryResult,
+  type NatMapping,
+  type NatFiltering,
+} from './discovery.ts';

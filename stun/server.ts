@@ -7,8 +7,15 @@
  * where present (401 when it fails), unknown comprehension-required attributes get 420.
  *
  * TCP framing is plain STUN (no RFC 4571 length prefix): the 20-byte header gives the length.
- * The server keeps its own bound addresses (`addresses`) and passes the local address to the
- * request handler, so RFC 5780's RESPONSE-ORIGIN / OTHER-ADDRESS can be added later.
+ *
+ * RFC 5780 (NAT behaviour discovery, §7): with an `alternate` address and port, UDP listens on all
+ * four combinations (primary/alternate address × primary/alternate port). Binding responses then carry
+ * RESPONSE-ORIGIN (where the response is sent from) and OTHER-ADDRESS (the address and port a
+ * response would come from with both change flags: the diagonal of the socket the request reached,
+ * so the alternate address and port for requests to the primary one), and CHANGE-REQUEST is honoured
+ * by answering from the socket with the other address and/or port. Without `alternate` (and over TCP
+ * when a change flag is set) CHANGE-REQUEST cannot be honoured: the server understands the attribute,
+ * so 420 would be wrong; it answers 400 with the reason "change request not supported" instead.
  */
 import dgram from 'node:dgram';
 import net from 'node:net';
@@ -54,6 +61,11 @@ export interface StunServerOptions {
   maxMessageBytes: number;
   maxTcpConnections: number;
   tcpIdleTimeoutMs: number;
+  /**
+   * RFC 5780 alternate address and port (UDP only); must differ from `host` and `port` (0 = any).
+   * Absent: no OTHER-ADDRESS / RESPONSE-ORIGIN, and CHANGE-REQUEST gets 400.
+   */
+  alternate?: { host: string; port: number };
 }
 
 export const DEFAULT_STUN_SERVER: StunServerOptions = {
@@ -112,13 +124,27 @@ export interface StunCounters {
 export interface StunServerPorts {
   udp?: number;
   tcp?: number;
+  /** The alternate UDP port, when `alternate` is configured. */
+  alternate?: number;
 }
+
+/** UDP socket slots with `alternate`: bit 1 = alternate address, bit 0 = alternate port. */
+const SLOT_CHANGE_IP = 2;
+const SLOT_CHANGE_PORT = 1;
+/** ERROR-CODE reason of the 400 answered to a CHANGE-REQUEST the server cannot honour. */
+const CHANGE_UNSUPPORTED = 'change request not supported';
+/** Tries to find a free port pair when `port` / `alternate.port` is 0. */
+const MAX_PORT_PAIR_ATTEMPTS = 20;
 
 interface Context {
   transport: StunTransport;
   source: StunAddress;
-  /** The server's own address this request arrived at (for RESPONSE-ORIGIN later). */
+  /** The server's own address this request arrived at. */
   local: { address: string; port: number };
+  /** UDP: the socket slot the request arrived at (see SLOT_CHANGE_IP). */
+  slot?: number;
+  /** UDP: the slot to answer from (set by #answer for CHANGE-REQUEST). */
+  replySlot?: number;
 }
 
 /** Token buckets keyed by source address, bounded in number. */
@@ -169,8 +195,9 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     tcpConnections: 0,
   };
   /** Bound addresses once listening. */
-  readonly addresses: { udp?: net.AddressInfo; tcp?: net.AddressInfo } = {};
-  #udp: dgram.Socket | undefined;
+  readonly addresses: { udp?: net.AddressInfo; tcp?: net.AddressInfo; alternate?: net.AddressInfo } = {};
+  /** UDP sockets by slot: [primary, primary address + alternate port, alternate address + primary port, alternate]. */
+  #udp: (dgram.Socket | undefined)[] = [];
   #tcp: net.Server | undefined;
   readonly #tcpSockets = new Set<net.Socket>();
   readonly #buckets: SourceBuckets;
@@ -191,6 +218,14 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     if (o.requireIntegrity && o.credentials.size === 0)
       throw new RangeError('requireIntegrity needs at least one credential');
     if (Buffer.byteLength(o.software) > 763) throw new RangeError('software is over 763 bytes');
+    if (o.alternate) {
+      const a = o.alternate;
+      if (!net.isIP(a.host) || net.isIP(a.host) !== net.isIP(o.host) || a.host === o.host)
+        throw new TypeError(`alternate.host must be another IP address of the same family (got "${a.host}")`);
+      if (!Number.isInteger(a.port) || a.port < 0 || a.port > 65535)
+        throw new RangeError(`bad alternate port ${a.port}`);
+      if (a.port !== 0 && a.port === o.port) throw new RangeError('alternate.port must differ from port');
+    }
     this.#buckets = new SourceBuckets(o.ratePerS, o.rateBurst);
   }
 
@@ -205,7 +240,7 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     this.#listening = true;
     const o = this.options;
     try {
-      if (o.udp) await this.#listenUdp(o.port);
+      if (o.udp) await (o.alternate ? this.#listenUdpQuad(o.alternate) : this.#listenUdp(o.port));
       if (o.tcp) {
         const udpPort = this.addresses.udp?.port;
         if (o.port === 0 && udpPort !== undefined) {
@@ -227,24 +262,77 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
       this.#sweepTimer.unref();
     }
     debug('listening udp=%o tcp=%o', this.addresses.udp, this.addresses.tcp);
-    return { udp: this.addresses.udp?.port, tcp: this.addresses.tcp?.port };
+    return {
+      udp: this.addresses.udp?.port,
+      tcp: this.addresses.tcp?.port,
+      ...(this.addresses.alternate && { alternate: this.addresses.alternate.port }),
+    };
   }
 
-  #listenUdp(port: number): Promise<void> {
-    const sock = dgram.createSocket({ type: net.isIPv6(this.options.host) ? 'udp6' : 'udp4' });
-    this.#udp = sock;
+  async #listenUdp(port: number): Promise<void> {
+    this.addresses.udp = (await this.#bindUdp(this.options.host, port, 0)).address();
+  }
+
+  /** RFC 5780: binds the four address × port sockets, retrying for a free pair when a port is 0. */
+  async #listenUdpQuad(alt: { host: string; port: number }): Promise<void> {
+    const o = this.options;
+    const anyPort = o.port === 0 || alt.port === 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const primary = (await this.#bindUdp(o.host, o.port, 0)).address().port;
+        const other = (await this.#bindUdp(alt.host, alt.port, SLOT_CHANGE_IP | SLOT_CHANGE_PORT)).address()
+          .port;
+        if (other === primary)
+          throw Object.assign(new Error('alternate port equals primary port'), { code: 'EADDRINUSE' });
+        await this.#bindUdp(o.host, other, SLOT_CHANGE_PORT);
+        await this.#bindUdp(alt.host, primary, SLOT_CHANGE_IP);
+        this.addresses.udp = this.#udp[0]!.address();
+        this.addresses.alternate = this.#udp[SLOT_CHANGE_IP | SLOT_CHANGE_PORT]!.address();
+        return;
+      } catch (err) {
+        await this.#closeUdp();
+        if (
+          !anyPort ||
+          (err as NodeJS.ErrnoException).code !== 'EADDRINUSE' ||
+          attempt >= MAX_PORT_PAIR_ATTEMPTS
+        )
+          throw err;
+        debug('port pair busy, retrying (%d)', attempt);
+      }
+    }
+  }
+
+  #bindUdp(host: string, port: number, slot: number): Promise<dgram.Socket> {
+    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+    this.#udp[slot] = sock;
     return new Promise((resolve, reject) => {
       sock.once('error', reject);
-      sock.bind(port, this.options.host, () => {
+      sock.bind(port, host, () => {
         sock.off('error', reject);
         sock.on('error', (error) =>
           this.emit('error', { code: 'stun-socket-error', transport: 'udp', error }),
         );
-        sock.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo));
-        this.addresses.udp = sock.address();
-        resolve();
+        sock.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo, slot));
+        resolve(sock);
       });
     });
+  }
+
+  #closeUdp(): Promise<void> {
+    const socks = this.#udp.filter((s): s is dgram.Socket => s !== undefined);
+    this.#udp = [];
+    return Promise.all(
+      socks.map(
+        (udp) =>
+          new Promise<void>((resolve) => {
+            try {
+              udp.close(() => resolve());
+            } catch {
+              resolve(); // never bound, or already closed
+            }
+          }),
+      ),
+    ).then(() => undefined);
   }
 
   #listenTcp(port: number): Promise<void> {
@@ -267,19 +355,11 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
   close(): Promise<void> {
     if (this.#closed) return this.#closed;
     clearInterval(this.#sweepTimer);
-    const udp = this.#udp;
     const tcp = this.#tcp;
     for (const s of this.#tcpSockets) s.destroy();
     this.#tcpSockets.clear();
     this.#closed = Promise.all([
-      new Promise<void>((resolve) => {
-        if (!udp) return resolve();
-        try {
-          udp.close(() => resolve());
-        } catch {
-          resolve(); // never bound, or already closed
-        }
-      }),
+      this.#closeUdp(),
       new Promise<void>((resolve) => (tcp?.listening ? tcp.close(() => resolve()) : resolve())),
     ]).then(() => debug('closed'));
     return this.#closed;
@@ -304,17 +384,26 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     return undefined;
   }
 
-  #onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  #onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo, slot: number): void {
     if (this.#closed) return;
     this.counters.received++;
     const src = { address: rinfo.address, port: rinfo.port };
     if (msg.length > this.options.maxMessageBytes) return this.#drop('udp', src, 'oversized');
-    const reply = this.#handle(msg, {
-      transport: 'udp',
-      source: toStunAddress(rinfo.address, rinfo.port),
-      local: { address: this.addresses.udp!.address, port: this.addresses.udp!.port },
-    });
-    if (reply) this.#udp?.send(reply, rinfo.port, rinfo.address);
+    const local = this.#slotAddress(slot);
+    if (!local) return;
+    const ctx: Context = { transport: 'udp', source: toStunAddress(rinfo.address, rinfo.port), local, slot };
+    const reply = this.#handle(msg, ctx);
+    if (reply) this.#udp[ctx.replySlot ?? slot]?.send(reply, rinfo.port, rinfo.address);
+  }
+
+  /** The bound address of a UDP slot, undefined once closed. */
+  #slotAddress(slot: number): StunAddress | undefined {
+    try {
+      const a = this.#udp[slot]?.address();
+      return a ? toStunAddress(a.address, a.port) : undefined;
+    } catch {
+      return undefined; // closed meanwhile
+    }
   }
 
   #onConnection(socket: net.Socket): void {
@@ -416,8 +505,14 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     if (req.method !== STUN_METHOD.binding)
       return this.#error(req, ctx, 400, { key, alg }, 'unsupported method', username);
 
+    // RFC 5780 §7: CHANGE-REQUEST, RESPONSE-ORIGIN, OTHER-ADDRESS.
+    const change = findAttribute(req, STUN_ATTR.CHANGE_REQUEST, 'change-request');
+    const alt = this.options.alternate ? this.#rfc5780(ctx, change) : undefined;
+    if ((change && !this.options.alternate) || alt === null)
+      return this.#error(req, ctx, 400, { key, alg }, CHANGE_UNSUPPORTED, username, [], CHANGE_UNSUPPORTED);
     const attributes: StunAttribute[] = [
       { kind: 'address', type: STUN_ATTR.XOR_MAPPED_ADDRESS, address: ctx.source },
+      ...(alt ?? []),
       ...this.#software(),
     ];
     this.#count(200);
@@ -432,6 +527,33 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
       { class: 'success', method: req.method, transactionId: req.transactionId, attributes },
       { ...(key && { integrityKey: key, integrity: alg }), fingerprint: true },
     );
+  }
+
+  /**
+   * RESPONSE-ORIGIN and OTHER-ADDRESS for a response (setting `ctx.replySlot` for CHANGE-REQUEST);
+   * null when a change flag cannot be honoured (TCP).
+   */
+  #rfc5780(
+    ctx: Context,
+    change: { changeIp: boolean; changePort: boolean } | undefined,
+  ): StunAttribute[] | null {
+    const flip = (change?.changeIp ? SLOT_CHANGE_IP : 0) | (change?.changePort ? SLOT_CHANGE_PORT : 0);
+    let origin: StunAddress | undefined;
+    let other: StunAddress | undefined;
+    if (ctx.slot !== undefined) {
+      ctx.replySlot = ctx.slot ^ flip;
+      origin = this.#slotAddress(ctx.replySlot);
+      other = this.#slotAddress(ctx.slot ^ (SLOT_CHANGE_IP | SLOT_CHANGE_PORT));
+    } else {
+      if (flip !== 0) return null;
+      origin = toStunAddress(ctx.local.address, ctx.local.port);
+      other = this.#slotAddress(SLOT_CHANGE_IP | SLOT_CHANGE_PORT);
+    }
+    if (!origin) return null;
+    return [
+      { kind: 'address', type: STUN_ATTR.RESPONSE_ORIGIN, address: origin },
+      ...(other ? [{ kind: 'address' as const, type: STUN_ATTR.OTHER_ADDRESS, address: other }] : []),
+    ];
   }
 
   #software(): StunAttribute[] {
@@ -452,6 +574,8 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     why?: string,
     username?: string,
     extra: StunAttribute[] = [],
+    /** ERROR-CODE reason phrase (default: the standard one for `code`). */
+    phrase?: string,
   ): Uint8Array {
     this.#count(code);
     debug('%d to %s:%d: %s', code, ctx.source.address, ctx.source.port, why ?? STUN_ERROR_REASON[code]);
@@ -463,7 +587,12 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
       ...(username !== undefined && { username }),
     });
     const attributes: StunAttribute[] = [
-      { kind: 'error-code', type: STUN_ATTR.ERROR_CODE, code, reason: STUN_ERROR_REASON[code] ?? 'Error' },
+      {
+        kind: 'error-code',
+        type: STUN_ATTR.ERROR_CODE,
+        code,
+        reason: phrase ?? STUN_ERROR_REASON[code] ?? 'Error',
+      },
       ...extra,
       ...this.#software(),
     ];
