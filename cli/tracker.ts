@@ -16,6 +16,10 @@ Options:
   --port N                     listen port (default: 8080, 0 = any free port)
   --ice-server URL             STUN/TURN URL handed to peers, repeatable (e.g. stun:127.0.0.1:3478)
   --cors-origin ORIGIN         allowed browser origin, repeatable (default: any)
+  --turn-url URL               TURN relay handed to peers with time-limited credentials, repeatable
+                               (e.g. turn:127.0.0.1:3479?transport=udp); needs --turn-secret
+  --turn-secret S              coturn's static-auth-secret (default: $PEERTV_TURN_SECRET)
+  --turn-ttl S                 lifetime of TURN credentials in seconds (default: 3600)
   --max-peers N                peers held at most (default: ${DEFAULT_TRACKER.maxPeers})
   --max-connections-per-ip N   concurrent connections per address, 0 = unlimited (default: ${DEFAULT_TRACKER.maxConnectionsPerIp})
   --neighbours N               neighbours recommended per peer (default: ${DEFAULT_TRACKER.targetNeighbours})
@@ -28,6 +32,9 @@ const FLAGS = {
   port: { type: 'string' },
   'ice-server': { type: 'string', multiple: true },
   'cors-origin': { type: 'string', multiple: true },
+  'turn-url': { type: 'string', multiple: true },
+  'turn-secret': { type: 'string' },
+  'turn-ttl': { type: 'string' },
   'max-peers': { type: 'string' },
   'max-connections-per-ip': { type: 'string' },
   neighbours: { type: 'string' },
@@ -49,6 +56,14 @@ export function trackerOptionsFromArgv(
   for (const o of cors)
     if (o !== '*' && !/^https?:\/\/[A-Za-z0-9.-]+(:\d+)?$/.test(o))
       throw new UsageError(`--cors-origin must be * or an origin like https://example.org (got "${o}")`);
+  const turnUrls = (v['turn-url'] ?? []).map((u) => {
+    if (!/^turns?:/.test(u)) throw new UsageError(`--turn-url must start with turn: or turns: (got "${u}")`);
+    return iceServerFlag(u).urls as string;
+  });
+  const turnSecret = v['turn-secret'] ?? process.env.PEERTV_TURN_SECRET;
+  if (turnUrls.length > 0 && (turnSecret === undefined || turnSecret.length < 16))
+    throw new UsageError('--turn-url needs --turn-secret (or $PEERTV_TURN_SECRET) of at least 16 characters');
+  const turnTtl = intFlag('turn-ttl', v['turn-ttl'], 3600, 60, 86_400);
   const reportS = intFlag(
     'report-interval',
     v['report-interval'],
@@ -62,6 +77,7 @@ export function trackerOptionsFromArgv(
     port: intFlag('port', v.port, 8080, 0, 65535),
     options: {
       iceServers: (v['ice-server'] ?? []).map(iceServerFlag),
+      ...(turnUrls.length > 0 && { turn: { urls: turnUrls, secret: turnSecret!, ttlS: turnTtl } }),
       ...(cors.length > 0 && { corsOrigins: cors }),
       maxPeers: intFlag('max-peers', v['max-peers'], DEFAULT_TRACKER.maxPeers, 1, 1_000_000),
       maxConnectionsPerIp: intFlag(

@@ -43,6 +43,12 @@ const PUSHED_HISTORY = 150;
 export interface TrackerOptions {
   /** ICE servers handed to peers (STUN, TURN). Never public ones in tests. */
   iceServers: IceServer[];
+  /**
+   * TURN relays (coturn with `use-auth-secret`): each peer gets time-limited credentials by the TURN
+   * REST API scheme (username `<expiry>:<peerId>`, password base64(HMAC-SHA1(secret, username))), so
+   * no long-term password reaches a browser.
+   */
+  turn: { urls: string[]; secret: string; ttlS: number } | undefined;
   /** Origins allowed by CORS (REST and socket.io); `['*']` allows any. */
   corsOrigins: string[];
   /** Largest socket.io message accepted. */
@@ -72,6 +78,7 @@ export interface TrackerOptions {
 
 export const DEFAULT_TRACKER: TrackerOptions = {
   iceServers: [],
+  turn: undefined,
   corsOrigins: ['*'],
   maxHttpBufferSize: 64 * 1024,
   socketEventRate: 20,
@@ -152,6 +159,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       throw new RangeError('targetNeighbours must not exceed maxNeighbours');
     if (o.peerTimeoutMs <= o.reportIntervalMs)
       throw new RangeError('peerTimeoutMs must exceed reportIntervalMs');
+    if (o.turn && (o.turn.secret.length < 16 || !(o.turn.ttlS >= 60 && o.turn.ttlS <= 86_400)))
+      throw new RangeError('turn needs a secret of at least 16 characters and a ttlS from 60 to 86400');
     this.store = deps.store ?? new MemoryTrackerStore();
     this.policy = deps.policy ?? new RandomPolicy();
     this.stats = new StatsKeeper(this.store, o.stats);
@@ -605,12 +614,21 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     return {
       peerId: peer.id,
       rendition,
-      iceServers: this.opts.iceServers,
+      iceServers: this.iceServersFor(peer.id),
       channel: (await this.channelInfo(peer.channel))!,
       neighbours,
       firstTier: fresh?.firstTier ?? false,
       reportIntervalMs: this.opts.reportIntervalMs,
     };
+  }
+
+  /** ICE servers for one peer: the configured ones plus TURN with fresh time-limited credentials. */
+  iceServersFor(peerId: string, nowMs = Date.now()): IceServer[] {
+    const turn = this.opts.turn;
+    if (!turn || turn.urls.length === 0) return this.opts.iceServers;
+    const username = `${Math.floor(nowMs / 1000) + turn.ttlS}:${peerId}`;
+    const credential = crypto.createHmac('sha1', turn.secret).update(username).digest('base64');
+    return [...this.opts.iceServers, { urls: turn.urls, username, credential }];
   }
 
   #ctx(): PolicyContext {
