@@ -643,19 +643,14 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       // Not in flight: P2P if a neighbour holds it and can deliver in time, else HTTP when time is short.
       const best = this.opts.p2p ? this.#bestHolder(rendition, seq, size) : undefined;
       if (best && now + best.etaMs + this.opts.safetyMarginMs < demand.deadlineAt) {
-        this.#startP2p(best.neighbour, rendition, seq, demand.deadlineAt, size);
+        this.#startP2p(best.neighbour, rendition, seq, demand.deadlineAt);
         continue;
       }
       const httpNeedsMs = this.#httpEstimateMs(size) + this.opts.safetyMarginMs;
       // Waiting is worth it only while someone may still get it to us in time.
       const mayArrive = this.opts.p2p && this.neighbours.size > 0 && !this.firstTier;
-      if (!mayArrive || timeLeft <= httpNeedsMs + this.#waitAllowanceMs()) this.#startHttp(rendition, seq);
+      if (!mayArrive || timeLeft <= httpNeedsMs + this.opts.safetyMarginMs) this.#startHttp(rendition, seq);
     }
-  }
-
-  /** How long past the HTTP estimate a non-first-tier peer keeps waiting for a neighbour to get a segment. */
-  #waitAllowanceMs(): number {
-    return this.opts.safetyMarginMs;
   }
 
   #expectedSize(rendition: string, seq: number): number {
@@ -693,7 +688,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     return best;
   }
 
-  #startP2p(n: Neighbour, rendition: string, seq: number, deadlineAt: number, size: number): void {
+  #startP2p(n: Neighbour, rendition: string, seq: number, deadlineAt: number): void {
     const key = `${rendition}/${seq}`;
     const att = this.#attestations.get(
       segmentKey({ channel: this.opts.channel, rendition, mediaSequence: seq }),
@@ -708,7 +703,6 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       download: d,
     };
     this.#fetches.set(key, fetch);
-    void size;
     d.promise.then(
       (bytes) => void this.#onBytes(fetch, bytes),
       (err: Error) => {

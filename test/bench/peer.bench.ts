@@ -26,7 +26,7 @@ import {
 } from '../../source/index.ts';
 import { Tracker } from '../../tracker/index.ts';
 import { measureDataChannel } from './lib/datachannel.ts';
-import { mean, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
+import { progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
 import { histogramSvg, lineSvg } from './lib/svg.ts';
 
 const { values: flags } = parseArgs({
@@ -295,7 +295,6 @@ ${dc.map((d) => `- data channel (${d.chunkBytes} B messages): ${d.throughputMbps
 `,
 );
 console.log(`report: ${path.relative(process.cwd(), path.join(out, 'report.md'))}`);
-void mean;
 console.log(
   `offload=${f2(sw.offload)} stalls=${sw.stalls} continuity=${f2(sw.continuity)} startup_p50_s=${f2(sw.startupS.p50)} startup_p95_s=${f2(sw.startupS.p95)} ` +
     `latency_p50_s=${f2(sw.latencyS.p50)} latency_p95_s=${f2(sw.latencyS.p95)} p2p_segment_p50_ms=${sw.p2pSegmentMs.p50.toFixed(0)} ` +

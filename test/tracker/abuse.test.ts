@@ -4,7 +4,6 @@
  */
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
-import { io, type Socket } from 'socket.io-client';
 import {
   TRACKER_PROTOCOL_VERSION,
   type Ack,
@@ -14,89 +13,11 @@ import {
   type PeerReport,
 } from '../../protocol/index.ts';
 import { Tracker, type TrackerOptions } from '../../tracker/index.ts';
+import { Client, clients, code, connect, ok, open } from '../helpers/tracker-clients.ts';
 
 const SECRET = 'fake-channel-secret-123';
 
 // ---------------------------------------------------------------- clients
-
-class Client {
-  readonly log: { event: string; data: unknown }[] = [];
-  readonly #waiters = new Set<() => void>();
-  peerId = '';
-  join: JoinResult | undefined;
-
-  constructor(readonly socket: Socket) {
-    socket.onAny((event: string, data: unknown) => {
-      this.log.push({ event, data });
-      for (const w of [...this.#waiters]) w();
-    });
-  }
-
-  seen<T>(event: string, pred: (d: T) => boolean = () => true): T[] {
-    return this.log.filter((e) => e.event === event && pred(e.data as T)).map((e) => e.data as T);
-  }
-
-  waitFor<T>(event: string, pred: (d: T) => boolean = () => true, timeoutMs = 5000): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const hit = this.seen<T>(event, pred)[0];
-        if (hit === undefined) return false;
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-        resolve(hit);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(new Error(`timed out waiting for "${event}"`));
-      }, timeoutMs);
-      if (!check()) this.#waiters.add(check);
-    });
-  }
-
-  ask<T extends object = object>(event: string, ...args: unknown[]): Promise<Ack<T>> {
-    return this.socket.timeout(5000).emitWithAck(event, ...args) as Promise<Ack<T>>;
-  }
-
-  /** Resolves with the reason once the connection is gone. */
-  closed(timeoutMs = 5000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      if (!this.socket.connected) return resolve('already');
-      const t = setTimeout(() => reject(new Error('still connected')), timeoutMs);
-      this.socket.once('disconnect', (reason) => {
-        clearTimeout(t);
-        resolve(reason);
-      });
-    });
-  }
-}
-
-const clients: Client[] = [];
-
-function open(url: string): Client {
-  const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  const c = new Client(socket);
-  clients.push(c);
-  return c;
-}
-
-function connect(url: string): Promise<Client> {
-  const c = open(url);
-  return new Promise((resolve, reject) => {
-    c.socket.once('connect', () => resolve(c));
-    c.socket.once('connect_error', reject);
-  });
-}
-
-function ok<T extends object>(ack: Ack<T>): T {
-  if (!ack.ok) assert.fail(`expected ok, got ${ack.error.code}: ${ack.error.message}`);
-  return ack;
-}
-
-/** The error code of a refused ack. */
-function code(ack: Ack<object>): string {
-  return ack.ok ? 'ok' : ack.error.code;
-}
 
 const joinReq = (over: Record<string, unknown> = {}) => ({
   protocolVersion: TRACKER_PROTOCOL_VERSION,

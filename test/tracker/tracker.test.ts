@@ -2,14 +2,12 @@
 import { test, describe, before, after, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { io, type Socket } from 'socket.io-client';
 import {
   importChannelKey,
   verifyAttestationSignature,
   verifyChain,
   verifySegment,
   TRACKER_PROTOCOL_VERSION,
-  type Ack,
   type Attestation,
   type ChannelInfo,
   type ChannelStats,
@@ -21,6 +19,7 @@ import {
 import { Tracker, type TrackerOptions } from '../../tracker/index.ts';
 import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
 import { liveOrigin, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
+import { Client, clients, connect, ok } from '../helpers/tracker-clients.ts';
 
 const SECRET = 'a-long-broadcaster-secret';
 const ICE = [
@@ -29,67 +28,6 @@ const ICE = [
 ];
 
 // ---------------------------------------------------------------- clients
-
-/** A socket.io client that records every event it receives. */
-class Client {
-  readonly log: { event: string; data: unknown }[] = [];
-  readonly #waiters = new Set<() => void>();
-  peerId = '';
-  join: JoinResult | undefined;
-
-  constructor(readonly socket: Socket) {
-    socket.onAny((event: string, data: unknown) => {
-      this.log.push({ event, data });
-      for (const w of [...this.#waiters]) w();
-    });
-  }
-
-  seen<T>(event: string, pred: (d: T) => boolean = () => true): T[] {
-    return this.log.filter((e) => e.event === event && pred(e.data as T)).map((e) => e.data as T);
-  }
-
-  /** Resolves with the first matching event, already received or still to come. */
-  waitFor<T>(event: string, pred: (d: T) => boolean = () => true, timeoutMs = 5000): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const check = () => {
-        const hit = this.seen<T>(event, pred)[0];
-        if (hit === undefined) return false;
-        clearTimeout(timer);
-        this.#waiters.delete(check);
-        resolve(hit);
-        return true;
-      };
-      const timer = setTimeout(() => {
-        this.#waiters.delete(check);
-        reject(
-          new Error(`timed out waiting for "${event}"; got ${JSON.stringify(this.log.map((e) => e.event))}`),
-        );
-      }, timeoutMs);
-      if (!check()) this.#waiters.add(check);
-    });
-  }
-
-  ask<T extends object = object>(event: string, ...args: unknown[]): Promise<Ack<T>> {
-    return this.socket.timeout(5000).emitWithAck(event, ...args) as Promise<Ack<T>>;
-  }
-}
-
-const clients: Client[] = [];
-
-function connect(url: string): Promise<Client> {
-  const socket = io(url, { transports: ['websocket'], forceNew: true, reconnection: false });
-  const c = new Client(socket);
-  clients.push(c);
-  return new Promise((resolve, reject) => {
-    socket.once('connect', () => resolve(c));
-    socket.once('connect_error', reject);
-  });
-}
-
-function ok<T extends object>(ack: Ack<T>): T {
-  if (!ack.ok) assert.fail(`expected ok, got ${ack.error.code}: ${ack.error.message}`);
-  return ack;
-}
 
 async function joinAs(
   url: string,

@@ -1,4 +1,5 @@
 /** DOM and formatting helpers shared by the pages. Server strings only ever go through textContent. */
+import { ICONS } from './icons.ts';
 import type * as PeerTVModule from '../index.ts';
 import type { PeerTVPlayer } from '../api.ts';
 
@@ -40,10 +41,19 @@ export function el<K extends keyof HTMLElementTagNameMap>(
   return e;
 }
 
-/** A copy of an inline SVG icon kept in a `<template id="icon-…">` of the page. */
+const iconTemplates = new Map<string, HTMLTemplateElement>();
+
+/** A copy of one of the inline SVG icons (icons.ts; shared by every page). */
 export function icon(name: string): Node {
-  const t = document.getElementById(`icon-${name}`) as HTMLTemplateElement | null;
-  return t ? t.content.cloneNode(true) : document.createTextNode('');
+  let t = iconTemplates.get(name);
+  if (!t) {
+    const svg = ICONS[name];
+    if (svg === undefined) return document.createTextNode('');
+    t = document.createElement('template');
+    t.innerHTML = svg; // a constant from icons.ts, not data
+    iconTemplates.set(name, t);
+  }
+  return t.content.cloneNode(true);
 }
 
 export function formatKbps(kbps: number): string {
