@@ -648,7 +648,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       const want = tier.has(p.id);
       if (p.firstTier === want) continue;
       p.firstTier = want;
-      await this.store.putPeer(p);
+      if (!(await this.store.updatePeer(p))) continue; // left meanwhile
       await this.#notify(p.id, [], []);
     }
   }
@@ -668,7 +668,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       // Neighbours and first tier are per rendition: start over in the new one.
       const wasFirstTier = peer.firstTier;
       peer.firstTier = false;
-      await this.store.putPeer(peer);
+      if (!(await this.store.updatePeer(peer))) throw new Refusal('not-joined', 'left while reporting');
       for (const partner of await this.store.dropLinks(peer.id)) await this.#notify(partner, [], [peer.id]);
       const fresh = await this.policy.neighboursFor(peer, [], this.opts.targetNeighbours, this.#ctx());
       for (const n of fresh) {
@@ -692,7 +692,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     peer.report = report;
     peer.uploadKbps = Math.max(report.uploadKbps, peer.uploadKbps * 0.5);
     peer.lastSeenAt = Date.now();
-    await this.store.putPeer(peer);
+    // The peer may have left (or been dropped) while this report was in flight: never bring it back.
+    if (!(await this.store.updatePeer(peer))) throw new Refusal('not-joined', 'left while reporting');
   }
 
   async #signal(socket: IoSocket, payload: unknown): Promise<void> {

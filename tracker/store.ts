@@ -53,6 +53,11 @@ export interface TrackerStore {
   listChannels(): Promise<[string, ChannelRecord][]>;
 
   putPeer(peer: PeerRecord): Promise<void>;
+  /**
+   * Writes `peer` only if a peer with its id is still stored (a handler that read a peer before it
+   * left must not bring it back); true when written.
+   */
+  updatePeer(peer: PeerRecord): Promise<boolean>;
   getPeer(id: string): Promise<PeerRecord | undefined>;
   deletePeer(id: string): Promise<PeerRecord | undefined>;
   channelPeers(channel: string): Promise<PeerRecord[]>;
@@ -100,6 +105,11 @@ export class MemoryTrackerStore implements TrackerStore {
       idx.pos.set(peer.id, idx.ids.length);
       idx.ids.push(peer.id);
     }
+  }
+  async updatePeer(peer: PeerRecord) {
+    if (!this.#peers.has(peer.id)) return false;
+    await this.putPeer(peer);
+    return true;
   }
   async getPeer(id: string) {
     return this.#peers.get(id);

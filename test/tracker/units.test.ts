@@ -240,6 +240,20 @@ describe('MemoryTrackerStore', () => {
     assert.equal(await store.countPeers(), 1);
   });
 
+  test('updatePeer writes only a peer that is still there (a late handler cannot resurrect it)', async () => {
+    const store = new MemoryTrackerStore();
+    const p = peer();
+    assert.equal(await store.updatePeer(p), false, 'never stored');
+    assert.equal(await store.countPeers(), 0);
+    await store.putPeer(p);
+    assert.equal(await store.updatePeer({ ...p, uploadKbps: 123 }), true);
+    assert.equal((await store.getPeer(p.id))?.uploadKbps, 123);
+    await store.deletePeer(p.id);
+    assert.equal(await store.updatePeer({ ...p, lastSeenAt: p.lastSeenAt + 1 }), false, 'deleted');
+    assert.equal(await store.getPeer(p.id), undefined);
+    assert.equal(await store.countPeers('ch'), 0);
+  });
+
   test('a peer that moves to another channel is re-indexed', async () => {
     const store = new MemoryTrackerStore();
     const p = peer();
