@@ -43,6 +43,10 @@ export const STUN_ATTR = {
   XOR_MAPPED_ADDRESS: 0x0020,
   PRIORITY: 0x0024,
   USE_CANDIDATE: 0x0025,
+  /** RFC 5780 §7.6: free-form bytes that pad a message (IP fragmentation tests). */
+  PADDING: 0x0026,
+  /** RFC 5780 §7.5: the port (then 2 bytes of padding) the response goes to, at the source address. */
+  RESPONSE_PORT: 0x0027,
   SOFTWARE: 0x8022,
   ALTERNATE_SERVER: 0x8023,
   FINGERPRINT: 0x8028,
@@ -74,6 +78,7 @@ const MAX_REASON_BYTES = 763;
 const RAW_LENGTHS: ReadonlyMap<number, number> = new Map([
   [STUN_ATTR.PRIORITY, 4],
   [STUN_ATTR.USE_CANDIDATE, 0],
+  [STUN_ATTR.RESPONSE_PORT, 4],
   [STUN_ATTR.ICE_CONTROLLED, 8],
   [STUN_ATTR.ICE_CONTROLLING, 8],
 ]);

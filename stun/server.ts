@@ -78,7 +78,8 @@ export const DEFAULT_STUN_SERVER: StunServerOptions = {
   requireIntegrity: false,
   ratePerS: 50,
   rateBurst: 100,
-  maxMessageBytes: 1500,
+  // Room for RFC 5780 fragmentation tests (a request padded to about 1500 bytes, plus its header).
+  maxMessageBytes: 2048,
   maxTcpConnections: 1000,
   tcpIdleTimeoutMs: 30_000,
 };
@@ -145,6 +146,8 @@ interface Context {
   slot?: number;
   /** UDP: the slot to answer from (set by #answer for CHANGE-REQUEST). */
   replySlot?: number;
+  /** UDP: the port to answer to at the source address (RFC 5780 RESPONSE-PORT). */
+  replyPort?: number;
 }
 
 /** Token buckets keyed by source address, bounded in number. */
@@ -393,7 +396,7 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     if (!local) return;
     const ctx: Context = { transport: 'udp', source: toStunAddress(rinfo.address, rinfo.port), local, slot };
     const reply = this.#handle(msg, ctx);
-    if (reply) this.#udp[ctx.replySlot ?? slot]?.send(reply, rinfo.port, rinfo.address);
+    if (reply) this.#udp[ctx.replySlot ?? slot]?.send(reply, ctx.replyPort ?? rinfo.port, rinfo.address);
   }
 
   /** The bound address of a UDP slot, undefined once closed. */
@@ -495,13 +498,21 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
       return this.#error(req, ctx, 400, undefined, 'integrity required');
     }
     if (req.unknownRequired.length > 0)
-      return this.#error(req, ctx, 420, { key, alg }, undefined, username, [
-        {
-          kind: 'unknown-attributes',
-          type: STUN_ATTR.UNKNOWN_ATTRIBUTES,
-          types: [...new Set(req.unknownRequired)],
-        },
-      ]);
+      return this.#error(
+        req,
+        ctx,
+        420,
+        { key, alg },
+        `unknown attribute(s) ${[...new Set(req.unknownRequired)].map((t) => `0x${t.toString(16).padStart(4, '0')}`).join(', ')}`,
+        username,
+        [
+          {
+            kind: 'unknown-attributes',
+            type: STUN_ATTR.UNKNOWN_ATTRIBUTES,
+            types: [...new Set(req.unknownRequired)],
+          },
+        ],
+      );
     if (req.method !== STUN_METHOD.binding)
       return this.#error(req, ctx, 400, { key, alg }, 'unsupported method', username);
 
@@ -510,10 +521,26 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     const alt = this.options.alternate ? this.#rfc5780(ctx, change) : undefined;
     if ((change && !this.options.alternate) || alt === null)
       return this.#error(req, ctx, 400, { key, alg }, CHANGE_UNSUPPORTED, username, [], CHANGE_UNSUPPORTED);
+    // RFC 5780 §6.1: RESPONSE-PORT (UDP only) sends the answer to that port at the source address;
+    // PADDING is answered with PADDING of the same length; both together are a bad request.
+    const responsePort = findAttribute(req, STUN_ATTR.RESPONSE_PORT, 'raw');
+    const padding = findAttribute(req, STUN_ATTR.PADDING, 'raw');
+    if (responsePort && padding)
+      return this.#error(req, ctx, 400, { key, alg }, 'PADDING with RESPONSE-PORT', username);
+    if (responsePort) {
+      const port = (responsePort.value[0]! << 8) | responsePort.value[1]!;
+      if (ctx.transport !== 'udp')
+        return this.#error(req, ctx, 400, { key, alg }, 'RESPONSE-PORT over TCP', username);
+      if (port === 0) return this.#error(req, ctx, 400, { key, alg }, 'RESPONSE-PORT 0', username);
+      ctx.replyPort = port;
+    }
     const attributes: StunAttribute[] = [
       { kind: 'address', type: STUN_ATTR.XOR_MAPPED_ADDRESS, address: ctx.source },
       ...(alt ?? []),
       ...this.#software(),
+      ...(padding
+        ? [{ kind: 'raw' as const, type: STUN_ATTR.PADDING, value: new Uint8Array(padding.value.length) }]
+        : []),
     ];
     this.#count(200);
     this.emit('request', {

@@ -218,7 +218,7 @@ describe('StunServer', () => {
       Buffer.alloc(19, 0),
       indication,
       badFp,
-      Buffer.alloc(2000),
+      Buffer.alloc(3000),
     ];
     for (const g of garbage) client.send(g, ports.udp!);
     const good = request();
@@ -245,6 +245,53 @@ describe('StunServer', () => {
     assert.deepEqual((await client.receive()).transactionId, good.transactionId);
   });
 
+  test('RFC 5780 RESPONSE-PORT: the answer goes to that port at the source address; bad uses get 400', async () => {
+    const other = await new UdpClient().open();
+    try {
+      const port = (p: number) => {
+        const v = new Uint8Array(4);
+        v[0] = p >> 8;
+        v[1] = p & 0xff;
+        return { kind: 'raw' as const, type: STUN_ATTR.RESPONSE_PORT, value: v };
+      };
+      const r = request([port(other.port)], { fingerprint: true });
+      client.send(r.bytes, ports.udp!);
+      const res = await other.receive();
+      assert.equal(res.class, 'success');
+      assert.deepEqual(res.transactionId, r.transactionId);
+      // The mapped address is still the request's own source.
+      assert.deepEqual(mapped(res), { family: 'IPv4', address: HOST, port: client.port });
+      assert.equal(client.pending, 0, 'nothing to the requesting port');
+      const code = async (attrs: StunAttribute[]) => {
+        client.send(request(attrs).bytes, ports.udp!);
+        return findAttribute(await client.receive(), STUN_ATTR.ERROR_CODE, 'error-code')?.code;
+      };
+      assert.equal(await code([port(0)]), 400, 'port 0');
+      const padding = { kind: 'raw' as const, type: STUN_ATTR.PADDING, value: new Uint8Array(8) };
+      assert.equal(await code([port(other.port), padding]), 400, 'with PADDING');
+      // A wrong length is malformed: dropped, not answered.
+      const before = server.counters.dropped.malformed;
+      client.send(
+        request([{ kind: 'raw', type: STUN_ATTR.RESPONSE_PORT, value: new Uint8Array(2) }]).bytes,
+        ports.udp!,
+      );
+      await client.receive(300).catch(() => undefined);
+      assert.equal(server.counters.dropped.malformed, before + 1);
+    } finally {
+      other.close();
+    }
+  });
+
+  test('RFC 5780 PADDING: answered with PADDING of the same length; a 1500-byte padded request fits', async () => {
+    for (const n of [4, 1500]) {
+      const r = request([{ kind: 'raw', type: STUN_ATTR.PADDING, value: new Uint8Array(n).fill(0x41) }]);
+      client.send(r.bytes, ports.udp!);
+      const res = await client.receive();
+      assert.equal(res.class, 'success');
+      assert.equal(findAttribute(res, STUN_ATTR.PADDING, 'raw')?.value.length, n);
+    }
+  });
+
   test('coturn turnutils_stunclient sees its own reflexive address', async (t) => {
     let tool = '';
     try {
@@ -258,7 +305,7 @@ describe('StunServer', () => {
         resolve(stdout + stderr),
       ),
     );
-    assert.match(out, /127\.0\.0\.1:\d+/, out);
+    assert.match(out, /UDP reflexive addr: 127\.0\.0\.1:\d+/, out);
     assert.ok(server.counters.responses[200]! > 0);
   });
 });
