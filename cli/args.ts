@@ -1,4 +1,5 @@
 /** Flag parsing shared by the subcommands: strict, typed, one-line errors. */
+import { isIP } from 'node:net';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 
 export class UsageError extends Error {
@@ -58,4 +59,24 @@ export function urlFlag(name: string, value: string | undefined): string | undef
   if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new UsageError(`--${name} must be http(s)`);
   if (u.search || u.hash) throw new UsageError(`--${name} must not have a query or fragment`);
   return u.toString().replace(/\/+$/, '');
+}
+
+/** `HOST[:PORT]` where HOST is an IPv4 address or a bracketed IPv6 address (`[::1]:3478`). */
+export function ipPortFlag(
+  name: string,
+  value: string | undefined,
+  defaultPort: number,
+  /** Allow port 0 (any free port), for listen addresses. */
+  allowZero = false,
+): { host: string; port: number } | undefined {
+  if (value === undefined) return undefined;
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([0-9.]+))(?::(\d{1,5}))?$/.exec(value);
+  const host = m?.[1] ?? m?.[2];
+  if (!m || !host || !isIP(host))
+    throw new UsageError(`--${name} must be IP[:PORT], e.g. 127.0.0.1:3478 (got "${value}")`);
+  const port = m[3] === undefined ? defaultPort : Number(m[3]);
+  const min = allowZero ? 0 : 1;
+  if (port < min || port > 65535)
+    throw new UsageError(`--${name}: port must be from ${min} to 65535 (got ${port})`);
+  return { host, port };
 }

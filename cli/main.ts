@@ -5,6 +5,7 @@ import { runSourceCli, SOURCE_HELP } from './source.ts';
 import { runTrackerCli, TRACKER_HELP } from './tracker.ts';
 import { runPeerCli, PEER_HELP } from './peer.ts';
 import { runStunCli, STUN_HELP } from './stun.ts';
+import { runNatCli, NAT_HELP } from './nat.ts';
 import { runDemo, DEMO_HELP } from './demo.ts';
 
 const HELP = `Usage: peertv <command> [options]
@@ -13,7 +14,8 @@ Commands:
   source    broadcast a channel (test pattern, file or RTMP) and serve it as HLS origin
   tracker   channel directory, peer sessions, signaling relay, stats, metrics and dashboard
   peer      a headless Node viewer or relay super-peer in a channel's swarm
-  stun      the STUN server (RFC 8489 Binding over UDP and TCP)
+  stun      the STUN server (RFC 8489 Binding over UDP and TCP, RFC 5780 with --alternate)
+  nat       NAT behaviour discovery: which NAT is this machine behind (RFC 5780)
   demo      the demo: a test-pattern channel on this machine
 
 Run "peertv <command> --help" for a command's options.
@@ -24,6 +26,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   tracker: { run: runTrackerCli, help: TRACKER_HELP },
   peer: { run: runPeerCli, help: PEER_HELP },
   stun: { run: runStunCli, help: STUN_HELP },
+  nat: { run: runNatCli, help: NAT_HELP },
   demo: { run: runDemo, help: DEMO_HELP },
 };
 

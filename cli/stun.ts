@@ -1,7 +1,8 @@
 /** `peertv stun`: the STUN server (RFC 8489 Binding on UDP and TCP). */
 import { DEFAULT_STUN_SERVER, StunServer } from '../stun/index.ts';
 import { ConfigError } from '../source/index.ts';
-import { hostFlag, intFlag, parseFlags, UsageError } from './args.ts';
+import { isIP } from 'node:net';
+import { hostFlag, intFlag, ipPortFlag, parseFlags, UsageError } from './args.ts';
 
 export const STUN_HELP = `Usage: peertv stun [options]
 
@@ -13,6 +14,8 @@ Options:
   --port N               port for UDP and TCP (default: 3478, 0 = any free port)
   --user NAME:PASSWORD   short-term credentials, repeatable
   --require-integrity    answer 400 to requests without MESSAGE-INTEGRITY
+  --alternate IP[:PORT]  a second address of this host (and port, default port + 1) for RFC 5780
+                         NAT behaviour discovery: OTHER-ADDRESS, RESPONSE-ORIGIN, CHANGE-REQUEST
   --no-tcp               UDP only
   --rate N               requests per second per source address (default: ${DEFAULT_STUN_SERVER.ratePerS}, 0 = unlimited)
   -h, --help             show this help
@@ -25,6 +28,7 @@ const FLAGS = {
   'require-integrity': { type: 'boolean' },
   'no-tcp': { type: 'boolean' },
   rate: { type: 'string' },
+  alternate: { type: 'string' },
 } as const;
 
 export async function runStunCli(argv: string[]): Promise<void> {
@@ -40,15 +44,25 @@ export async function runStunCli(argv: string[]): Promise<void> {
     credentials.set(u.slice(0, i), u.slice(i + 1));
   }
   const port = intFlag('port', v.port, 3478, 0, 65535);
+  const host = hostFlag('host', v.host, '127.0.0.1');
+  const alternate = ipPortFlag('alternate', v.alternate, port === 0 ? 0 : port + 1, true);
+  if (alternate) {
+    if (isIP(host) !== isIP(alternate.host))
+      throw new UsageError('--alternate must be an address of the same family as --host (an IP address)');
+    if (alternate.host === host) throw new UsageError('--alternate must be another address than --host');
+    if (alternate.port !== 0 && alternate.port === port)
+      throw new UsageError('--alternate port must differ from --port');
+  }
   const server = new StunServer({
-    host: hostFlag('host', v.host, '127.0.0.1'),
+    host,
     port,
+    ...(alternate && { alternate }),
     tcp: !v['no-tcp'],
     credentials,
     requireIntegrity: v['require-integrity'] ?? false,
     ratePerS: intFlag('rate', v.rate, DEFAULT_STUN_SERVER.ratePerS, 0, 1_000_000),
   });
-  let ports: { udp?: number; tcp?: number };
+  let ports: { udp?: number; tcp?: number; alternate?: number };
   try {
     ports = await server.listen();
   } catch (err) {
@@ -67,6 +81,9 @@ export async function runStunCli(argv: string[]): Promise<void> {
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);
   });
-  console.log(`stun: udp ${ports.udp ?? '-'} tcp ${ports.tcp ?? '-'} on ${v.host ?? '127.0.0.1'}`);
+  console.log(
+    `stun: udp ${ports.udp ?? '-'} tcp ${ports.tcp ?? '-'} on ${host}` +
+      (alternate ? `; alternate ${alternate.host} port ${ports.alternate ?? '-'} (RFC 5780)` : ''),
+  );
   await stopped;
 }
