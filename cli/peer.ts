@@ -1,7 +1,9 @@
 /** `peertv peer`: a headless Node viewer, or a relay super-peer that only forwards. */
-import { isChannelId, isRenditionName } from '../protocol/index.ts';
-import { startNodePeer, type NodePeer } from '../peer/index.ts';
-import { CliError, intFlag, parseFlags, UsageError, urlFlag } from './args.ts';
+import { isChannelId, isRenditionName, NAT_TYPES, type NatType } from '../protocol/index.ts';
+import { startNodePeer, type LinkRoute, type NodePeer } from '../peer/index.ts';
+import { discoverNat } from '../stun/index.ts';
+import { CliError, intFlag, ipPortFlag, parseFlags, UsageError, urlFlag } from './args.ts';
+import { natLine } from './nat.ts';
 
 export const PEER_HELP = `Usage: peertv peer --tracker URL --channel ID [options]
 
@@ -15,6 +17,9 @@ Options:
   --upload-kbps N        upload cap in kbit/s, 0 = no cap (default: 0)
   --mode viewer|relay    (default: viewer)
   --loopback-only        offer only 127.0.0.1 WebRTC candidates (tests and demos on one machine)
+  --stun IP[:PORT]       discover this host's NAT type (RFC 5780) against this STUN server before
+                         joining, and report it to the tracker
+  --nat-type TYPE        declare the NAT type instead (${NAT_TYPES.join(', ')})
   --status-interval S    seconds between status lines, 0 = none (default: 5)
   -h, --help             show this help
 `;
@@ -27,6 +32,8 @@ const FLAGS = {
   mode: { type: 'string' },
   'loopback-only': { type: 'boolean' },
   'status-interval': { type: 'string' },
+  stun: { type: 'string' },
+  'nat-type': { type: 'string' },
 } as const;
 
 export function peerOptionsFromArgv(argv: string[]) {
@@ -41,8 +48,14 @@ export function peerOptionsFromArgv(argv: string[]) {
   const mode = v.mode ?? 'viewer';
   if (mode !== 'viewer' && mode !== 'relay') throw new UsageError('--mode must be viewer or relay');
   const uploadKbps = intFlag('upload-kbps', v['upload-kbps'], 0, 0, 10_000_000);
+  const stun = ipPortFlag('stun', v.stun, 3478);
+  const natType = v['nat-type'];
+  if (natType !== undefined && !(NAT_TYPES as readonly string[]).includes(natType))
+    throw new UsageError(`--nat-type must be one of ${NAT_TYPES.join(', ')}`);
+  if (natType !== undefined && stun) throw new UsageError('give --stun or --nat-type, not both');
   return {
     trackerUrl,
+    stun,
     loopbackOnly: v['loopback-only'] ?? false,
     statusIntervalS: intFlag('status-interval', v['status-interval'], 5, 0, 3600),
     engine: {
@@ -51,6 +64,7 @@ export function peerOptionsFromArgv(argv: string[]) {
       mode: mode as 'viewer' | 'relay',
       kind: 'node' as const,
       uploadCapKbps: uploadKbps,
+      ...(natType !== undefined && { natType: natType as NatType }),
       ...(uploadKbps > 0 && { declaredUploadKbps: uploadKbps }),
     },
   };
@@ -82,17 +96,28 @@ export function statusLine(peer: NodePeer): string {
   return parts.join('  ');
 }
 
+/** How a link connected, for people: `direct (srflx ↔ srflx, udp)` or `relayed (relay ↔ srflx, udp)`. */
+export function routeText(route: LinkRoute): string {
+  return `${route.relayed ? 'relayed' : 'direct'} (${route.local} ↔ ${route.remote}${route.protocol ? `, ${route.protocol}` : ''})`;
+}
+
 export async function runPeerCli(argv: string[]): Promise<void> {
   const cfg = peerOptionsFromArgv(argv);
   if (cfg === 'help') {
     process.stdout.write(PEER_HELP);
     return;
   }
+  let engine = cfg.engine;
+  if (cfg.stun) {
+    const nat = await discoverNat({ server: cfg.stun });
+    console.log(natLine(nat));
+    engine = { ...engine, natType: nat.natType };
+  }
   let peer: NodePeer;
   try {
     peer = await startNodePeer({
       trackerUrl: cfg.trackerUrl,
-      engine: cfg.engine,
+      engine,
       loopbackOnly: cfg.loopbackOnly,
     });
   } catch (err) {
@@ -102,6 +127,12 @@ export async function runPeerCli(argv: string[]): Promise<void> {
   peer.engine.on('error', ({ code, message }) => console.error(`${code}: ${message}`));
   peer.engine.on('segment-rejected', ({ mediaSequence, reason, from }) =>
     console.error(`segment ${mediaSequence} rejected (${reason})${from ? ` from ${from}` : ''}`),
+  );
+  peer.engine.on('peer-route', ({ id, route, connectMs }) =>
+    console.log(`peer ${id} connected in ${connectMs} ms: ${routeText(route)}`),
+  );
+  peer.player?.on('playing', ({ startupMs, mediaSequence }) =>
+    console.log(`playing from segment ${mediaSequence} after ${(startupMs / 1000).toFixed(2)} s`),
   );
   console.log(`joined ${cfg.engine.channel} as ${peer.engine.peerId || '(no tracker)'}`);
   const timer =

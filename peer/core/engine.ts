@@ -32,12 +32,17 @@ import { toRanges, type SegmentStore } from './segment-store.ts';
 import type {
   Clock,
   HttpFetcher,
+  LinkRoute,
   TimerHandle,
   TrackerConnection,
   TrackerConnectionEvents,
   Transport,
 } from './seams.ts';
 import { UploadManager, type UploadOptions } from './upload.ts';
+
+/** Reading a connected link's route: attempts, and the pause between them. */
+const ROUTE_ATTEMPTS = 6;
+const ROUTE_RETRY_MS = 250;
 
 export interface EngineOptions {
   channel: string;
@@ -134,7 +139,10 @@ export type EngineEvents = {
     reason: string;
     from?: string;
   }) => void;
-  'peer-connected': (info: { id: string }) => void;
+  /** `connectMs`: from creating the link to the data channel's open handshake. */
+  'peer-connected': (info: { id: string; connectMs: number }) => void;
+  /** The connected link's path (WebRTC transports): direct (host, srflx, prflx) or relayed through TURN. */
+  'peer-route': (info: { id: string; route: LinkRoute; connectMs: number }) => void;
   /** `code`: the stable error code when the link was closed for a fault (see PEER_ERROR_CODES). */
   'peer-closed': (info: { id: string; reason: string; code?: PeerErrorCode }) => void;
   'first-tier': (firstTier: boolean) => void;
@@ -417,6 +425,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       iceServers: this.iceServers,
     });
     const n = new Neighbour(link, clock, { peerId: this.peerId, channel: this.opts.channel });
+    const createdAt = clock.now();
     this.neighbours.set(remoteId, n);
     link.on('signal', (data) => {
       void tracker?.signal(remoteId, data).then(
@@ -438,7 +447,22 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       clock.clearTimeout(this.#connectTimers.get(remoteId));
       this.#connectTimers.delete(remoteId);
       n.announce(this.rendition, this.#d.store.heldRanges(this.rendition), true);
-      this.emit('peer-connected', { id: remoteId });
+      const connectMs = Math.round(clock.now() - createdAt);
+      this.emit('peer-connected', { id: remoteId, connectMs });
+      // The selected pair can show up in the stats a moment after the channel opened: ask a few times.
+      const askRoute = (attempt: number): void => {
+        link.route?.().then(
+          (route) => {
+            if (this.#destroyed || !n.open) return;
+            const known = route && route.local !== 'unknown' && route.remote !== 'unknown';
+            if (!known && attempt < ROUTE_ATTEMPTS)
+              clock.setTimeout(() => askRoute(attempt + 1), ROUTE_RETRY_MS);
+            else if (route) this.emit('peer-route', { id: remoteId, route, connectMs });
+          },
+          () => {}, // stats unavailable: the route stays unknown
+        );
+      };
+      askRoute(1);
     });
     n.on('request', (req) => {
       if (this.#destroyed) return;

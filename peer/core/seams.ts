@@ -38,6 +38,19 @@ export type PeerLinkEvents = {
   close: (reason: string) => void;
 };
 
+/** ICE candidate types (RFC 8445 §5.1.1.1: host, server-reflexive, peer-reflexive, relayed). */
+export type CandidateType = 'host' | 'srflx' | 'prflx' | 'relay';
+
+/** The path a connected link took: the types of the selected candidate pair. */
+export interface LinkRoute {
+  local: CandidateType | 'unknown';
+  remote: CandidateType | 'unknown';
+  /** True when either side is a TURN relay candidate. */
+  relayed: boolean;
+  /** 'udp' or 'tcp' as reported by the local candidate, when known. */
+  protocol?: string;
+}
+
 /** A data channel to one remote peer. */
 export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
   readonly remoteId: string;
@@ -49,6 +62,8 @@ export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
   send(bytes: Uint8Array): void;
   /** Idempotent; emits `close` once. */
   destroy(reason?: string): void;
+  /** The selected candidate pair once connected (WebRTC links); undefined when unknown. */
+  route?(): Promise<LinkRoute | undefined>;
 }
 
 export interface Transport {

@@ -12,7 +12,15 @@ import SimplePeer from 'simple-peer';
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
 import type { IceServer, SignalData } from '../../protocol/index.ts';
 import { REMOTE_CLOSED } from '../core/memory-transport.ts';
-import type { Clock, PeerLink, PeerLinkEvents, TimerHandle, Transport } from '../core/seams.ts';
+import type {
+  CandidateType,
+  Clock,
+  LinkRoute,
+  PeerLink,
+  PeerLinkEvents,
+  TimerHandle,
+  Transport,
+} from '../core/seams.ts';
 import { realClock } from './clock.ts';
 
 const debug = createDebug('peertv:webrtc');
@@ -50,8 +58,23 @@ interface ChannelLike {
   removeEventListener?: (type: string, listener: () => void) => void;
 }
 
+/** One entry of RTCPeerConnection.getStats() (the fields this file reads). */
+interface StatsEntry {
+  id: string;
+  type: string;
+  selected?: boolean;
+  nominated?: boolean;
+  state?: string;
+  selectedCandidatePairId?: string;
+  localCandidateId?: string;
+  remoteCandidateId?: string;
+  candidateType?: string;
+  protocol?: string;
+}
+
 /** simple-peer internals this file reads (not in its type definitions). */
 interface PeerInternals {
+  _pc: { getStats(): Promise<{ forEach(fn: (entry: StatsEntry) => void): void }> } | null;
   _channel: ChannelLike | null;
   _iceCompleteTimer: ReturnType<typeof globalThis.setTimeout> | null;
 }
@@ -61,6 +84,36 @@ export function loopbackCandidatesOnly(candidate: string): boolean {
   // candidate:<foundation> <component> <transport> <priority> <address> <port> typ <type> …
   const address = candidate.replace(/^a=/, '').split(/\s+/)[4] ?? '';
   return address.startsWith('127.');
+}
+
+const CANDIDATE_TYPES: readonly string[] = ['host', 'srflx', 'prflx', 'relay'];
+
+/**
+ * The selected candidate pair from a getStats() report: the transport's `selectedCandidatePairId`
+ * (standard), else a pair flagged `selected` (older engines), else a succeeded nominated pair.
+ */
+export function routeFromStats(entries: readonly StatsEntry[]): LinkRoute | undefined {
+  const byId = new Map(entries.map((e) => [e.id, e]));
+  const pairs = entries.filter((e) => e.type === 'candidate-pair');
+  const viaTransport = entries.find((e) => e.type === 'transport' && e.selectedCandidatePairId);
+  const pair =
+    (viaTransport && byId.get(viaTransport.selectedCandidatePairId!)) ??
+    pairs.find((p) => p.selected) ??
+    pairs.find((p) => p.nominated && p.state === 'succeeded');
+  if (!pair) return undefined;
+  const kind = (id: string | undefined): CandidateType | 'unknown' => {
+    const t = id ? byId.get(id)?.candidateType : undefined;
+    return t && CANDIDATE_TYPES.includes(t) ? (t as CandidateType) : 'unknown';
+  };
+  const local = kind(pair.localCandidateId);
+  const remote = kind(pair.remoteCandidateId);
+  const protocol = pair.localCandidateId ? byId.get(pair.localCandidateId)?.protocol : undefined;
+  return {
+    local,
+    remote,
+    relayed: local === 'relay' || remote === 'relay',
+    ...(typeof protocol === 'string' && { protocol }),
+  };
 }
 
 /** Removes the `a=candidate:` lines the filter rejects from an SDP. */
@@ -180,6 +233,14 @@ class SimplePeerLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
       return;
     }
     this.#maybePoll();
+  }
+
+  async route(): Promise<LinkRoute | undefined> {
+    const pc = (this.#peer as unknown as PeerInternals)._pc;
+    if (this.#closed || !this.#connected || !pc) return undefined;
+    const entries: StatsEntry[] = [];
+    (await pc.getStats()).forEach((e) => entries.push(e));
+    return routeFromStats(entries);
   }
 
   destroy(reason = 'destroyed'): void {

@@ -20,6 +20,8 @@ test('peertv peer: bad flags give one line and exit 2', async () => {
     ['--tracker', 'http://127.0.0.1:9', '--channel', 'demo', '--mode', 'seeder'],
     ['--tracker', 'http://127.0.0.1:9', '--channel', 'demo', '--upload-kbps', '-5'],
     ['--tracker', 'http://127.0.0.1:9', '--channel', 'demo', '--rendition', '../x'],
+    ['--tracker', 'http://127.0.0.1:9', '--channel', 'demo', '--stun', 'stun.example.org'],
+    ['--tracker', 'http://127.0.0.1:9', '--channel', 'demo', '--nat-type', 'cone'],
   ]) {
     const r = await cli(args);
     assert.equal(r.code, 2, `${args.join(' ')} → ${r.code}: ${r.stderr}`);

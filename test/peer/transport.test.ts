@@ -5,7 +5,11 @@ import { ManualClock } from '../../peer/core/clock.ts';
 import { MemoryNetwork, type MemoryNetworkConfig } from '../../peer/core/memory-transport.ts';
 import type { Clock, PeerLink } from '../../peer/core/seams.ts';
 import { realClock } from '../../peer/platform/clock.ts';
-import { loopbackCandidatesOnly, SimplePeerTransport } from '../../peer/platform/simple-peer-transport.ts';
+import {
+  loopbackCandidatesOnly,
+  routeFromStats,
+  SimplePeerTransport,
+} from '../../peer/platform/simple-peer-transport.ts';
 import { loadWrtc } from '../../peer/node/wrtc.ts';
 
 const KiB = 1024;
@@ -487,6 +491,57 @@ function checkMessage(bytes: Uint8Array, i: number, d: number): void {
     if (bytes[j] !== ((i * 131 + j * 7 + d * 17) & 0xff)) assert.fail(`message ${i} byte ${j} differs`);
 }
 
+describe('routeFromStats', () => {
+  const cand = (id: string, candidateType: string, type = 'local-candidate') => ({
+    id,
+    type,
+    candidateType,
+    protocol: 'udp',
+  });
+  test('the transport’s selected pair (standard), with candidate types and protocol', () => {
+    const entries = [
+      cand('L1', 'host'),
+      cand('L2', 'relay'),
+      cand('R1', 'srflx', 'remote-candidate'),
+      {
+        id: 'P1',
+        type: 'candidate-pair',
+        localCandidateId: 'L1',
+        remoteCandidateId: 'R1',
+        nominated: true,
+        state: 'succeeded',
+      },
+      {
+        id: 'P2',
+        type: 'candidate-pair',
+        localCandidateId: 'L2',
+        remoteCandidateId: 'R1',
+        state: 'succeeded',
+      },
+      { id: 'T', type: 'transport', selectedCandidatePairId: 'P2' },
+    ];
+    assert.deepEqual(routeFromStats(entries), {
+      local: 'relay',
+      remote: 'srflx',
+      relayed: true,
+      protocol: 'udp',
+    });
+  });
+  test('falls back to a pair flagged selected, then to a succeeded nominated pair; unknown types', () => {
+    const base = [cand('L1', 'srflx'), cand('R1', 'weird', 'remote-candidate')];
+    const pair = { id: 'P', type: 'candidate-pair', localCandidateId: 'L1', remoteCandidateId: 'R1' };
+    assert.deepEqual(routeFromStats([...base, { ...pair, selected: true }]), {
+      local: 'srflx',
+      remote: 'unknown',
+      relayed: false,
+      protocol: 'udp',
+    });
+    assert.equal(routeFromStats([...base, { ...pair, nominated: true, state: 'succeeded' }])?.local, 'srflx');
+    assert.equal(routeFromStats([...base, { ...pair, nominated: true, state: 'in-progress' }]), undefined);
+    assert.equal(routeFromStats([]), undefined);
+  });
+});
+
 describe('SimplePeerTransport over @roamhq/wrtc on loopback', () => {
   test(
     'connects, moves 2 × 200 × 64 KiB with backpressure, closes both ends',
@@ -524,6 +579,11 @@ describe('SimplePeerTransport over @roamhq/wrtc on loopback', () => {
         assert.ok(kinds.includes('answer'));
         assert.ok(kinds.includes('candidate'));
         assert.ok(a.connected && b.connected);
+        // The selected pair, from the connection's stats: loopback host candidates, no relay.
+        const route = await a.route!();
+        assert.equal(route?.local, 'host');
+        assert.ok(route && ['host', 'prflx'].includes(route.remote), JSON.stringify(route));
+        assert.equal(route?.relayed, false);
 
         const received = (link: PeerLink, d: number) =>
           new Promise<number>((resolve, reject) => {
