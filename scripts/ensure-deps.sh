@@ -18,6 +18,12 @@ command -v ffmpeg >/dev/null 2>&1 && command -v ffprobe >/dev/null 2>&1 || need_
 for pkg in "$@"; do
   case "$pkg" in
     --chromium) command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium) ;;
+    # The NAT lab and the STUN benchmark: coturn (TURN server and its STUN clients), iptables, iproute2.
+    --natlab)
+      command -v turnserver >/dev/null 2>&1 || need_pkgs+=(coturn)
+      command -v iptables >/dev/null 2>&1 || need_pkgs+=(iptables)
+      command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+      ;;
   esac
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then

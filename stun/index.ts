@@ -46,3 +46,4 @@ export {
   type NatMapping,
   type NatFiltering,
 } from './discovery.ts';
+export { coturnConfig, DEFAULT_COTURN, COTURN_DENIED_PEER_RANGES, type CoturnOptions } from './coturn.ts';

@@ -25,7 +25,7 @@ if (selected.length === 0) {
 }
 // Heavy files (several Chromium pages, WebRTC swarms, benchmark runs) run one at a time after the rest,
 // so they neither starve nor get starved by timing-sensitive tests on a 2-core machine.
-const HEAVY = [/^test\/player\//, /^test\/peer\/swarm\.test\.ts$/, /^test\/bench\//];
+const HEAVY = [/^test\/player\//, /^test\/peer\/swarm\.test\.ts$/, /^test\/bench\//, /^test\/natlab\//];
 const heavy = selected.filter((f) => HEAVY.some((re) => re.test(f)));
 const light = selected.filter((f) => !heavy.includes(f));
 let status = 0;
