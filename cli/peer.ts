@@ -128,8 +128,12 @@ export async function runPeerCli(argv: string[]): Promise<void> {
   peer.engine.on('segment-rejected', ({ mediaSequence, reason, from }) =>
     console.error(`segment ${mediaSequence} rejected (${reason})${from ? ` from ${from}` : ''}`),
   );
-  peer.engine.on('peer-route', ({ id, route, connectMs }) =>
-    console.log(`peer ${id} connected in ${connectMs} ms: ${routeText(route)}`),
+  peer.engine.on('peer-route', ({ id, route, connectMs, first }) =>
+    console.log(
+      first
+        ? `peer ${id} connected in ${connectMs} ms: ${routeText(route)}`
+        : `peer ${id} now ${routeText(route)}`,
+    ),
   );
   peer.player?.on('playing', ({ startupMs, mediaSequence }) =>
     console.log(`playing from segment ${mediaSequence} after ${(startupMs / 1000).toFixed(2)} s`),

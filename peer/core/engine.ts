@@ -40,9 +40,8 @@ import type {
 } from './seams.ts';
 import { UploadManager, type UploadOptions } from './upload.ts';
 
-/** Reading a connected link's route: attempts, and the pause between them. */
-const ROUTE_ATTEMPTS = 6;
-const ROUTE_RETRY_MS = 250;
+/** When a connected link's route (selected candidate pair) is read, in ms after the channel opened. */
+const ROUTE_CHECKS_MS = [0, 250, 500, 1000, 2000, 4000];
 
 export interface EngineOptions {
   channel: string;
@@ -141,8 +140,11 @@ export type EngineEvents = {
   }) => void;
   /** `connectMs`: from creating the link to the data channel's open handshake. */
   'peer-connected': (info: { id: string; connectMs: number }) => void;
-  /** The connected link's path (WebRTC transports): direct (host, srflx, prflx) or relayed through TURN. */
-  'peer-route': (info: { id: string; route: LinkRoute; connectMs: number }) => void;
+  /**
+   * The connected link's path (WebRTC transports): direct (host, srflx, prflx) or relayed through TURN.
+   * `first` on the first report; later ones mean ICE switched to another candidate pair.
+   */
+  'peer-route': (info: { id: string; route: LinkRoute; connectMs: number; first: boolean }) => void;
   /** `code`: the stable error code when the link was closed for a fault (see PEER_ERROR_CODES). */
   'peer-closed': (info: { id: string; reason: string; code?: PeerErrorCode }) => void;
   'first-tier': (firstTier: boolean) => void;
@@ -449,20 +451,29 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       n.announce(this.rendition, this.#d.store.heldRanges(this.rendition), true);
       const connectMs = Math.round(clock.now() - createdAt);
       this.emit('peer-connected', { id: remoteId, connectMs });
-      // The selected pair can show up in the stats a moment after the channel opened: ask a few times.
-      const askRoute = (attempt: number): void => {
+      // The selected pair shows up in the stats a moment after the channel opened, and ICE may switch
+      // to a better pair later (a relayed pair can win the race before hole punching succeeds): look a
+      // few times and report each change.
+      let lastRoute = '';
+      const askRoute = (i: number): void => {
         link.route?.().then(
           (route) => {
             if (this.#destroyed || !n.open) return;
-            const known = route && route.local !== 'unknown' && route.remote !== 'unknown';
-            if (!known && attempt < ROUTE_ATTEMPTS)
-              clock.setTimeout(() => askRoute(attempt + 1), ROUTE_RETRY_MS);
-            else if (route) this.emit('peer-route', { id: remoteId, route, connectMs });
+            if (route && route.local !== 'unknown' && route.remote !== 'unknown') {
+              const key = `${route.local}/${route.remote}/${route.relayed}`;
+              if (key !== lastRoute) {
+                const first = lastRoute === '';
+                lastRoute = key;
+                this.emit('peer-route', { id: remoteId, route, connectMs, first });
+              }
+            }
+            const next = ROUTE_CHECKS_MS[i + 1];
+            if (next !== undefined) clock.setTimeout(() => askRoute(i + 1), next - ROUTE_CHECKS_MS[i]!);
           },
           () => {}, // stats unavailable: the route stays unknown
         );
       };
-      askRoute(1);
+      askRoute(0);
     });
     n.on('request', (req) => {
       if (this.#destroyed) return;

@@ -21,18 +21,28 @@ import {
 
 const unavailable = natLabUnavailable();
 
-/** The peer CLI's link lines: `peer <id> connected in <ms> ms: direct (srflx ↔ srflx, udp)`. */
-const ROUTE_LINE = /^peer (\S+) connected in (\d+) ms: (direct|relayed) \((\w+) ↔ (\w+)(?:, (\w+))?\)$/gm;
+/**
+ * The peer CLI's link lines: `peer <id> connected in <ms> ms: direct (srflx ↔ srflx, udp)` when the
+ * channel opens, then `peer <id> now relayed (…)` whenever ICE switches to another candidate pair.
+ */
+const ROUTE_LINE =
+  /^peer (\S+) (?:connected in (\d+) ms:|now) (direct|relayed) \((\w+) ↔ (\w+)(?:, (\w+))?\)$/gm;
 
 function routes(output: string) {
   return [...output.matchAll(ROUTE_LINE)].map((m) => ({
     remote: m[1]!,
-    connectMs: Number(m[2]),
+    connectMs: m[2] === undefined ? undefined : Number(m[2]),
     relayed: m[3] === 'relayed',
     local: m[4]!,
     remoteType: m[5]!,
   }));
 }
+
+/** The route a peer reports last for its link to `remote` (ICE may switch pairs after connecting). */
+const finalRoute = (output: string, remote: string | undefined) =>
+  routes(output)
+    .filter((r) => r.remote === remote)
+    .at(-1);
 
 const peerId = (p: Running) => /^joined \S+ as (\S+)$/m.exec(p.output)?.[1];
 
@@ -149,11 +159,22 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
       await e.waitFor(/^nat: port-restricted-cone /m, 30_000, "E's NAT type");
       await Promise.all([a.waitFor(ROUTE_LINE, 30_000, 'a link'), e.waitFor(ROUTE_LINE, 30_000, 'a link')]);
       const [idA, idE] = [peerId(a), peerId(e)];
-      const ae = routes(a.output).find((r) => r.remote === idE);
-      const ea = routes(e.output).find((r) => r.remote === idA);
+      // Both port-restricted: checks must punch holes in both NATs; a relayed pair may win the race at
+      // first, and ICE then moves to the direct pair. The engine reads the route until 4 s after open.
+      await until(
+        () => finalRoute(a.output, idE)?.relayed === false && finalRoute(e.output, idA)?.relayed === false,
+        15_000,
+        'a direct route at both ends',
+      ).catch(() => {});
+      const ae = finalRoute(a.output, idE);
+      const ea = finalRoute(e.output, idA);
       assert.ok(ae && ea, `both ends report the link\n${a.output}\n${e.output}`);
       for (const r of [ae, ea]) {
-        assert.equal(r.relayed, false, `direct, not through TURN: ${JSON.stringify(r)}`);
+        assert.equal(
+          r.relayed,
+          false,
+          `direct, not through TURN: ${JSON.stringify(r)}\n${a.output}\n${e.output}`,
+        );
         // Behind a NAT the other end is only reachable at its NAT's address: server- or peer-reflexive.
         assert.ok(['srflx', 'prflx'].includes(r.remoteType), `remote candidate ${r.remoteType}`);
       }
@@ -171,8 +192,10 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
       await c.waitFor(/^nat: symmetric /m, 30_000, "C's NAT type");
       await d.waitFor(/^nat: symmetric /m, 30_000, "D's NAT type");
       await Promise.all([c.waitFor(ROUTE_LINE, 30_000, 'a link'), d.waitFor(ROUTE_LINE, 30_000, 'a link')]);
-      const cd = routes(c.output).find((r) => r.remote === peerId(d));
-      const dc = routes(d.output).find((r) => r.remote === peerId(c));
+      // Give ICE the engine's 4 s of route checks: no direct pair can ever work between these two.
+      await new Promise((r) => setTimeout(r, 4500));
+      const cd = finalRoute(c.output, peerId(d));
+      const dc = finalRoute(d.output, peerId(c));
       assert.ok(cd && dc, `both ends report the link\n${c.output}\n${d.output}`);
       assert.equal(cd.relayed, true, JSON.stringify(cd));
       assert.equal(dc.relayed, true, JSON.stringify(dc));

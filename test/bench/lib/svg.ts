@@ -102,3 +102,43 @@ export function lineSvg(p: {
   parts.push('</svg>');
   return parts.join('\n');
 }
+
+/** Horizontal-axis categories with one bar per series (e.g. p50 and p95 per NAT pair). */
+export function barSvg(p: {
+  title: string;
+  yLabel: string;
+  categories: readonly string[];
+  series: readonly { label: string; values: readonly number[]; color?: string }[];
+}): string {
+  const n = p.categories.length;
+  const yMax = Math.max(1e-9, ...p.series.flatMap((s) => s.values.filter(Number.isFinite))) * 1.1;
+  const { parts, y } = frame(p.title, '', p.yLabel, 0, 1, yMax);
+  // frame() labels a numeric x axis: cover those tick labels, the categories go there instead.
+  parts.push(`<rect x="0" y="${H - M.bottom + 2}" width="${W}" height="${M.bottom - 2}" fill="white"/>`);
+  const pw = W - M.left - M.right;
+  const groupW = pw / Math.max(1, n);
+  const barW = (groupW * 0.8) / Math.max(1, p.series.length);
+  p.categories.forEach((cat, i) => {
+    const x0 = M.left + i * groupW + groupW * 0.1;
+    p.series.forEach((s, j) => {
+      const v = s.values[i] ?? NaN;
+      if (!Number.isFinite(v)) return;
+      const color = s.color ?? COLORS[j % COLORS.length];
+      parts.push(
+        `<rect x="${(x0 + j * barW).toFixed(1)}" y="${y(v).toFixed(1)}" width="${Math.max(1, barW - 2).toFixed(1)}" height="${(y(0) - y(v)).toFixed(1)}" fill="${color}"/>`,
+      );
+    });
+    parts.push(
+      `<text x="${(M.left + (i + 0.5) * groupW).toFixed(1)}" y="${H - M.bottom + 16}" text-anchor="middle">${esc(cat)}</text>`,
+    );
+  });
+  p.series.forEach((s, j) => {
+    const color = s.color ?? COLORS[j % COLORS.length];
+    parts.push(
+      `<rect x="${W - M.right - 150}" y="${M.top + 4 + j * 18}" width="12" height="12" fill="${color}"/>`,
+      `<text x="${W - M.right - 134}" y="${M.top + 14 + j * 18}">${esc(s.label)}</text>`,
+    );
+  });
+  parts.push('</svg>');
+  return parts.join('\n');
+}
