@@ -306,7 +306,9 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
   }
 
   #bindUdp(host: string, port: number, slot: number): Promise<dgram.Socket> {
-    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4' });
+    // A 1 MiB receive buffer (the kernel caps it at net.core.rmem_max) rides out bursts that the
+    // default (~208 KiB) drops before the event loop gets to them.
+    const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20 });
     this.#udp[slot] = sock;
     return new Promise((resolve, reject) => {
       sock.once('error', reject);

@@ -1,4 +1,5 @@
 /** Machine-wide CPU accounting (Linux /proc/stat), to tell a benchmark's own load from everyone else's. */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 
@@ -29,4 +30,98 @@ export function coresBusy(a: CpuSnapshot, b: CpuSnapshot): number {
     return NaN;
   const total = b.total - a.total;
   return total > 0 ? ((b.busy - a.busy) / total) * os.cpus().length : NaN;
+}
+
+/** Clock ticks per second of /proc's CPU times (USER_HZ, nearly always 100). */
+const TICKS_PER_S = (() => {
+  const n = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim());
+  return Number.isFinite(n) && n > 0 ? n : 100;
+})();
+
+/** utime + stime of one /proc/…/stat file in ms; undefined when it cannot be read (process gone). */
+export function statCpuMs(file: string): number | undefined {
+  try {
+    const text = fs.readFileSync(file, 'utf8');
+    // The command name (field 2) may hold spaces and parentheses: fields start after the last ')'.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // fields[0] is field 3 (state): utime and stime are fields 14 and 15.
+    return ((Number(fields[11]) + Number(fields[12])) / TICKS_PER_S) * 1000;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ProcUsage {
+  /** CPU time used so far (user + system), ms. */
+  cpuMs: number;
+  /** Resident set size now, bytes. */
+  rssBytes: number;
+}
+
+function rssOf(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function comm(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/comm`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** The outermost descendant of `pid` whose command name matches (e.g. a browser's main process). */
+export function findDescendant(pid: number, name: RegExp): number | undefined {
+  const all = descendants(pid);
+  return all.find(
+    (d) =>
+      name.test(comm(d)) && !all.some((p) => p !== d && name.test(comm(p)) && descendants(p).includes(d)),
+  );
+}
+
+/** Descendants of `pid` (children, grandchildren, …) from /proc. */
+function descendants(pid: number): number[] {
+  const parent = new Map<number, number>();
+  for (const name of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const text = fs.readFileSync(`/proc/${name}/stat`, 'utf8');
+      parent.set(Number(name), Number(text.slice(text.lastIndexOf(')') + 2).split(' ')[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const out: number[] = [];
+  const walk = (p: number) => {
+    for (const [child, pp] of parent)
+      if (pp === p) {
+        out.push(child);
+        walk(child);
+      }
+  };
+  walk(pid);
+  return out;
+}
+
+/**
+ * CPU time and RSS of a process (Linux /proc), or of it and all its descendants with `tree` (e.g. a
+ * browser and its renderers). Undefined when the process is gone or /proc is unavailable. CPU of
+ * descendants that already exited is not counted.
+ */
+export function procUsage(pid: number, tree = false): ProcUsage | undefined {
+  const own = statCpuMs(`/proc/${pid}/stat`);
+  if (own === undefined) return undefined;
+  let cpuMs = own;
+  let rssBytes = rssOf(pid);
+  if (tree)
+    for (const d of descendants(pid)) {
+      cpuMs += statCpuMs(`/proc/${d}/stat`) ?? 0;
+      rssBytes += rssOf(d);
+    }
+  return { cpuMs, rssBytes };
 }
