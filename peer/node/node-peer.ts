@@ -9,6 +9,7 @@ import { realClock } from '../platform/clock.ts';
 import { fetchHttp } from '../platform/http.ts';
 import { loopbackCandidatesOnly, SimplePeerTransport } from '../platform/simple-peer-transport.ts';
 import { SocketIoTrackerConnection } from '../platform/tracker-connection.ts';
+import type { Transport } from '../core/seams.ts';
 import { loadWrtc } from './wrtc.ts';
 
 export interface NodePeerOptions {
@@ -18,6 +19,11 @@ export interface NodePeerOptions {
   /** Offer only 127.0.0.1 ICE candidates (tests, benchmarks and the demo stay on this machine). */
   loopbackOnly?: boolean;
   storeBytes?: number;
+  /**
+   * Wraps the WebRTC transport before the engine gets it (instrumentation; the swarm benchmark's
+   * poisoning peers corrupt what they upload this way).
+   */
+  wrapTransport?: (transport: Transport) => Transport;
 }
 
 export interface NodePeer {
@@ -25,16 +31,19 @@ export interface NodePeer {
   /** The playback model (viewers only). */
   player: HeadlessPlayer | undefined;
   tracker: SocketIoTrackerConnection;
+  /** The verified segments this peer holds. */
+  store: MemorySegmentStore;
   stop(): void;
 }
 
 export async function startNodePeer(opts: NodePeerOptions): Promise<NodePeer> {
   const wrtc = await loadWrtc();
   const tracker = new SocketIoTrackerConnection({ url: opts.trackerUrl });
-  const transport = new SimplePeerTransport({
+  const webrtc = new SimplePeerTransport({
     wrtc,
     ...(opts.loopbackOnly && { candidateFilter: loopbackCandidatesOnly }),
   });
+  const transport = opts.wrapTransport ? opts.wrapTransport(webrtc) : webrtc;
   const store = new MemorySegmentStore({
     ...(opts.storeBytes !== undefined && { capacityBytes: opts.storeBytes }),
   });
@@ -64,5 +73,5 @@ export async function startNodePeer(opts: NodePeerOptions): Promise<NodePeer> {
     stop();
     throw err;
   }
-  return { engine, player, tracker, stop };
+  return { engine, player, tracker, store, stop };
 }

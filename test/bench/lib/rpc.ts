@@ -110,7 +110,7 @@ export class RpcChild<C extends Commands> {
   constructor(
     readonly name: string,
     script: string,
-    opts: { root: string; nofile: number; nodeArgs?: string[] },
+    opts: { root: string; nofile: number; nodeArgs?: string[]; args?: string[] },
   ) {
     const nofile = Number.isFinite(opts.nofile) ? String(opts.nofile) : 'unlimited';
     this.proc = spawn(
@@ -124,6 +124,7 @@ export class RpcChild<C extends Commands> {
         '--import',
         'tsx',
         path.resolve(opts.root, script),
+        ...(opts.args ?? []),
       ],
       { cwd: opts.root, stdio: ['pipe', 'pipe', 'inherit'], env: { ...process.env, NODE_NO_WARNINGS: '1' } },
     );

@@ -1,0 +1,112 @@
+/**
+ * Keeps `npm run bench` (the swarm benchmark) from rotting: short runs on a tiny ladder must produce
+ * their figures, report and plots (the values are not judged), and bad flags are refused in one line.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { ROOT as root, runNode } from '../helpers/process.ts';
+
+const SUMMARY =
+  /^offload=\S+ continuity=\S+ stalls=\d+ startup_p95_s=\S+ latency_p50_s=\S+ viewers=(\d+) scenario=(\S+)$/;
+
+async function bench(args: string[]) {
+  const r = await runNode(
+    ['test/bench/swarm.bench.ts', '--ladder', '180p:320x180:300:48', '--stagger-ms', '300', ...args],
+    { tsx: true, timeoutMs: 150_000 },
+  );
+  assert.equal(r.code, 0, r.stderr.slice(-2000));
+  const summary = SUMMARY.exec(r.stdout.trim().split('\n').at(-1)!);
+  assert.ok(summary, r.stdout.slice(-1000));
+  const report = /report: (\S+)/.exec(r.stdout)?.[1];
+  assert.ok(report);
+  const dir = path.dirname(path.resolve(root, report));
+  const result = JSON.parse(fs.readFileSync(path.join(dir, 'result.json'), 'utf8')) as {
+    phases: {
+      phase: string;
+      figures: {
+        segmentsPlayed: number;
+        consumedBytes: number;
+        offload: number;
+        startupS: { n: number };
+        joinErrors: string[];
+      };
+      ticks: unknown[];
+    }[];
+  };
+  for (const f of [
+    'report.md',
+    'offload-over-time.svg',
+    'origin-egress.svg',
+    'latency.svg',
+    'stalls.svg',
+    'upload-distribution.svg',
+  ])
+    assert.ok(fs.existsSync(path.join(dir, f)), f);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return { summary, result };
+}
+
+test(
+  'bench: a steady run with two Node viewers and one browser, plus the http-only baseline',
+  { timeout: 160_000 },
+  async () => {
+    const { summary, result } = await bench([
+      '--viewers',
+      '2',
+      '--browsers',
+      '1',
+      '--duration',
+      '20',
+      '--baseline',
+    ]);
+    assert.equal(summary[1], '3');
+    assert.equal(summary[2], 'steady');
+    assert.deepEqual(
+      result.phases.map((p) => p.phase),
+      ['steady', 'http-only'],
+    );
+    for (const p of result.phases) {
+      assert.deepEqual(p.figures.joinErrors, [], `${p.phase}: every viewer joined`);
+      assert.ok(p.figures.segmentsPlayed > 0, `${p.phase}: viewers played segments`);
+      assert.ok(p.figures.consumedBytes > 0, `${p.phase}: bytes consumed`);
+      assert.ok(Number.isFinite(p.figures.offload), `${p.phase}: offload measured`);
+      assert.ok(p.figures.startupS.n > 0, `${p.phase}: startup measured`);
+      assert.ok(p.ticks.length >= 15, `${p.phase}: figures over time`);
+    }
+  },
+);
+
+test(
+  'bench: the poison scenario runs (one poisoning Node peer among five)',
+  { timeout: 160_000 },
+  async () => {
+    const { summary, result } = await bench([
+      '--scenario',
+      'poison',
+      '--viewers',
+      '5',
+      '--browsers',
+      '0',
+      '--duration',
+      '15',
+    ]);
+    assert.equal(summary[2], 'poison');
+    assert.ok(result.phases[0]!.figures.segmentsPlayed > 0);
+  },
+);
+
+test('bench: bad flags give one line and exit 2', async () => {
+  for (const args of [
+    ['--scenario', 'nope'],
+    ['--viewers', 'x'],
+    ['--bogus'],
+    ['--viewers', '0', '--browsers', '0'],
+  ]) {
+    const r = await runNode(['test/bench/swarm.bench.ts', ...args], { tsx: true, timeoutMs: 30_000 });
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+    assert.match(r.stderr, /^bench: /);
+  }
+});
