@@ -35,7 +35,7 @@ import { StunServer } from '../../stun/index.ts';
 import { buildPlayer } from '../../scripts/build-player.ts';
 import { launchChromium } from '../helpers/browser.ts';
 import { findDescendant, procUsage, type ProcUsage } from './lib/machine.ts';
-import { RpcChild } from './lib/rpc.ts';
+import { fileLimits, RpcChild } from './lib/rpc.ts';
 import { progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
 import { histogramSvg, lineSvg } from './lib/svg.ts';
 import type { SwarmViewerCommands, ViewerFigures, ViewerRole } from './lib/swarm-viewers.ts';
@@ -63,7 +63,10 @@ try {
       light: { type: 'boolean', default: false },
       rendition: { type: 'string' },
       'segment-duration': { type: 'string', default: '2' },
+      fps: { type: 'string', default: '30' },
+      preset: { type: 'string', default: 'veryfast' },
       'churn-interval': { type: 'string', default: '60' },
+      'per-process': { type: 'string', default: '5' },
       baseline: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -82,7 +85,9 @@ if (flags.help) {
   --ladder SPEC | --light  the source's ladder (default: 720p/480p/360p; --light: 480p/240p)
   --rendition R          the Node viewers' rendition (default: the ladder's first)
   --segment-duration S   (default 2)
+  --fps N, --preset P    the source's frame rate and x264 preset (default 30, veryfast)
   --churn-interval S     churn: seconds between waves (default 60)
+  --per-process N        Node viewers per child process (default 5)
   --baseline             also run an http-only phase in the same run, for comparison`);
   process.exit(0);
 }
@@ -99,6 +104,7 @@ const browsers = int('browsers', 0, 8);
 const durationS = int('duration', 10, 3600);
 const segS = int('segment-duration', 1, 10);
 const churnIntervalS = int('churn-interval', 5, 3600);
+const perProcess = int('per-process', 1, 100);
 if (viewers + browsers === 0) usage('no viewers: give --viewers or --browsers');
 const staggerMs =
   flags['stagger-ms'] !== undefined
@@ -179,7 +185,18 @@ const trackerUrl = await new Promise<string>((resolve, reject) => {
 });
 
 const CHANNEL = 'bench';
-const settings = channelSettings(CHANNEL, { ladder, segmentDurationS: segS, title: 'swarm benchmark' });
+let settings: ReturnType<typeof channelSettings>;
+try {
+  settings = channelSettings(CHANNEL, {
+    ladder,
+    segmentDurationS: segS,
+    fps: Number(flags.fps),
+    x264Preset: String(flags.preset) as ReturnType<typeof channelSettings>['x264Preset'],
+    title: 'swarm benchmark',
+  });
+} catch (err) {
+  usage((err as Error).message);
+}
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-swarm-'));
 const channel = new SourceChannel({ settings, input: { kind: 'testpattern' }, dataDir });
 const origin = new Origin();
@@ -187,7 +204,11 @@ origin.addChannel(channel);
 await origin.listen(0);
 /** What the source published: `rendition/seq` → SHA-256, to check every segment the viewers stored. */
 const published = new Map<string, string>();
-channel.on('segment', (a) => published.set(`${a.rendition}/${a.mediaSequence}`, a.sha256));
+let publishedCount = 0;
+channel.on('segment', (a) => {
+  published.set(`${a.rendition}/${a.mediaSequence}`, a.sha256);
+  if (a.rendition === ladder[0]!.name) publishedCount++;
+});
 await channel.start();
 const link = new TrackerLink({ trackerUrl, secret: 'swarm-bench-broadcaster-secret', channel, origin });
 await new Promise<void>((resolve) => link.once('registered', () => resolve()));
@@ -242,7 +263,9 @@ interface PhaseResult {
   browserCpuPctOfCore: number | null;
   corruptedStored: number;
   checkedStored: number;
-  /** Viewers that could not join (counted, reported, never hidden). */
+  /** Media seconds the source published per wall second (< 1: the encoder fell behind live). */
+  sourceRealTime: number;
+  /** Viewers that could not join or viewer groups lost (counted and reported, never hidden). */
   joinErrors: string[];
 }
 
@@ -347,12 +370,13 @@ async function sampleBrowser(page: BrowserPage): Promise<void> {
 }
 
 async function runPhase(name: string, p2p: boolean): Promise<PhaseResult> {
-  const groups = Math.ceil(viewers / 15);
+  const groups = Math.ceil(viewers / perProcess);
   const phaseRpcs: RpcChild<SwarmViewerCommands>[] = [];
   for (let g = 0; g < groups; g++) {
     const rpc = new RpcChild<SwarmViewerCommands>(`viewers-${name}-${g}`, 'test/bench/lib/swarm-viewers.ts', {
       root,
-      nofile: 4096,
+      // Every WebRTC connection holds a few descriptors (sockets, event loops of its threads).
+      nofile: fileLimits(65_536).usable,
       args: [trackerUrl, CHANNEL, rendition, String(g * 10_000), origin.publicUrl],
     });
     rpcs.push(rpc);
@@ -363,6 +387,7 @@ async function runPhase(name: string, p2p: boolean): Promise<PhaseResult> {
   browser ??= browsers > 0 ? await launchChromium() : undefined;
   const pages: BrowserPage[] = [];
   const originBase = origin.counters()[CHANNEL]!.segment.bytes;
+  const publishedAtStart = publishedCount;
   const t0 = Date.now();
   const ticks: Tick[] = [];
   const trackerPid = trackerProc.pid!;
@@ -417,7 +442,8 @@ async function runPhase(name: string, p2p: boolean): Promise<PhaseResult> {
   while (Date.now() - t0 < durationS * 1000) {
     await new Promise((r) => setTimeout(r, 1000));
     const atS = (Date.now() - t0) / 1000;
-    if (scenario === 'churn' && p2p && atS >= nextChurnS) {
+    // No wave in the last 10 s: the replacements would have no time to be measured.
+    if (scenario === 'churn' && p2p && atS >= nextChurnS && atS < durationS - 10) {
       nextChurnS += churnIntervalS;
       churnWaves++;
       // 20 % of the Node viewers leave; as many fresh ones join.
@@ -459,11 +485,22 @@ async function runPhase(name: string, p2p: boolean): Promise<PhaseResult> {
   }
   await joining;
   await Promise.all(pages.map(sampleBrowser));
-  const finals = await Promise.all(phaseRpcs.map((r) => r.call('final', {}, 30_000)));
+  // A group that died (it should not) loses its viewers' figures: say so in the report, never hide it.
+  const finals = (
+    await Promise.all(
+      phaseRpcs.map((r) =>
+        r.call('final', {}, 30_000).catch((err: Error) => {
+          joinErrors.push(`viewer group lost: ${err.message.split('\n')[0]}`);
+          return undefined;
+        }),
+      ),
+    )
+  ).filter((f) => f !== undefined);
   const originSegmentBytes = origin.counters()[CHANNEL]!.segment.bytes - originBase;
   const trackerEnd = procUsage(trackerPid);
   const browserEnd = browserPid ? procUsage(browserPid, true) : undefined;
   const wallS = (Date.now() - t0) / 1000;
+  const sourceRealTime = ((publishedCount - publishedAtStart) * segS) / wallS;
   for (const p of pages) await p.context().close();
   await Promise.all(phaseRpcs.map((r) => r.stop(5000)));
 
@@ -499,6 +536,7 @@ async function runPhase(name: string, p2p: boolean): Promise<PhaseResult> {
     corruptedStored: corrupted,
     checkedStored: checked,
     joinErrors,
+    sourceRealTime,
   };
 }
 
@@ -575,6 +613,7 @@ function figures(ph: PhaseResult) {
     checkedStored: ph.checkedStored,
     browserErrors: ph.browsers.flatMap((b) => b.errors),
     joinErrors: ph.joinErrors,
+    sourceRealTime: ph.sourceRealTime,
     cpu: {
       trackerPctOfCore: ph.tracker.cpuPctOfCore,
       trackerRssMB: ph.tracker.rssMaxMB,
@@ -684,7 +723,7 @@ const row = (label: string, f: (x: ReturnType<typeof figures>) => string, target
   `| ${label} | ${results.map((r) => f(r.figures)).join(' | ')} | ${target} |`;
 const md = `# Swarm benchmark: ${scenario} (${startedAt.toISOString()})
 
-${viewers} Node viewers (${rendition}) and ${browsers} Chromium viewers (hls.js, automatic rendition), joining ${staggerMs} ms apart, ${durationS} s; ladder ${ladder.map((r) => r.name).join('/')}, ${segS} s segments; tracker, STUN and source on this ${os.cpus().length}-core machine, all on 127.0.0.1.${scenario === 'poison' ? ` ${m.poisoners} Node peers upload corrupted chunks (one byte flipped per chunk).` : ''}${scenario === 'slow' ? ` A third of the peers are capped at ${Math.max(50, Math.round(streamKbps / 2))} kbit/s upload (half the stream).` : ''}${scenario === 'churn' ? ` Every ${churnIntervalS} s, 20 % of the Node viewers leave and as many join.` : ''}
+${viewers} Node viewers (${rendition}) and ${browsers} Chromium viewers (hls.js, automatic rendition), joining ${staggerMs} ms apart, ${durationS} s; ladder ${ladder.map((r) => r.name).join('/')} at ${settings.fps} fps (x264 ${settings.x264Preset}), ${segS} s segments; tracker, STUN and source on this ${os.cpus().length}-core machine, all on 127.0.0.1.${scenario === 'poison' ? ` ${m.poisoners} Node peers upload corrupted chunks (one byte flipped per chunk).` : ''}${scenario === 'slow' ? ` A third of the peers are capped at ${Math.max(50, Math.round(streamKbps / 2))} kbit/s upload (half the stream).` : ''}${scenario === 'churn' ? ` Every ${churnIntervalS} s, 20 % of the Node viewers leave and as many join.` : ''}
 
 | figure | ${results.map((r) => r.phase).join(' | ')} | target |
 |---|${results.map(() => '---').join('|')}|---|
@@ -697,6 +736,7 @@ ${row('latency behind newest segment p50 / p95', (x) => `${f2(x.latencyS.p50)} /
 ${row('origin segment bytes / consumed', (x) => `${(x.originSegmentBytes / 1e6).toFixed(1)} / ${(x.consumedBytes / 1e6).toFixed(1)} MB`)}
 ${row('segments rejected by honest viewers / poisoners dropped', (x) => `${x.rejectedSegments} / ${x.poisonersDropped}`)}
 ${row('corrupted segments stored (played or relayable) by honest viewers', (x) => `${x.corruptedStored} of ${x.checkedStored} checked`, '0')}
+${row('source: media seconds published per second (≥ 1 keeps up)', (x) => f2(x.sourceRealTime), '1.00')}
 ${row('tracker CPU / RSS', (x) => `${x.cpu.trackerPctOfCore.toFixed(1)} % of a core / ${x.cpu.trackerRssMB.toFixed(0)} MB`)}
 ${row('Node viewer CPU / RSS (each)', (x) => `${x.cpu.nodeViewerPctOfCoreEach.toFixed(1)} % / ${x.cpu.nodeViewerRssMBEach.toFixed(0)} MB`)}
 ${row('Chromium (all pages) CPU', (x) => (x.cpu.chromiumPctOfCore === null ? '-' : `${x.cpu.chromiumPctOfCore.toFixed(0)} % of a core`))}

@@ -27,6 +27,8 @@ export interface ViewerFigures {
   rendition: string;
   state: string;
   startupMs: number | null;
+  /** From starting the viewer to the engine having joined (tracker, channel info, playlist). */
+  joinMs: number | null;
   stalls: number;
   stallMs: number;
   segmentsPlayed: number;
@@ -151,6 +153,7 @@ async function startViewer(role: ViewerRole, uploadCapKbps: number, p2p: boolean
     rendition,
     state: 'loading',
     startupMs: null,
+    joinMs: null,
     stalls: 0,
     stallMs: 0,
     segmentsPlayed: 0,
@@ -163,6 +166,7 @@ async function startViewer(role: ViewerRole, uploadCapKbps: number, p2p: boolean
     badPeersDropped: 0,
     stored: {},
   };
+  const joinStarted = performance.now();
   const peer = await startNodePeer({
     trackerUrl,
     loopbackOnly: true,
@@ -179,6 +183,7 @@ async function startViewer(role: ViewerRole, uploadCapKbps: number, p2p: boolean
     },
     ...(role === 'poison' && { wrapTransport: corrupting }),
   });
+  figures.joinMs = performance.now() - joinStarted;
   peer.player!.on('playing', ({ startupMs }) => (figures.startupMs = startupMs));
   peer.engine.on('segment-rejected', () => figures.rejected++);
   peer.engine.on('peer-closed', ({ code }) => {
