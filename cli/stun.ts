@@ -1,7 +1,6 @@
 /** `peertv stun`: the STUN server (RFC 8489 Binding on UDP and TCP). */
 import { DEFAULT_STUN_SERVER, StunServer } from '../stun/index.ts';
 import { ConfigError } from '../source/index.ts';
-import { isIP } from 'node:net';
 import { hostFlag, intFlag, ipPortFlag, parseFlags, UsageError } from './args.ts';
 
 export const STUN_HELP = `Usage: peertv stun [options]
@@ -46,22 +45,22 @@ export async function runStunCli(argv: string[]): Promise<void> {
   const port = intFlag('port', v.port, 3478, 0, 65535);
   const host = hostFlag('host', v.host, '127.0.0.1');
   const alternate = ipPortFlag('alternate', v.alternate, port === 0 ? 0 : port + 1, true);
-  if (alternate) {
-    if (isIP(host) !== isIP(alternate.host))
-      throw new UsageError('--alternate must be an address of the same family as --host (an IP address)');
-    if (alternate.host === host) throw new UsageError('--alternate must be another address than --host');
-    if (alternate.port !== 0 && alternate.port === port)
-      throw new UsageError('--alternate port must differ from --port');
+  let server: StunServer;
+  try {
+    server = new StunServer({
+      host,
+      port,
+      ...(alternate && { alternate }),
+      tcp: !v['no-tcp'],
+      credentials,
+      requireIntegrity: v['require-integrity'] ?? false,
+      ratePerS: intFlag('rate', v.rate, DEFAULT_STUN_SERVER.ratePerS, 0, 1_000_000),
+    });
+  } catch (err) {
+    // The server checks its options (e.g. an alternate of another family, or on the same port).
+    if (err instanceof TypeError || err instanceof RangeError) throw new UsageError(err.message);
+    throw err;
   }
-  const server = new StunServer({
-    host,
-    port,
-    ...(alternate && { alternate }),
-    tcp: !v['no-tcp'],
-    credentials,
-    requireIntegrity: v['require-integrity'] ?? false,
-    ratePerS: intFlag('rate', v.rate, DEFAULT_STUN_SERVER.ratePerS, 0, 1_000_000),
-  });
   let ports: { udp?: number; tcp?: number; alternate?: number };
   try {
     ports = await server.listen();

@@ -22,21 +22,9 @@ export { MemoryNetwork } from './core/memory-transport.ts';
 export { UploadManager, DEFAULT_UPLOAD, type UploadOptions } from './core/upload.ts';
 export { Neighbour } from './core/neighbour.ts';
 export { parseMasterPlaylist, parseMediaPlaylist } from './core/hls.ts';
-export type {
-  CandidateType,
-  Clock,
-  HttpFetcher,
-  LinkRoute,
-  PeerLink,
-  Transport,
-  TrackerConnection,
-} from './core/seams.ts';
+export type { Clock, HttpFetcher, LinkRoute, PeerLink, Transport, TrackerConnection } from './core/seams.ts';
 export { realClock } from './platform/clock.ts';
 export { fetchHttp, createHttpFetcher } from './platform/http.ts';
-export {
-  SimplePeerTransport,
-  loopbackCandidatesOnly,
-  routeFromStats,
-} from './platform/simple-peer-transport.ts';
+export { SimplePeerTransport, loopbackCandidatesOnly } from './platform/simple-peer-transport.ts';
 export { SocketIoTrackerConnection } from './platform/tracker-connection.ts';
 export { startNodePeer, type NodePeer, type NodePeerOptions } from './node/node-peer.ts';

@@ -499,22 +499,13 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     } else if (this.options.requireIntegrity) {
       return this.#error(req, ctx, 400, undefined, 'integrity required');
     }
-    if (req.unknownRequired.length > 0)
-      return this.#error(
-        req,
-        ctx,
-        420,
-        { key, alg },
-        `unknown attribute(s) ${[...new Set(req.unknownRequired)].map((t) => `0x${t.toString(16).padStart(4, '0')}`).join(', ')}`,
-        username,
-        [
-          {
-            kind: 'unknown-attributes',
-            type: STUN_ATTR.UNKNOWN_ATTRIBUTES,
-            types: [...new Set(req.unknownRequired)],
-          },
-        ],
-      );
+    if (req.unknownRequired.length > 0) {
+      const types = [...new Set(req.unknownRequired)];
+      const names = types.map((t) => `0x${t.toString(16).padStart(4, '0')}`).join(', ');
+      return this.#error(req, ctx, 420, { key, alg }, `unknown attribute(s) ${names}`, username, [
+        { kind: 'unknown-attributes', type: STUN_ATTR.UNKNOWN_ATTRIBUTES, types },
+      ]);
+    }
     if (req.method !== STUN_METHOD.binding)
       return this.#error(req, ctx, 400, { key, alg }, 'unsupported method', username);
 

@@ -455,7 +455,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       // to a better pair later (a relayed pair can win the race before hole punching succeeds): look a
       // few times and report each change.
       let lastRoute = '';
+      // Only while someone listens (the Node CLI and the benchmarks do; the web player does not).
       const askRoute = (i: number): void => {
+        if (this.listenerCount('peer-route') === 0) return;
         link.route?.().then(
           (route) => {
             if (this.#destroyed || !n.open) return;

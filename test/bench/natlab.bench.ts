@@ -11,50 +11,44 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import {
-  LAB_CHANNEL,
-  LAB_TRACKER_URL,
-  LAB_TURN_PORT,
+  LAB_HOSTS,
+  NAT_TYPE_OF,
   NatLab,
-  PUBLIC_IP,
+  ROUTE_SETTLE_MS,
+  joinedPeerId,
   natLabUnavailable,
+  routesTo,
   startLabServices,
+  startLabViewer,
+  startupS,
   type NatKind,
   type Running,
 } from '../natlab/lab.ts';
-import { progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
+import { intFlag, parseFlags } from '../../cli/args.ts';
+import { checkFlags, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
 import { barSvg } from './lib/svg.ts';
 
-let flags;
-try {
-  ({ values: flags } = parseArgs({
-    options: { reps: { type: 'string', default: '5' }, 'fallback-reps': { type: 'string', default: '2' } },
-    strict: true,
-  }));
-} catch (err) {
-  console.error(`bench:natlab: ${(err as Error).message.split('\n')[0]}`);
-  process.exit(2);
-}
-const reps = Number(flags.reps);
-const fallbackReps = Number(flags['fallback-reps']);
-if (!Number.isInteger(reps) || reps < 1 || reps > 50 || !Number.isInteger(fallbackReps) || fallbackReps < 0) {
-  console.error('bench:natlab: --reps must be 1..50 and --fallback-reps ≥ 0');
-  process.exit(2);
-}
+const { reps, fallbackReps } = checkFlags('bench:natlab', () => {
+  const { values: v } = parseFlags(process.argv.slice(2), {
+    reps: { type: 'string' },
+    'fallback-reps': { type: 'string' },
+  });
+  if (v.help) {
+    console.log('Usage: npm run bench:natlab -- [--reps N (default 5)] [--fallback-reps N (default 2)]');
+    process.exit(0);
+  }
+  return {
+    reps: intFlag('reps', v.reps, 5, 1, 50),
+    fallbackReps: intFlag('fallback-reps', v['fallback-reps'], 2, 0, 50),
+  };
+});
 const unavailable = natLabUnavailable();
 if (unavailable) {
   console.error(`bench:natlab: cannot build the lab here: ${unavailable}`);
   process.exit(1);
 }
 
-const HOSTS: { name: string; nat: NatKind; declared: string }[] = [
-  { name: 'A', nat: 'port-restricted', declared: 'port-restricted-cone' },
-  { name: 'E', nat: 'port-restricted', declared: 'port-restricted-cone' },
-  { name: 'B', nat: 'full-cone', declared: 'full-cone' },
-  { name: 'C', nat: 'symmetric', declared: 'symmetric' },
-  { name: 'D', nat: 'symmetric', declared: 'symmetric' },
-];
 const PAIRS: [string, string][] = [
   ['A', 'E'],
   ['A', 'B'],
@@ -67,27 +61,17 @@ const SHORT: Record<NatKind, string> = {
   'full-cone': 'full cone',
   symmetric: 'symmetric',
 };
-const nat = (h: string) => HOSTS.find((x) => x.name === h)!;
+const nat = (h: string) => LAB_HOSTS.find((x) => x.name === h)!;
 const pairLabel = ([a, b]: [string, string]) => `${SHORT[nat(a).nat]} ↔ ${SHORT[nat(b).nat]}`;
 
-const ROUTE = /^peer (\S+) (?:connected in (\d+) ms:|now) (direct|relayed) \((\w+) ↔ (\w+)/gm;
-const joinedId = (p: Running) => /^joined \S+ as (\S+)$/m.exec(p.output)?.[1];
-/** Every route a peer reported for its link to `id`: the first when it opened, then each switch. */
-const routesTo = (p: Running, id: string | undefined) =>
-  [...p.output.matchAll(ROUTE)]
-    .filter((m) => m[1] === id)
-    .map((m) => ({
-      connectMs: m[2] === undefined ? undefined : Number(m[2]),
-      relayed: m[3] === 'relayed',
-      route: `${m[4]} ↔ ${m[5]}`,
-    }));
-/** How long the engine keeps reading a new link's route (see ROUTE_CHECKS_MS in the engine). */
-const SETTLE_MS = 4500;
+/** Every route a peer reported for its link to `other`: the first when it opened, then each switch. */
+const routes = (p: Running, other: Running) =>
+  routesTo(p, joinedPeerId(other)).map((r) => ({ ...r, route: `${r.local} ↔ ${r.remoteType}` }));
 
 const out = resultsDir('natlab');
 const startedAt = Date.now();
 progress('building the lab and starting STUN, coturn, tracker and source…');
-const lab = await NatLab.create(HOSTS.map(({ name, nat }) => ({ name, nat })));
+const lab = await NatLab.create([...LAB_HOSTS]);
 let stopping = false;
 const cleanup = async () => {
   if (stopping) return;
@@ -115,17 +99,7 @@ const samples: Sample[] = [];
 const fallback: { rep: number; startupS: number[]; linked: boolean }[] = [];
 
 const viewer = (host: string) =>
-  lab.startPeertv(lab.host(host).ns, [
-    'peer',
-    '--tracker',
-    LAB_TRACKER_URL,
-    '--channel',
-    LAB_CHANNEL,
-    '--nat-type',
-    nat(host).declared,
-    '--status-interval',
-    '0',
-  ]);
+  startLabViewer(lab, host, ['--nat-type', NAT_TYPE_OF[nat(host).nat], '--status-interval', '0']);
 
 try {
   services = await startLabServices(lab);
@@ -135,15 +109,14 @@ try {
       const [a, b] = pair.map(viewer) as [Running, Running];
       try {
         await Promise.all([a, b].map((p) => p.waitFor(/^joined \S+ as \S+$/m, 20_000, 'join')));
-        const [ida, idb] = [joinedId(a), joinedId(b)];
         const deadline = Date.now() + 25_000;
-        while (Date.now() < deadline && !(routesTo(a, idb).length && routesTo(b, ida).length))
+        while (Date.now() < deadline && !(routes(a, b).length && routes(b, a).length))
           await new Promise((r) => setTimeout(r, 100));
         // Let ICE settle (a relayed pair may win the race, then a direct one takes over).
-        if (routesTo(a, idb).length && routesTo(b, ida).length)
-          await new Promise((r) => setTimeout(r, SETTLE_MS));
-        const ra = routesTo(a, idb);
-        const rb = routesTo(b, ida);
+        if (routes(a, b).length && routes(b, a).length)
+          await new Promise((r) => setTimeout(r, ROUTE_SETTLE_MS));
+        const ra = routes(a, b);
+        const rb = routes(b, a);
         // The offerer's figure is the longer one: from creating the offer to the open channel.
         const [offerer] = [ra, rb]
           .filter((r) => r.length > 0)
@@ -164,27 +137,12 @@ try {
     }
   }
   // No path at all: symmetric NATs with TURN blocked at both routers.
-  const block = (proto: string) => [
-    'FORWARD',
-    '-d',
-    PUBLIC_IP,
-    '-p',
-    proto,
-    '--dport',
-    String(LAB_TURN_PORT),
-    '-j',
-    'DROP',
-  ];
-  for (const h of ['C', 'D']) for (const proto of ['udp', 'tcp']) lab.routerRule(h, block(proto));
+  for (const h of ['C', 'D']) lab.blockTurn(h, true);
   for (let rep = 1; rep <= fallbackReps; rep++) {
     progress(`no path (C-D, TURN blocked) ${rep}/${fallbackReps}`);
     const peers = ['C', 'D'].map(viewer);
     try {
-      const startup = await Promise.all(
-        peers.map(async (p) =>
-          Number((await p.waitFor(/^playing from segment \d+ after ([\d.]+) s$/m, 20_000, 'playback'))[1]),
-        ),
-      );
+      const startup = await Promise.all(peers.map((p) => startupS(p)));
       await new Promise((r) => setTimeout(r, 3000));
       fallback.push({
         rep,
@@ -229,7 +187,7 @@ const result = {
   when: new Date(startedAt).toISOString(),
   durationS: Math.round((Date.now() - startedAt) / 1000),
   reps,
-  hosts: HOSTS,
+  hosts: LAB_HOSTS,
   rows,
   samples,
   fallback,

@@ -18,7 +18,6 @@ import dgram from 'node:dgram';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { parseArgs } from 'node:util';
 import {
   encodeStunMessage,
   findAttribute,
@@ -37,7 +36,8 @@ import {
   type StunLoadResult,
   type StunLoadTick,
 } from './lib/stun-load.ts';
-import { progress, progressDone, resultsDir } from './lib/stats.ts';
+import { parseFlags } from '../../cli/args.ts';
+import { benchUsage, checkFlags, progress, progressDone, resultsDir } from './lib/stats.ts';
 import { histogramSvg, lineSvg, type Series } from './lib/svg.ts';
 
 // ---------------------------------------------------------------- flags
@@ -60,15 +60,13 @@ Options:
 `;
 
 /** A bad flag: one line on stderr, exit status 2. */
-function usageError(message: string): never {
-  process.stderr.write(`bench:stun: ${message} (see --help)\n`);
-  process.exit(2);
-}
+const usageError = (message: string): never => benchUsage('bench:stun', `${message} (see --help)`);
 
-function parseFlags() {
-  try {
-    return parseArgs({
-      options: {
+function parseBenchFlags() {
+  return checkFlags(
+    'bench:stun',
+    () =>
+      parseFlags(process.argv.slice(2), {
         duration: { type: 'string', default: '10' },
         warmup: { type: 'string', default: '2' },
         window: { type: 'string', default: '128' },
@@ -78,16 +76,10 @@ function parseFlags() {
         'coturn-threads': { type: 'string', default: '0' },
         turnserver: { type: 'string' },
         out: { type: 'string' },
-        help: { type: 'boolean', short: 'h' },
-      },
-      strict: true,
-      allowPositionals: false,
-    }).values;
-  } catch (err) {
-    return usageError((err as Error).message.split('\n')[0]!);
-  }
+      }).values,
+  );
 }
-const flags = parseFlags();
+const flags = parseBenchFlags();
 if (flags.help) {
   process.stdout.write(USAGE);
   process.exit(0);
@@ -449,7 +441,18 @@ function threadUse(a: ProcSample, b: ProcSample): ThreadUse[] {
 
 // ---------------------------------------------------------------- one server
 
-interface Measured {
+interface Measured extends Pick<
+  StunLoadResult,
+  | 'measuredS'
+  | 'sent'
+  | 'answered'
+  | 'answeredPerS'
+  | 'lost'
+  | 'late'
+  | 'invalid'
+  | 'socketErrors'
+  | 'latencyMs'
+> {
   name: ServerName;
   command: string;
   pid: number;
@@ -457,15 +460,6 @@ interface Measured {
   response: { bytes: number; attributes: string[] };
   version?: string;
   coturnThreadsFlag?: number;
-  measuredS: number;
-  sent: number;
-  answered: number;
-  answeredPerS: number;
-  lost: number;
-  late: number;
-  invalid: Record<string, number>;
-  socketErrors: Record<string, number>;
-  latencyMs: LatencySummary;
   idleLatencyMs: LatencySummary;
   server: {
     cpuS: number;

@@ -31,6 +31,7 @@ async function bench(args: string[]) {
         offload: number;
         startupS: { n: number };
         joinErrors: string[];
+        poisoners: number;
       };
       ticks: unknown[];
     }[];
@@ -93,6 +94,7 @@ test(
       '15',
     ]);
     assert.equal(summary[2], 'poison');
+    assert.equal(result.phases[0]!.figures.poisoners, 1, '20 % of 5 Node peers poison');
     assert.ok(result.phases[0]!.figures.segmentsPlayed > 0);
   },
 );

@@ -20,12 +20,10 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import readline from 'node:readline';
-import { parseArgs } from 'node:util';
 import type { Browser, Page } from 'playwright-core';
 import {
   channelSettings,
   DEFAULT_LADDER,
-  Origin,
   parseLadder,
   SourceChannel,
   TrackerLink,
@@ -33,10 +31,12 @@ import {
 } from '../../source/index.ts';
 import { StunServer } from '../../stun/index.ts';
 import { buildPlayer } from '../../scripts/build-player.ts';
-import { launchChromium } from '../helpers/browser.ts';
+import { launchChromium, openPlayerPage, type PlayerLog } from '../helpers/browser.ts';
+import { liveOrigin, segments, waitFor } from '../helpers/source.ts';
 import { findDescendant, procUsage, type ProcUsage } from './lib/machine.ts';
 import { fileLimits, RpcChild } from './lib/rpc.ts';
-import { progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
+import { intFlag, parseFlags } from '../../cli/args.ts';
+import { benchUsage, checkFlags, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
 import { histogramSvg, lineSvg } from './lib/svg.ts';
 import type { SwarmViewerCommands, ViewerFigures, ViewerRole } from './lib/swarm-viewers.ts';
 
@@ -46,35 +46,27 @@ const LIGHT_LADDER = '480p:854x480:1200:96,240p:426x240:400:64';
 const root = path.resolve(import.meta.dirname, '../..');
 
 function usage(message: string): never {
-  console.error(`bench: ${message}`);
-  process.exit(2);
+  return benchUsage('bench', message);
 }
 
-let flags: Record<string, string | boolean | undefined>;
-try {
-  ({ values: flags } = parseArgs({
-    options: {
-      scenario: { type: 'string', default: 'steady' },
-      viewers: { type: 'string', default: '30' },
-      browsers: { type: 'string', default: '3' },
-      duration: { type: 'string', default: '120' },
-      'stagger-ms': { type: 'string' },
-      ladder: { type: 'string' },
-      light: { type: 'boolean', default: false },
-      rendition: { type: 'string' },
-      'segment-duration': { type: 'string', default: '2' },
-      fps: { type: 'string', default: '30' },
-      preset: { type: 'string', default: 'veryfast' },
-      'churn-interval': { type: 'string', default: '60' },
-      'per-process': { type: 'string', default: '5' },
-      baseline: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-    strict: true,
-  }));
-} catch (err) {
-  usage((err as Error).message.split('\n')[0]!);
-}
+const { values: flags } = checkFlags('bench', () =>
+  parseFlags(process.argv.slice(2), {
+    scenario: { type: 'string' },
+    viewers: { type: 'string' },
+    browsers: { type: 'string' },
+    duration: { type: 'string' },
+    'stagger-ms': { type: 'string' },
+    ladder: { type: 'string' },
+    light: { type: 'boolean' },
+    rendition: { type: 'string' },
+    'segment-duration': { type: 'string' },
+    fps: { type: 'string' },
+    preset: { type: 'string' },
+    'churn-interval': { type: 'string' },
+    'per-process': { type: 'string' },
+    baseline: { type: 'boolean' },
+  }),
+);
 if (flags.help) {
   console.log(`Usage: npm run bench -- [options]
   --scenario NAME        ${SCENARIOS.join(', ')} (default steady)
@@ -91,44 +83,37 @@ if (flags.help) {
   --baseline             also run an http-only phase in the same run, for comparison`);
   process.exit(0);
 }
-const scenario = flags.scenario as Scenario;
+const scenario = (flags.scenario ?? 'steady') as Scenario;
 if (!SCENARIOS.includes(scenario)) usage(`--scenario must be one of ${SCENARIOS.join(', ')}`);
-const int = (name: string, min: number, max: number): number => {
-  const v = Number(flags[name]);
-  if (!Number.isInteger(v) || v < min || v > max)
-    usage(`--${name} must be a whole number from ${min} to ${max}`);
-  return v;
-};
-const viewers = int('viewers', 0, 200);
-const browsers = int('browsers', 0, 8);
-const durationS = int('duration', 10, 3600);
-const segS = int('segment-duration', 1, 10);
-const churnIntervalS = int('churn-interval', 5, 3600);
-const perProcess = int('per-process', 1, 100);
+const int = (name: keyof typeof flags, fallback: number, min: number, max: number): number =>
+  checkFlags('bench', () => intFlag(name, flags[name] as string | undefined, fallback, min, max));
+const viewers = int('viewers', 30, 0, 200);
+const browsers = int('browsers', 3, 0, 8);
+const durationS = int('duration', 120, 10, 3600);
+const segS = int('segment-duration', 2, 1, 10);
+const churnIntervalS = int('churn-interval', 60, 5, 3600);
+const perProcess = int('per-process', 5, 1, 100);
 if (viewers + browsers === 0) usage('no viewers: give --viewers or --browsers');
-const staggerMs =
-  flags['stagger-ms'] !== undefined
-    ? int('stagger-ms', 0, 60_000)
-    : scenario === 'flash-crowd'
-      ? Math.floor(10_000 / Math.max(1, viewers + browsers))
-      : 500;
+const staggerMs = int(
+  'stagger-ms',
+  scenario === 'flash-crowd' ? Math.floor(10_000 / (viewers + browsers)) : 500,
+  0,
+  60_000,
+);
 let ladder: readonly Rendition[];
 try {
   ladder = flags.ladder
-    ? parseLadder(String(flags.ladder))
+    ? parseLadder(flags.ladder)
     : flags.light
       ? parseLadder(LIGHT_LADDER)
       : DEFAULT_LADDER;
 } catch (err) {
   usage((err as Error).message);
 }
-const rendition = String(flags.rendition ?? ladder[0]!.name);
-if (!ladder.some((r) => r.name === rendition))
-  usage(`--rendition must be one of ${ladder.map((r) => r.name).join(', ')}`);
-const streamKbps =
-  (ladder.find((r) => r.name === rendition)!.videoKbps ?? 0) +
-  (ladder.find((r) => r.name === rendition)!.audioKbps ?? 0);
-
+const rendition = flags.rendition ?? ladder[0]!.name;
+const watched = ladder.find((r) => r.name === rendition);
+if (!watched) usage(`--rendition must be one of ${ladder.map((r) => r.name).join(', ')}`);
+const streamKbps = watched.videoKbps + watched.audioKbps;
 const out = resultsDir('swarm');
 const startedAt = new Date();
 
@@ -190,8 +175,8 @@ try {
   settings = channelSettings(CHANNEL, {
     ladder,
     segmentDurationS: segS,
-    fps: Number(flags.fps),
-    x264Preset: String(flags.preset) as ReturnType<typeof channelSettings>['x264Preset'],
+    fps: int('fps', 30, 1, 60),
+    x264Preset: (flags.preset ?? 'veryfast') as ReturnType<typeof channelSettings>['x264Preset'],
     title: 'swarm benchmark',
   });
 } catch (err) {
@@ -199,9 +184,6 @@ try {
 }
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-swarm-'));
 const channel = new SourceChannel({ settings, input: { kind: 'testpattern' }, dataDir });
-const origin = new Origin();
-origin.addChannel(channel);
-await origin.listen(0);
 /** What the source published: `rendition/seq` → SHA-256, to check every segment the viewers stored. */
 const published = new Map<string, string>();
 let publishedCount = 0;
@@ -209,19 +191,10 @@ channel.on('segment', (a) => {
   published.set(`${a.rendition}/${a.mediaSequence}`, a.sha256);
   if (a.rendition === ladder[0]!.name) publishedCount++;
 });
-await channel.start();
+const { origin } = await liveOrigin(channel);
 const link = new TrackerLink({ trackerUrl, secret: 'swarm-bench-broadcaster-secret', channel, origin });
-await new Promise<void>((resolve) => link.once('registered', () => resolve()));
-await new Promise<void>((resolve) => {
-  let n = 0;
-  const on = () => {
-    if (++n >= 2 * ladder.length) {
-      channel.off('segment', on);
-      resolve();
-    }
-  };
-  channel.on('segment', on);
-});
+await waitFor(link, 'registered', 30_000);
+await segments(channel, 2 * ladder.length);
 
 // ---------------------------------------------------------------- one phase
 
@@ -272,68 +245,36 @@ interface PhaseResult {
 type BrowserPage = Page & { figures: BrowserFigures };
 
 async function openBrowserViewer(index: number, p2p: boolean): Promise<BrowserPage> {
-  const ctx = await browser!.newContext();
-  // Chromium lists its loopback candidate only to pages holding camera and microphone permission
-  // (nothing is captured); the player offers only 127.0.0.1 candidates (loopbackOnly).
-  await ctx.grantPermissions(['camera', 'microphone'], { origin: trackerUrl });
-  const page = (await ctx.newPage()) as BrowserPage;
-  page.figures = {
-    index,
-    rendition: '',
-    startupMs: null,
-    stalls: 0,
-    stallMs: 0,
-    playedS: 0,
-    httpBytes: 0,
-    p2pBytes: 0,
-    uploadedBytes: 0,
-    latencyS: [],
-    errors: [],
-  };
-  page.on('pageerror', (e) => page.figures.errors.push(e.message));
-  await page.goto(`${trackerUrl}/healthz`);
-  await page.setContent(
-    `<video id="v" muted playsinline style="width:320px"></video><script src="${trackerUrl}/peertv.js"></script>`,
-  );
-  await page.waitForFunction(() => 'PeerTV' in window);
-  await page.evaluate(
-    ({ url, channel: ch, p2p: usePeers, originBase }) => {
-      const w = window as unknown as Record<string, unknown> & {
-        PeerTV: { attach: (v: Element, o: object) => unknown };
-      };
-      const video = document.getElementById('v') as HTMLVideoElement;
-      const log = { t0: performance.now(), startupMs: -1, stalls: 0, stallMs: 0, waitingSince: -1 };
-      w.benchLog = log;
-      video.addEventListener('playing', () => {
-        if (log.startupMs < 0) log.startupMs = performance.now() - log.t0;
-        if (log.waitingSince >= 0) log.stallMs += performance.now() - log.waitingSince;
-        log.waitingSince = -1;
-      });
-      // A stall: the element waits for data after playback started (seeks excluded: none here).
-      video.addEventListener('waiting', () => {
-        if (log.startupMs >= 0 && log.waitingSince < 0) {
-          log.stalls++;
-          log.waitingSince = performance.now();
-        }
-      });
-      w.peertv = w.PeerTV.attach(video, {
-        tracker: url,
-        channel: ch,
-        loopbackOnly: true,
-        p2p: usePeers,
-        originUrl: originBase,
-      });
+  const { page, errors } = await openPlayerPage(browser!, trackerUrl, {
+    tracker: trackerUrl,
+    channel: CHANNEL,
+    loopbackOnly: true,
+    p2p,
+    // HTTP-only players never join the tracker: they need the origin.
+    originUrl: origin.publicUrl,
+  });
+  return Object.assign(page, {
+    figures: {
+      index,
+      rendition: '',
+      startupMs: null,
+      stalls: 0,
+      stallMs: 0,
+      playedS: 0,
+      httpBytes: 0,
+      p2pBytes: 0,
+      uploadedBytes: 0,
+      latencyS: [],
+      errors,
     },
-    { url: trackerUrl, channel: CHANNEL, p2p, originBase: origin.publicUrl },
-  );
-  return page;
+  });
 }
 
 async function sampleBrowser(page: BrowserPage): Promise<void> {
   const s = await page
     .evaluate(() => {
       const w = window as unknown as {
-        benchLog: { startupMs: number; stalls: number; stallMs: number; waitingSince: number };
+        playerLog: PlayerLog;
         peertv: {
           stats(): {
             rendition: string;
@@ -346,7 +287,7 @@ async function sampleBrowser(page: BrowserPage): Promise<void> {
         };
       };
       const video = document.getElementById('v') as HTMLVideoElement;
-      const l = w.benchLog;
+      const l = w.playerLog;
       return {
         ...w.peertv.stats(),
         startupMs: l.startupMs,

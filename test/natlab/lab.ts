@@ -23,9 +23,9 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import type { NatType } from '../../protocol/index.ts';
 import { coturnConfig } from '../../stun/index.ts';
-
-export const ROOT = path.resolve(import.meta.dirname, '../..');
+import { ROOT } from '../helpers/process.ts';
 
 export type NatKind = 'port-restricted' | 'symmetric' | 'full-cone';
 
@@ -47,6 +47,22 @@ export interface LabHost extends LabHostSpec {
 
 export const PUBLIC_IP = '203.0.113.10';
 export const PUBLIC_ALT_IP = '203.0.113.11';
+
+/** The hosts the NAT lab's tests and benchmark use: two port-restricted cones, a full cone, two symmetric. */
+export const LAB_HOSTS: readonly LabHostSpec[] = [
+  { name: 'A', nat: 'port-restricted' },
+  { name: 'E', nat: 'port-restricted' },
+  { name: 'B', nat: 'full-cone' },
+  { name: 'C', nat: 'symmetric' },
+  { name: 'D', nat: 'symmetric' },
+];
+
+/** The NAT type RFC 5780 discovery must find behind each kind of NAT. */
+export const NAT_TYPE_OF: Readonly<Record<NatKind, NatType>> = {
+  'port-restricted': 'port-restricted-cone',
+  'full-cone': 'full-cone',
+  symmetric: 'symmetric',
+};
 
 /** Why the lab cannot run here (undefined when it can). */
 export function natLabUnavailable(): string | undefined {
@@ -196,9 +212,26 @@ export class NatLab {
     return h;
   }
 
-  /** Adds (or with `remove`, deletes) a filter rule on a host's router, e.g. to block TURN. */
-  routerRule(name: string, rule: string[], remove = false): void {
-    this.#sh(['ip', 'netns', 'exec', this.host(name).routerNs, 'iptables', remove ? '-D' : '-I', ...rule]);
+  /** Blocks (or unblocks) TURN, UDP and TCP, at a host's router: a firewall that leaves no path. */
+  blockTurn(name: string, blocked: boolean): void {
+    for (const proto of ['udp', 'tcp'])
+      this.#sh([
+        'ip',
+        'netns',
+        'exec',
+        this.host(name).routerNs,
+        'iptables',
+        blocked ? '-I' : '-D',
+        'FORWARD',
+        '-d',
+        PUBLIC_IP,
+        '-p',
+        proto,
+        '--dport',
+        String(LAB_TURN_PORT),
+        '-j',
+        'DROP',
+      ]);
   }
 
   /** Runs a command to its end inside a namespace. */
@@ -419,4 +452,46 @@ export async function startLabServices(
     throw err;
   }
   return services;
+}
+
+/** A `peertv peer` viewer of the lab's channel on a host; `extra` adds flags (e.g. --stun, --nat-type). */
+export function startLabViewer(lab: NatLab, host: string, extra: string[]): Running {
+  return lab.startPeertv(lab.host(host).ns, [
+    'peer',
+    '--tracker',
+    LAB_TRACKER_URL,
+    '--channel',
+    LAB_CHANNEL,
+    ...extra,
+  ]);
+}
+
+/** The peer id a `peertv peer` printed when it joined. */
+export const joinedPeerId = (p: Running): string | undefined => /^joined \S+ as (\S+)$/m.exec(p.output)?.[1];
+
+/**
+ * The peer CLI's link lines: `peer <id> connected in <ms> ms: direct (srflx ↔ srflx, udp)` when the
+ * channel opens, then `peer <id> now relayed (…)` whenever ICE switches to another candidate pair.
+ */
+export const ROUTE_LINE =
+  /^peer (\S+) (?:connected in (\d+) ms:|now) (direct|relayed) \((\w+) ↔ (\w+)(?:, (\w+))?\)$/gm;
+
+/** Every route a peer printed for its link to `remote`, oldest first (`connectMs` on the first). */
+export function routesTo(p: Running, remote: string | undefined) {
+  return [...p.output.matchAll(ROUTE_LINE)]
+    .filter((m) => m[1] === remote)
+    .map((m) => ({
+      connectMs: m[2] === undefined ? undefined : Number(m[2]),
+      relayed: m[3] === 'relayed',
+      local: m[4]!,
+      remoteType: m[5]!,
+    }));
+}
+
+/** How long after a link opens its route is final: the engine reads it until 4 s (ROUTE_CHECKS_MS). */
+export const ROUTE_SETTLE_MS = 4500;
+
+/** The `playing … after X s` line's X, once the viewer prints it. */
+export async function startupS(p: Running, timeoutMs = 20_000): Promise<number> {
+  return Number((await p.waitFor(/^playing from segment \d+ after ([\d.]+) s$/m, timeoutMs, 'playback'))[1]);
 }

@@ -7,44 +7,27 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import {
-  LAB_CHANNEL,
+  LAB_HOSTS,
   LAB_STUN_PORT,
-  LAB_TRACKER_URL,
-  LAB_TURN_PORT,
+  NAT_TYPE_OF,
   NatLab,
   PUBLIC_IP,
+  ROUTE_LINE,
+  ROUTE_SETTLE_MS,
+  joinedPeerId,
   natLabUnavailable,
+  routesTo,
   startLabServices,
+  startLabViewer,
+  startupS,
   type LabServices,
   type Running,
 } from './lab.ts';
 
 const unavailable = natLabUnavailable();
 
-/**
- * The peer CLI's link lines: `peer <id> connected in <ms> ms: direct (srflx ↔ srflx, udp)` when the
- * channel opens, then `peer <id> now relayed (…)` whenever ICE switches to another candidate pair.
- */
-const ROUTE_LINE =
-  /^peer (\S+) (?:connected in (\d+) ms:|now) (direct|relayed) \((\w+) ↔ (\w+)(?:, (\w+))?\)$/gm;
-
-function routes(output: string) {
-  return [...output.matchAll(ROUTE_LINE)].map((m) => ({
-    remote: m[1]!,
-    connectMs: m[2] === undefined ? undefined : Number(m[2]),
-    relayed: m[3] === 'relayed',
-    local: m[4]!,
-    remoteType: m[5]!,
-  }));
-}
-
 /** The route a peer reports last for its link to `remote` (ICE may switch pairs after connecting). */
-const finalRoute = (output: string, remote: string | undefined) =>
-  routes(output)
-    .filter((r) => r.remote === remote)
-    .at(-1);
-
-const peerId = (p: Running) => /^joined \S+ as (\S+)$/m.exec(p.output)?.[1];
+const finalRoute = (p: Running, remote: Running) => routesTo(p, joinedPeerId(remote)).at(-1);
 
 /** Largest "from peers N%" a viewer's status lines showed. */
 const bestP2pShare = (p: Running) =>
@@ -55,13 +38,7 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
   let services: LabServices;
 
   before(async () => {
-    lab = await NatLab.create([
-      { name: 'A', nat: 'port-restricted' },
-      { name: 'E', nat: 'port-restricted' },
-      { name: 'B', nat: 'full-cone' },
-      { name: 'C', nat: 'symmetric' },
-      { name: 'D', nat: 'symmetric' },
-    ]);
+    lab = await NatLab.create([...LAB_HOSTS]);
     services = await startLabServices(lab);
   });
 
@@ -71,25 +48,10 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
   });
 
   const startViewer = (host: string, extra: string[]) =>
-    lab.startPeertv(lab.host(host).ns, [
-      'peer',
-      '--tracker',
-      LAB_TRACKER_URL,
-      '--channel',
-      LAB_CHANNEL,
-      '--status-interval',
-      '1',
-      ...extra,
-    ]);
+    startLabViewer(lab, host, ['--status-interval', '1', ...extra]);
 
   test('every host detects its NAT type (peertv nat, RFC 5780 against our server)', async () => {
-    const expected: [string, string, string][] = [
-      ['A', 'port-restricted-cone', lab.host('A').wanIp],
-      ['E', 'port-restricted-cone', lab.host('E').wanIp],
-      ['B', 'full-cone', lab.host('B').wanIp],
-      ['C', 'symmetric', lab.host('C').wanIp],
-      ['D', 'symmetric', lab.host('D').wanIp],
-    ];
+    const expected = LAB_HOSTS.map((h) => [h.name, NAT_TYPE_OF[h.nat], lab.host(h.name).wanIp] as const);
     const results = await Promise.all([
       ...expected.map(([h]) => lab.peertv(lab.host(h).ns, ['nat', '--server', PUBLIC_IP, '--json'])),
       // The public host itself is not behind a NAT (its own alternate address is a "local" one too).
@@ -158,16 +120,15 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
       await a.waitFor(/^nat: port-restricted-cone /m, 30_000, "A's NAT type");
       await e.waitFor(/^nat: port-restricted-cone /m, 30_000, "E's NAT type");
       await Promise.all([a.waitFor(ROUTE_LINE, 30_000, 'a link'), e.waitFor(ROUTE_LINE, 30_000, 'a link')]);
-      const [idA, idE] = [peerId(a), peerId(e)];
       // Both port-restricted: checks must punch holes in both NATs; a relayed pair may win the race at
       // first, and ICE then moves to the direct pair. The engine reads the route until 4 s after open.
       await until(
-        () => finalRoute(a.output, idE)?.relayed === false && finalRoute(e.output, idA)?.relayed === false,
+        () => finalRoute(a, e)?.relayed === false && finalRoute(e, a)?.relayed === false,
         15_000,
         'a direct route at both ends',
       ).catch(() => {});
-      const ae = finalRoute(a.output, idE);
-      const ea = finalRoute(e.output, idA);
+      const ae = finalRoute(a, e);
+      const ea = finalRoute(e, a);
       assert.ok(ae && ea, `both ends report the link\n${a.output}\n${e.output}`);
       for (const r of [ae, ea]) {
         assert.equal(
@@ -193,9 +154,9 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
       await d.waitFor(/^nat: symmetric /m, 30_000, "D's NAT type");
       await Promise.all([c.waitFor(ROUTE_LINE, 30_000, 'a link'), d.waitFor(ROUTE_LINE, 30_000, 'a link')]);
       // Give ICE the engine's 4 s of route checks: no direct pair can ever work between these two.
-      await new Promise((r) => setTimeout(r, 4500));
-      const cd = finalRoute(c.output, peerId(d));
-      const dc = finalRoute(d.output, peerId(c));
+      await new Promise((r) => setTimeout(r, ROUTE_SETTLE_MS));
+      const cd = finalRoute(c, d);
+      const dc = finalRoute(d, c);
       assert.ok(cd && dc, `both ends report the link\n${c.output}\n${d.output}`);
       assert.equal(cd.relayed, true, JSON.stringify(cd));
       assert.equal(dc.relayed, true, JSON.stringify(dc));
@@ -206,31 +167,15 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
   });
 
   test('a pair that cannot connect at all (symmetric NATs, TURN blocked) plays from the origin within 5 s', async () => {
-    const block = (proto: string) => [
-      'FORWARD',
-      '-d',
-      PUBLIC_IP,
-      '-p',
-      proto,
-      '--dport',
-      String(LAB_TURN_PORT),
-      '-j',
-      'DROP',
-    ];
-    for (const h of ['C', 'D']) for (const proto of ['udp', 'tcp']) lab.routerRule(h, block(proto));
+    for (const h of ['C', 'D']) lab.blockTurn(h, true);
     const c = startViewer('C', ['--nat-type', 'symmetric']);
     const d = startViewer('D', ['--nat-type', 'symmetric']);
     try {
-      const startups = await Promise.all(
-        [c, d].map(async (p) =>
-          Number((await p.waitFor(/^playing from segment \d+ after ([\d.]+) s$/m, 20_000, 'playback'))[1]),
-        ),
-      );
+      const startups = await Promise.all([c, d].map((p) => startupS(p)));
       for (const s of startups) assert.ok(s <= 5, `playing after ${s} s`);
-      // The engine gives up on the link (connect timeout) and keeps playing from the origin.
       // The engine's connect timeout (10 s) passes; the link never comes up and playback goes on.
       await until(() => statusCount(c) >= 13 && statusCount(d) >= 13, 40_000, '13 s of status lines');
-      assert.deepEqual(routes(c.output).concat(routes(d.output)), [], 'no link ever connected');
+      assert.deepEqual([...(c.output + d.output).matchAll(ROUTE_LINE)], [], 'no link ever connected');
       for (const p of [c, d]) {
         const last =
           p.output
@@ -243,7 +188,7 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
       }
     } finally {
       await Promise.all([c.stop(), d.stop()]);
-      for (const h of ['C', 'D']) for (const proto of ['udp', 'tcp']) lab.routerRule(h, block(proto), true);
+      for (const h of ['C', 'D']) lab.blockTurn(h, false);
     }
   });
 });

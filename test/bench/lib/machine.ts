@@ -77,14 +77,11 @@ function comm(pid: number): string {
 
 /** The outermost descendant of `pid` whose command name matches (e.g. a browser's main process). */
 export function findDescendant(pid: number, name: RegExp): number | undefined {
-  const all = descendants(pid);
-  return all.find(
-    (d) =>
-      name.test(comm(d)) && !all.some((p) => p !== d && name.test(comm(p)) && descendants(p).includes(d)),
-  );
+  // Descendants come parent first, so the first match has no matching ancestor.
+  return descendants(pid).find((d) => name.test(comm(d)));
 }
 
-/** Descendants of `pid` (children, grandchildren, …) from /proc. */
+/** Descendants of `pid` (children, grandchildren, …) from /proc, each after its parent. */
 function descendants(pid: number): number[] {
   const parent = new Map<number, number>();
   for (const name of fs.readdirSync('/proc')) {

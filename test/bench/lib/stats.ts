@@ -1,6 +1,7 @@
 /** Small statistics and reporting helpers shared by the benchmarks. */
 import fs from 'node:fs';
 import path from 'node:path';
+import { UsageError } from '../../../cli/args.ts';
 
 export function quantile(values: readonly number[], q: number): number {
   if (values.length === 0) return NaN;
@@ -29,4 +30,20 @@ export function progress(text: string): void {
 }
 export function progressDone(): void {
   if (process.stderr.isTTY) process.stderr.write('\n');
+}
+
+/** A benchmark's bad flag: one line on stderr (`<bench>: …`), exit status 2. */
+export function benchUsage(bench: string, message: string): never {
+  process.stderr.write(`${bench}: ${message}\n`);
+  process.exit(2);
+}
+
+/** Runs flag parsing (the CLI's `parseFlags`, `intFlag`, …): a UsageError becomes `benchUsage`. */
+export function checkFlags<T>(bench: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof UsageError) benchUsage(bench, err.message);
+    throw err;
+  }
 }
