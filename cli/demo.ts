@@ -1,4 +1,5 @@
 /** `peertv demo`: everything on this machine with one command (what `npm start` runs). */
+import path from 'node:path';
 import { startNodePeer, type NodePeer } from '../peer/index.ts';
 import { StunServer } from '../stun/index.ts';
 import { parseFlags, intFlag } from './args.ts';
@@ -34,6 +35,8 @@ export async function runDemo(argv: string[]): Promise<void> {
   });
   if (stunPorts) console.log(`stun:      udp/tcp 127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}`);
   const tracker = await startTracker('127.0.0.1', port, {
+    // Which key owns the demo channel survives restarts (DIR/tracker/pins.json).
+    dataDir: path.resolve(values['data-dir'] ?? 'data'),
     iceServers: stunPorts ? [{ urls: `stun:127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}` }] : [],
   });
   console.log(`tracker:   ${tracker.url}   dashboard: ${tracker.url}/dashboard`);
@@ -56,20 +59,32 @@ export async function runDemo(argv: string[]): Promise<void> {
     });
   }, 1000);
   try {
-    await runSourceCli([
-      '--channel',
-      'demo',
-      '--title',
-      'PeerTV demo: test pattern',
-      '--ladder',
-      '480p:854x480:1200:96,240p:426x240:400:64',
-      '--port',
-      String(port + 1),
-      '--data-dir',
-      values['data-dir'] ?? 'data',
-      '--tracker',
-      tracker.url,
-    ]);
+    await runSourceCli(
+      [
+        '--channel',
+        'demo',
+        '--title',
+        'PeerTV demo: test pattern',
+        '--ladder',
+        '480p:854x480:1200:96,240p:426x240:400:64',
+        '--port',
+        String(port + 1),
+        '--data-dir',
+        values['data-dir'] ?? 'data',
+        '--tracker',
+        tracker.url,
+      ],
+      {
+        // The relay is a viewer too: once the broadcast ended it has nothing more to relay, and the
+        // origin should not wait for it to go quiet.
+        onStarted: (running) =>
+          running.channel.on('broadcast-ended', () => {
+            clearInterval(relayTimer);
+            relay?.stop();
+            relay = undefined;
+          }),
+      },
+    );
   } finally {
     clearInterval(relayTimer);
     relay?.stop();

@@ -128,6 +128,10 @@ export async function runPeerCli(argv: string[]): Promise<void> {
   peer.engine.on('segment-rejected', ({ mediaSequence, reason, from }) =>
     console.error(`segment ${mediaSequence} rejected (${reason})${from ? ` from ${from}` : ''}`),
   );
+  // Neighbours dropped for a fault (bad data, protocol violation, over budget, unresponsive).
+  peer.engine.on('peer-closed', ({ id, reason, code }) => {
+    if (code && code !== 'peer-timeout') console.error(`peer ${id} dropped (${code}): ${reason}`);
+  });
   peer.engine.on('peer-route', ({ id, route, connectMs, first }) =>
     console.log(
       first

@@ -1,6 +1,5 @@
 /** `peertv source`: broadcast one channel (test pattern, file, or RTMP from OBS) and serve it as origin. */
 import crypto from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import {
   channelSettings,
@@ -9,6 +8,7 @@ import {
   isStreamKey,
   Origin,
   parseLadder,
+  raiseDescriptorLimit,
   RtmpIngestServer,
   SourceChannel,
   streamKeyMatches,
@@ -40,11 +40,17 @@ Options:
   --host HOST                origin listen address (default: 127.0.0.1)
   --port N                   origin listen port (default: 8081, 0 = any free port)
   --public-url URL           URL players and peers fetch from (behind a CDN or reverse proxy)
+  --max-connections N        origin connections at once (default: what the descriptor limit leaves
+                             after 256 for publication, 2 per connection); at the cap the longest-idle
+                             connection is closed, and a new one is refused when none is idle
+  --max-connections-per-address N
+                             origin connections per client address or IPv6 /64 (default: a quarter
+                             of --max-connections; 0 = no cap, e.g. behind a CDN or reverse proxy)
+  --linger S                 once the broadcast ended, keep serving while viewers still fetch, so
+                             they play to its end, at most S seconds (default: 30)
   --data-dir DIR             where segments, recordings and the channel key live (default: ./data)
-  --tracker URL              register the channel with this tracker (e.g. http://127.0.0.1:8080)
-  --channel-secret S         broadcaster secret that claims the channel at the tracker, 16-256 chars
-                             (default: $PEERTV_CHANNEL_SECRET, else one generated once and kept in
-                             the data directory)
+  --tracker URL              register the channel with this tracker (e.g. http://127.0.0.1:8080);
+                             registrations are signed with the channel's key, which owns the id there
   --ladder SPEC              renditions name:WxH:videoKbps[:audioKbps],… (default:
                              720p:1280x720:2500:128,480p:854x480:1200:96,360p:640x360:600:64)
   --segment-duration S       segment duration in seconds, 1-10 (default: 2)
@@ -59,7 +65,9 @@ export interface SourceCliConfig {
   origin: Origin;
   host: string;
   port: number;
-  tracker?: { url: string; secret: string };
+  /** Once the broadcast ended, how long the origin may keep serving viewers that still fetch. */
+  lingerMs: number;
+  tracker?: { url: string };
   rtmp?: { host: string; port: number; streamKey: string };
 }
 
@@ -77,6 +85,9 @@ const FLAGS = {
   host: { type: 'string' },
   port: { type: 'string' },
   'public-url': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'max-connections-per-address': { type: 'string' },
+  linger: { type: 'string' },
   'data-dir': { type: 'string' },
   ladder: { type: 'string' },
   'segment-duration': { type: 'string' },
@@ -84,7 +95,6 @@ const FLAGS = {
   window: { type: 'string' },
   preset: { type: 'string' },
   tracker: { type: 'string' },
-  'channel-secret': { type: 'string' },
 } as const;
 
 /** Parses flags into a channel and an origin (nothing started yet). Throws UsageError / ConfigError. */
@@ -122,32 +132,46 @@ export function sourceFromArgv(
     playlistWindow: intFlag('window', v.window, DEFAULT_CHANNEL.playlistWindow, 3, 60),
     ...(v.preset !== undefined && { x264Preset: v.preset as X264Preset }),
   });
+  // Every flag is checked before the channel opens its data directory (and locks it).
+  const reconnectGraceMs = intFlag('reconnect-grace', v['reconnect-grace'], 30, 0, 3600) * 1000;
+  const publicUrl = urlFlag('public-url', v['public-url']);
+  const host = hostFlag('host', v.host, '127.0.0.1');
+  const port = intFlag('port', v.port, 8081, 0, 65535);
+  const lingerMs = intFlag('linger', v.linger, 30, 0, 3600) * 1000;
+  const origin = new Origin({
+    publicUrl,
+    ...(v['max-connections'] !== undefined && {
+      maxConnections: intFlag('max-connections', v['max-connections'], 0, 1, 1_000_000),
+    }),
+    ...(v['max-connections-per-address'] !== undefined && {
+      maxConnectionsPerAddress: intFlag(
+        'max-connections-per-address',
+        v['max-connections-per-address'],
+        0,
+        0,
+        1_000_000,
+      ),
+    }),
+  });
+  const rtmpHost = hostFlag('rtmp-host', v['rtmp-host'], '127.0.0.1');
+  const rtmpPort = intFlag('rtmp-port', v['rtmp-port'], 1935, 0, 65535);
+  const trackerUrl = urlFlag('tracker', v.tracker);
   const channel = new SourceChannel({
     settings,
     input,
     dataDir: path.resolve(v['data-dir'] ?? 'data'),
-    reconnectGraceMs: intFlag('reconnect-grace', v['reconnect-grace'], 30, 0, 3600) * 1000,
+    reconnectGraceMs,
   });
-  const publicUrl = urlFlag('public-url', v['public-url']);
-  const trackerUrl = urlFlag('tracker', v.tracker);
-  let secret = v['channel-secret'] ?? env.PEERTV_CHANNEL_SECRET;
-  if (secret !== undefined && (secret.length < 16 || secret.length > 256))
-    throw new UsageError('--channel-secret must be 16 to 256 characters');
-  if (trackerUrl && secret === undefined) secret = channelSecret(channel.store.dir);
-  const origin = new Origin(publicUrl ? { publicUrl } : {});
   origin.addChannel(channel);
   return {
     channel,
     origin,
-    host: hostFlag('host', v.host, '127.0.0.1'),
-    port: intFlag('port', v.port, 8081, 0, 65535),
-    ...(trackerUrl && secret && { tracker: { url: trackerUrl, secret } }),
+    host,
+    port,
+    lingerMs,
+    ...(trackerUrl && { tracker: { url: trackerUrl } }),
     ...(streamKey && {
-      rtmp: {
-        host: hostFlag('rtmp-host', v['rtmp-host'], '127.0.0.1'),
-        port: intFlag('rtmp-port', v['rtmp-port'], 1935, 0, 65535),
-        streamKey,
-      },
+      rtmp: { host: rtmpHost, port: rtmpPort, streamKey },
     }),
   };
 }
@@ -160,21 +184,15 @@ const listenError = (what: string, port: number, err: unknown): Error => {
   return err as Error;
 };
 
-/** The broadcaster secret kept beside the channel key (created once, mode 0600). */
-function channelSecret(channelDir: string): string {
-  const file = path.join(channelDir, 'tracker-secret');
-  if (fs.existsSync(file)) return fs.readFileSync(file, 'utf8').trim();
-  const secret = crypto.randomBytes(24).toString('base64url');
-  fs.writeFileSync(file, `${secret}\n`, { mode: 0o600 });
-  return secret;
-}
-
 export interface RunningSource {
   channel: SourceChannel;
   origin: Origin;
   rtmp: RtmpIngestServer | undefined;
   link: TrackerLink | undefined;
-  /** Ends the broadcast (recording finalized) and closes the servers. */
+  /**
+   * Ends the broadcast (ENDLIST, recording finalized, the tracker told), keeps serving viewers that still
+   * fetch for up to `lingerMs` so they play to the end, then closes the servers. Idempotent.
+   */
   stop(): Promise<void>;
 }
 
@@ -184,9 +202,18 @@ export async function startSource(
   log: (line: string) => void = console.log,
 ): Promise<RunningSource> {
   const { channel, origin } = cfg;
+  // Node raises the soft descriptor limit to the hard one at start-up; this makes sure of it. The
+  // origin's connection cap is derived from the limit in force when it listens.
+  const fds = raiseDescriptorLimit();
   await origin.listen(cfg.port, cfg.host).catch((err) => {
     throw listenError('origin', cfg.port, err);
   });
+  const limits = origin.limits!;
+  log(
+    `origin: at most ${limits.maxConnections} connections, ` +
+      `${limits.maxConnectionsPerAddress > 0 ? `${limits.maxConnectionsPerAddress} per address` : 'any number per address'} ` +
+      `(descriptor limit ${fds?.soft ?? 'unknown'})`,
+  );
   let rtmp: RtmpIngestServer | undefined;
   let link: TrackerLink | undefined;
   try {
@@ -210,7 +237,7 @@ export async function startSource(
     );
     await channel.start();
     if (cfg.tracker) {
-      link = new TrackerLink({ trackerUrl: cfg.tracker.url, secret: cfg.tracker.secret, channel, origin });
+      link = new TrackerLink({ trackerUrl: cfg.tracker.url, channel, origin });
       let said = '';
       link.on('registered', () => log(`registered with the tracker ${cfg.tracker!.url}`));
       link.on('error', ({ code, message }) => {
@@ -236,24 +263,78 @@ export async function startSource(
     stop: () =>
       (stopping ??= (async () => {
         await rtmp?.close();
+        // The link registers the channel again when the broadcast ends: wait for the tracker's answer.
+        const told = link?.registered ? nextRegistration(link, 5000) : undefined;
         await channel.stop();
-        // Let the tracker hear that the broadcast ended before the link goes.
-        if (link?.registered) await new Promise((r) => setTimeout(r, 200));
+        await told;
+        // Viewers still polling have not seen ENDLIST yet, or still fetch the last segments: serve them
+        // until they go quiet (they stop polling at ENDLIST), at most lingerMs.
+        const quietMs = channel.settings.segmentDurationS * 1500 + 1000;
+        if (cfg.lingerMs > 0 && Date.now() - origin.lastRequestAtMs < quietMs) {
+          log(`letting viewers reach the end (at most ${cfg.lingerMs / 1000} s; Ctrl-C again to quit now)…`);
+          await origin.waitQuiet(quietMs, cfg.lingerMs);
+        }
         link?.destroy();
-        await origin.close();
+        await origin.close(2000);
         await channel.destroy();
       })()),
   };
 }
 
-/** Runs until SIGINT/SIGTERM (or the end of a file input). */
-export async function runSourceCli(argv: string[]): Promise<void> {
+/** Resolves at the link's next successful registration, or after `timeoutMs`. */
+function nextRegistration(link: TrackerLink, timeoutMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      link.off('registered', done);
+      resolve();
+    };
+    const timer = setTimeout(done, timeoutMs);
+    link.on('registered', done);
+  });
+}
+
+/**
+ * Runs until SIGINT/SIGTERM (or the end of a file input). The first signal, from the moment the flags
+ * are read, ends the broadcast properly (see {@link RunningSource.stop}) and then returns; a second one
+ * exits at once (the recording is then finalized at the next start). `onStarted` sees the running source.
+ */
+export async function runSourceCli(
+  argv: string[],
+  hooks: { onStarted?: (running: RunningSource) => void } = {},
+): Promise<void> {
   const cfg = sourceFromArgv(argv);
   if (cfg === 'help') {
     process.stdout.write(SOURCE_HELP);
     return;
   }
-  const running = await startSource(cfg);
+  let signals = 0;
+  let stopRequested!: () => void;
+  const stopRequest = new Promise<void>((resolve) => (stopRequested = resolve));
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (++signals > 1) {
+      console.log(`${signal} again: exiting now`);
+      process.exit(130);
+    }
+    console.log('stopping: finishing the last segment and the recording… (Ctrl-C again to quit at once)');
+    // Whatever happens while stopping, the process ends.
+    setTimeout(() => {
+      console.error('peertv source: could not stop in time; exiting');
+      process.exit(1);
+    }, cfg.lingerMs + 30_000).unref();
+    stopRequested();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  let running: RunningSource;
+  try {
+    running = await startSource(cfg);
+  } catch (err) {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    throw err;
+  }
+  hooks.onStarted?.(running);
   const status = setInterval(() => {
     const c = running.origin.counters()[cfg.channel.settings.id];
     const newest = cfg.channel.store.nextSequence() - 1;
@@ -263,19 +344,13 @@ export async function runSourceCli(argv: string[]): Promise<void> {
     );
   }, 10_000);
   status.unref();
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = () => {
-      if (++signals > 1) process.exit(130);
-      console.log('stopping: finishing the last segment and the recording…');
-      void running.stop().then(resolve);
-    };
-    process.on('SIGINT', onSignal);
-    process.on('SIGTERM', onSignal);
+  const inputEnded = new Promise<void>((resolve) =>
     running.channel.on('broadcast-ended', () => {
-      if (cfg.channel.input.kind === 'file' && !cfg.channel.input.loop) void running.stop().then(resolve);
-    });
-  });
+      if (cfg.channel.input.kind === 'file' && !cfg.channel.input.loop) resolve();
+    }),
+  );
+  await Promise.race([stopRequest, inputEnded]);
+  await running.stop();
   clearInterval(status);
 }
 

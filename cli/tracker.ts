@@ -2,8 +2,14 @@
 import path from 'node:path';
 import { buildPlayer } from '../scripts/build-player.ts';
 import { ConfigError } from '../source/index.ts';
-import { Tracker, DEFAULT_TRACKER, type TrackerOptions } from '../tracker/index.ts';
-import type { IceServer } from '../protocol/index.ts';
+import {
+  DEFAULT_TRACKER,
+  MemoryTrackerStore,
+  pinFilePath,
+  Tracker,
+  type TrackerOptions,
+} from '../tracker/index.ts';
+import { isChannelId, type IceServer } from '../protocol/index.ts';
 import { hostFlag, intFlag, parseFlags, UsageError } from './args.ts';
 
 export const TRACKER_HELP = `Usage: peertv tracker [options]
@@ -24,6 +30,11 @@ Options:
   --max-connections-per-ip N   concurrent connections per address, 0 = unlimited (default: ${DEFAULT_TRACKER.maxConnectionsPerIp})
   --neighbours N               neighbours recommended per peer (default: ${DEFAULT_TRACKER.targetNeighbours})
   --report-interval S          seconds between peer reports (default: ${DEFAULT_TRACKER.reportIntervalMs / 1000})
+  --data-dir DIR               durable state: which key owns which channel, in DIR/tracker/pins.json
+                               (default: ./data)
+  --release-channel ID         forget which key owns channel ID before starting, so that the next
+                               signed registration claims it (moving a channel to a new key);
+                               repeatable
   -h, --help                   show this help
 `;
 
@@ -39,6 +50,8 @@ const FLAGS = {
   'max-connections-per-ip': { type: 'string' },
   neighbours: { type: 'string' },
   'report-interval': { type: 'string' },
+  'data-dir': { type: 'string' },
+  'release-channel': { type: 'string', multiple: true },
 } as const;
 
 export function iceServerFlag(url: string): IceServer {
@@ -49,7 +62,7 @@ export function iceServerFlag(url: string): IceServer {
 
 export function trackerOptionsFromArgv(
   argv: string[],
-): { host: string; port: number; options: Partial<TrackerOptions> } | 'help' {
+): { host: string; port: number; options: Partial<TrackerOptions>; release: string[] } | 'help' {
   const { values: v } = parseFlags(argv, FLAGS);
   if (v.help) return 'help';
   const cors = (v['cors-origin'] ?? []).flatMap((o) => o.split(','));
@@ -72,7 +85,11 @@ export function trackerOptionsFromArgv(
     60,
   );
   const neighbours = intFlag('neighbours', v.neighbours, DEFAULT_TRACKER.targetNeighbours, 1, 32);
+  const release = v['release-channel'] ?? [];
+  for (const id of release)
+    if (!isChannelId(id)) throw new UsageError(`--release-channel: "${id}" is not a channel id`);
   return {
+    release,
     host: hostFlag('host', v.host, '127.0.0.1'),
     port: intFlag('port', v.port, 8080, 0, 65535),
     options: {
@@ -91,6 +108,7 @@ export function trackerOptionsFromArgv(
       maxNeighbours: Math.max(DEFAULT_TRACKER.maxNeighbours, neighbours * 2),
       reportIntervalMs: reportS * 1000,
       peerTimeoutMs: reportS * 4000,
+      dataDir: path.resolve(v['data-dir'] ?? 'data'),
     },
   };
 }
@@ -121,6 +139,19 @@ export async function runTrackerCli(argv: string[]): Promise<void> {
   if (cfg === 'help') {
     process.stdout.write(TRACKER_HELP);
     return;
+  }
+  // Releases happen before the tracker listens: no registration can slip in between.
+  if (cfg.release.length > 0) {
+    const pins = new MemoryTrackerStore({ pinFile: pinFilePath(cfg.options.dataDir!) });
+    for (const id of cfg.release) {
+      const had = (await pins.getPin(id)) !== undefined;
+      await pins.deletePin(id);
+      console.log(
+        had
+          ? `channel ${id} released: the next signed registration claims it`
+          : `channel ${id} was not pinned`,
+      );
+    }
   }
   const tracker = await startTracker(cfg.host, cfg.port, cfg.options);
   // Handlers first, then the ready line: whoever waits for that line may signal at once.

@@ -47,10 +47,12 @@ export type RenditionInfo = z.infer<typeof renditionInfoSchema>;
 export const channelRegistrationSchema = z.strictObject({
   protocolVersion: z.literal(TRACKER_PROTOCOL_VERSION),
   channel: channelIdSchema,
-  /** Broadcaster secret: the first registration claims the channel, later ones must repeat it. */
-  secret: z.string().min(16).max(256),
   title: z.string().min(1).max(200),
   originUrl: z.url({ protocol: /^https?$/ }).max(2048),
+  /**
+   * The channel's Ed25519 key (raw 32 bytes, base64url): it signs every segment and this registration.
+   * The tracker pins the channel id to the first key it accepted and refuses any other key.
+   */
   publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'public key must be 32 raw bytes, base64url'),
   status: z.enum(CHANNEL_STATUSES),
   segmentDurationS: z.number().positive().max(60),
@@ -62,8 +64,36 @@ export const channelRegistrationSchema = z.strictObject({
       z.strictObject({ id: z.string().max(64), title: z.string().max(200), master: z.string().max(512) }),
     )
     .max(1000),
+  /**
+   * When the source signed this registration (ms since the epoch). The tracker accepts it only close
+   * to its own clock and only if it is newer than the last one it accepted for the channel, so a
+   * registration is single-use: a replay is refused.
+   */
+  signedAtMs: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
+  /** Ed25519 signature (base64url) of {@link registrationPayload} with the channel's key. */
+  signature: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'signature must be 64 raw bytes, base64url'),
 });
 export type ChannelRegistration = z.infer<typeof channelRegistrationSchema>;
+/** A registration before it is signed. */
+export type UnsignedRegistration = Omit<ChannelRegistration, 'signature'>;
+
+/** JSON with object keys sorted at every level: one byte string per value, whoever serializes it. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** The bytes a channel registration's signature covers: every field but the signature, canonically. */
+export function registrationPayload(reg: UnsignedRegistration | ChannelRegistration): Uint8Array {
+  const { signature: _s, ...body } = reg as ChannelRegistration;
+  return new TextEncoder().encode(`peertv-registration/1\n${canonicalJson(body)}`);
+}
 
 export const originCountersSchema = z.strictObject({
   segmentBytes: count,
@@ -137,6 +167,20 @@ export type SignalData = z.infer<typeof signalDataSchema>;
 export const signalRequestSchema = z.strictObject({ to: peerIdSchema, data: signalDataSchema });
 export type SignalRequest = z.infer<typeof signalRequestSchema>;
 
+/**
+ * Why a peer tells the tracker about a neighbour that misbehaved. The tracker stops introducing a peer
+ * that several of its own neighbours complained about (see the README, "Security and faults").
+ */
+export const PEER_COMPLAINT_CODES = [
+  'peer-sent-bad-segment',
+  'peer-protocol-violation',
+  'peer-over-budget',
+  'peer-unresponsive',
+] as const;
+export type PeerComplaintCode = (typeof PEER_COMPLAINT_CODES)[number];
+export const peerComplaintSchema = z.strictObject({ peer: peerIdSchema, code: z.enum(PEER_COMPLAINT_CODES) });
+export type PeerComplaint = z.infer<typeof peerComplaintSchema>;
+
 export const watchRequestSchema = z.strictObject({ channel: channelIdSchema.optional() });
 
 // ---- tracker → clients ----
@@ -169,6 +213,10 @@ export const TRACKER_ERROR_CODES = [
   'unknown-channel',
   'channel-offline',
   'unauthorized',
+  /** A signed registration whose time is too far from the tracker's clock. */
+  'registration-expired',
+  /** A signed registration not newer than the last one accepted for the channel (a replay). */
+  'registration-replayed',
   'not-joined',
   'already-joined',
   'unknown-peer',
@@ -191,6 +239,13 @@ export interface JoinResult {
   neighbours: string[];
   firstTier: boolean;
   reportIntervalMs: number;
+}
+
+export interface DirectoryUpdate {
+  /** New or changed entries. */
+  upsert: ChannelInfo[];
+  /** Channels gone from the directory. */
+  remove: string[];
 }
 
 export interface NeighboursUpdate {
@@ -248,6 +303,8 @@ export interface ClientToServerEvents {
   report: (report: PeerReport, ack?: Cb<object>) => void;
   signal: (req: SignalRequest, ack?: Cb<object>) => void;
   leave: (ack?: Cb<object>) => void;
+  /** A neighbour misbehaved (the engine closed its link with this code). */
+  'report-peer': (complaint: PeerComplaint, ack?: Cb<object>) => void;
   'source:register': (reg: ChannelRegistration, ack: Cb<object>) => void;
   'source:attestation': (att: Attestation, ack?: Cb<object>) => void;
   'source:counters': (counters: OriginCounters, ack?: Cb<object>) => void;
@@ -259,7 +316,8 @@ export interface ServerToClientEvents {
   signal: (msg: { from: string; data: SignalData }) => void;
   attestation: (att: Attestation) => void;
   channel: (info: ChannelInfo) => void;
-  directory: (channels: ChannelInfo[]) => void;
+  /** Directory entries that changed since the last push (watchers got the whole list with `watch`). */
+  'directory-update': (update: DirectoryUpdate) => void;
   stats: (stats: ChannelStats[]) => void;
 }
 

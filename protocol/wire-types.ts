@@ -44,6 +44,10 @@ export const PEER_ERROR_CODES = [
   'peer-sent-bad-segment',
   'peer-timeout',
   'peer-wrong-channel',
+  /** Asked for more than its budget (requests, upload rate, unrequested data, announcements). */
+  'peer-over-budget',
+  /** Its transfers to us kept stalling, timing out or not arriving (withholding, dripping). */
+  'peer-unresponsive',
 ] as const;
 export type PeerErrorCode = (typeof PEER_ERROR_CODES)[number];
 

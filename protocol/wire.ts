@@ -46,6 +46,8 @@ const BYE_CODES: readonly ('bye' | PeerErrorCode)[] = [
   'peer-sent-bad-segment',
   'peer-timeout',
   'peer-wrong-channel',
+  'peer-over-budget',
+  'peer-unresponsive',
 ];
 
 /** `have` flags byte: bit 0 = reset; the other bits must be zero. */

@@ -26,10 +26,28 @@ export const DEFAULT_RESTART: RestartPolicy = {
   stableAfterMs: 30_000,
 };
 
+/** How a new publisher takes over from the one on air. */
+export interface TakeoverPolicy {
+  /**
+   * A publisher that sent no audio or video for this long is silent (hung, SIGSTOPped, half-open TCP)
+   * and a new publisher with the right key replaces it at once. Encoders send 25–60 frames a second.
+   */
+  silentPublisherMs: number;
+  /** The replaced run's encoder gets this long to flush its last segment (SIGINT) before SIGKILL. */
+  encoderStopGraceMs: number;
+}
+
+export const DEFAULT_TAKEOVER: TakeoverPolicy = {
+  silentPublisherMs: 1500,
+  encoderStopGraceMs: 3000,
+};
+
 /** An RTMP publisher as the channel sees it (implemented by the ingest server). */
 export interface IngestSession {
   readonly id: string;
   readonly hasAudio: boolean;
+  /** When it last sent audio or video (`Date.now()` clock); publishers silent too long can be replaced. */
+  readonly lastMediaAtMs: number;
   /** A new FLV byte stream (header, metadata, codec config, then from the next keyframe). */
   openFlv(): Readable;
   /** Resolves when the publisher is gone: `clean` when it unpublished, false when the connection dropped. */
@@ -44,8 +62,8 @@ export interface EncoderExitInfo {
   signal: string | null;
   runMs: number;
   stderrTail: string[];
-  /** What happens next. */
-  next: 'restart' | 'end' | 'await-publisher';
+  /** What happens next (`replaced`: a new publisher took over; its run starts now). */
+  next: 'restart' | 'end' | 'await-publisher' | 'replaced';
   restartDelayMs?: number;
 }
 
@@ -61,6 +79,16 @@ export type SourceChannelEvents = {
     discontinuitySequence: number;
   }) => void;
   'encoder-exit': (info: EncoderExitInfo) => void;
+  /**
+   * A new RTMP publisher took over from the previous one, which was gone (connection closed), silent
+   * (no media for `silentPublisherMs`) or whose encoder was restarting. The broadcast continues after a
+   * discontinuity once the previous run's encoder has exited.
+   */
+  'publisher-replaced': (info: {
+    previous: string;
+    next: string;
+    reason: 'gone' | 'silent' | 'encoder-restarting';
+  }) => void;
   /** Runtime failures with a stable code: 'publish-failed', 'input-failed', 'publisher-refused'. */
   error: (info: { code: string; message: string }) => void;
 };
@@ -78,6 +106,14 @@ interface Run {
   /** Set once the publisher is gone (its encoder then sees the end of its stdin and exits). */
   sessionEnd: { clean: boolean } | undefined;
   published: number;
+  /** A new publisher took over: this run's exit starts the next run (no restart, no reconnect grace). */
+  replaced: boolean;
+}
+
+/** A publisher that took over and waits for the replaced run's encoder to exit. */
+interface Incoming {
+  session: IngestSession;
+  end: { clean: boolean } | undefined;
 }
 
 let runCounter = 0;
@@ -88,6 +124,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
   readonly store: ChannelStore;
   readonly #restart: RestartPolicy;
   readonly #reconnectGraceMs: number;
+  readonly #takeover: TakeoverPolicy;
   readonly #debug: createDebug.Debugger;
   #bins: FfmpegBinaries | undefined;
   #hasAudio = true;
@@ -95,6 +132,9 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
   #broadcast: Broadcast | undefined;
   #failures = 0;
   #restartTimer: NodeJS.Timeout | undefined;
+  /** The run whose encoder waits in {@link #restartTimer} to be restarted. */
+  #restartRun: Run | undefined;
+  #incoming: Incoming | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
   #destroyed = false;
@@ -107,6 +147,8 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     restart?: Partial<RestartPolicy>;
     /** RTMP: how long a dropped publisher may take to come back before the broadcast ends. */
     reconnectGraceMs?: number;
+    /** RTMP: when a new publisher replaces the one on air. */
+    takeover?: Partial<TakeoverPolicy>;
   }) {
     super();
     this.settings = opts.settings;
@@ -116,6 +158,9 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     if (this.#restart.initialDelayMs > this.#restart.maxDelayMs)
       throw new ConfigError('restart initialDelayMs must not exceed maxDelayMs');
     this.#reconnectGraceMs = opts.reconnectGraceMs ?? 30_000;
+    this.#takeover = { ...DEFAULT_TAKEOVER, ...opts.takeover };
+    if (!(this.#takeover.silentPublisherMs > 0) || !(this.#takeover.encoderStopGraceMs > 0))
+      throw new ConfigError('takeover silentPublisherMs and encoderStopGraceMs must be positive');
     this.#debug = createDebug(`peertv:source:${opts.settings.id}`);
     this.store = new ChannelStore(opts.dataDir, opts.settings.id);
     fs.rmSync(this.store.workRoot, { recursive: true, force: true });
@@ -155,18 +200,90 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     this.#startRun(undefined);
   }
 
-  /** Hands an authenticated RTMP publisher to the channel. Refused when another one is on air. */
+  /**
+   * Hands an authenticated RTMP publisher to the channel. It goes on air at once when nobody is, and
+   * takes over when the publisher on air is gone (connection closed), silent (no media for
+   * `silentPublisherMs`) or its encoder is restarting. It is refused while another one is actively on air.
+   */
   acceptPublisher(session: IngestSession): boolean {
     if (this.#destroyed || this.#stopping || this.input.kind !== 'rtmp') return false;
-    if (this.#run?.session || this.#restartTimer) {
+    const refuse = (): false => {
       this.emit('error', {
         code: 'publisher-refused',
         message: `channel ${this.settings.id} already has a publisher`,
       });
       return false;
-    }
+    };
+    const silent = (s: IngestSession) => Date.now() - s.lastMediaAtMs >= this.#takeover.silentPublisherMs;
     this.#bins ??= findFfmpeg();
+
+    // A takeover in progress: the publisher waiting for the old encoder to exit may itself be replaced.
+    const incoming = this.#incoming;
+    if (incoming) {
+      const reason = incoming.end ? 'gone' : silent(incoming.session) ? 'silent' : undefined;
+      if (!reason) return refuse();
+      this.#replaced(incoming.session, session, reason);
+      incoming.session.close('replaced by a new publisher');
+      this.#waitFor(session);
+      return true;
+    }
+
+    // Our encoder crashed and waits to restart with the previous publisher: the new one goes on air now.
+    const waiting = this.#restartRun;
+    if (waiting && this.#restartTimer) {
+      clearTimeout(this.#restartTimer);
+      this.#restartTimer = undefined;
+      this.#restartRun = undefined;
+      if (waiting.session) {
+        this.#replaced(waiting.session, session, 'encoder-restarting');
+        waiting.session.close('replaced by a new publisher');
+      }
+      this.#startPublisherRun(session);
+      return true;
+    }
+
+    const run = this.#run;
+    if (run?.session) {
+      const reason = run.sessionEnd
+        ? 'gone'
+        : run.ffmpeg.exited
+          ? 'encoder-restarting'
+          : silent(run.session)
+            ? 'silent'
+            : undefined;
+      if (!reason) return refuse();
+      // The run must exit (flushing its last segment) before the next one starts: numbers come from the store.
+      this.#replaced(run.session, session, reason);
+      run.replaced = true;
+      run.session.close('replaced by a new publisher');
+      run.ffmpeg.stop(this.#takeover.encoderStopGraceMs);
+      this.#waitFor(session);
+      return true;
+    }
+
+    this.#startPublisherRun(session);
+    return true;
+  }
+
+  #replaced(
+    previous: IngestSession,
+    next: IngestSession,
+    reason: 'gone' | 'silent' | 'encoder-restarting',
+  ): void {
+    this.#debug('publisher %s replaces %s (%s)', next.id, previous.id, reason);
+    this.emit('publisher-replaced', { previous: previous.id, next: next.id, reason });
+  }
+
+  #waitFor(session: IngestSession): void {
+    const incoming: Incoming = { session, end: undefined };
+    this.#incoming = incoming;
+    void session.closed.then((end) => (incoming.end = end));
+  }
+
+  /** Puts a publisher on air: continues the open broadcast (after a discontinuity) or begins one. */
+  #startPublisherRun(session: IngestSession): void {
     this.#hasAudio = session.hasAudio;
+    this.#failures = 0;
     if (this.#graceTimer) {
       clearTimeout(this.#graceTimer);
       this.#graceTimer = undefined;
@@ -177,7 +294,6 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       this.#beginBroadcast();
     }
     this.#startRun(session);
-    return true;
   }
 
   #beginBroadcast(): void {
@@ -221,6 +337,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       session,
       sessionEnd: undefined,
       published: 0,
+      replaced: false,
     };
     void session?.closed.then((end) => (run.sessionEnd = end));
     for (const r of this.settings.ladder) {
@@ -346,6 +463,15 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       this.#endBroadcast();
       return;
     }
+    if (run.replaced) {
+      const next = this.#incoming;
+      this.#incoming = undefined;
+      if (next && !next.end) {
+        this.emit('encoder-exit', { ...base, next: 'replaced' });
+        this.#startPublisherRun(next.session);
+      } else this.#afterPublisherRun(run, base, next?.end?.clean ?? false); // the newcomer left meanwhile
+      return;
+    }
     if (run.session && run.sessionEnd) {
       this.#afterPublisherRun(run, base, run.sessionEnd.clean);
       return;
@@ -358,8 +484,10 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       code: 'encoder-crashed',
       message: `ffmpeg exited (code ${info.code}, signal ${info.signal}); restarting in ${delay} ms. ${detail}`,
     });
+    this.#restartRun = run;
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
+      this.#restartRun = undefined;
       if (this.#stopping || this.#destroyed) return;
       // A publisher that left while we waited ends (or suspends) the broadcast instead.
       if (run.session && run.sessionEnd) this.#afterPublisherRun(run, base, run.sessionEnd.clean);
@@ -387,6 +515,10 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     this.#stopping ??= (async () => {
       clearTimeout(this.#restartTimer);
       clearTimeout(this.#graceTimer);
+      this.#restartRun?.session?.close('broadcast stopped');
+      this.#restartRun = undefined;
+      this.#incoming?.session.close('broadcast stopped');
+      this.#incoming = undefined;
       const run = this.#run;
       if (run && !run.ffmpeg.exited) {
         const exited = new Promise<void>((resolve) => run.ffmpeg.once('exit', () => setImmediate(resolve)));

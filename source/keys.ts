@@ -4,9 +4,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import {
   attestationPayload,
+  registrationPayload,
   toBase64Url,
   type Attestation,
   type AttestationBody,
+  type ChannelRegistration,
+  type UnsignedRegistration,
 } from '../protocol/index.ts';
 
 export class ChannelSigner {
@@ -24,6 +27,11 @@ export class ChannelSigner {
     this.publicKeyPem = pub.export({ format: 'pem', type: 'spki' }).toString();
   }
 
+  /** A fresh key that lives only in memory (tests, tools). */
+  static generate(): ChannelSigner {
+    return new ChannelSigner(crypto.generateKeyPairSync('ed25519').privateKey);
+  }
+
   /** Loads `file`, or creates it (mode 0600) when it does not exist yet. */
   static loadOrCreate(file: string): ChannelSigner {
     if (fs.existsSync(file)) {
@@ -37,6 +45,13 @@ export class ChannelSigner {
     fs.writeFileSync(tmp, privateKey.export({ format: 'pem', type: 'pkcs8' }), { mode: 0o600 });
     fs.renameSync(tmp, file);
     return new ChannelSigner(privateKey);
+  }
+
+  /** Signs a channel registration: proof for the tracker that this key's owner sent it. */
+  signRegistration(body: UnsignedRegistration): ChannelRegistration {
+    if (body.publicKey !== this.publicKey) throw new Error('registration names another public key');
+    const signature = crypto.sign(null, registrationPayload(body), this.#privateKey);
+    return { ...body, signature: toBase64Url(signature) };
   }
 
   sign(body: AttestationBody): Attestation {

@@ -9,12 +9,15 @@
  *   segments/<rendition>/index.ndjson   one line per published entry, appended before it is served
  *   broadcasts/<broadcastId>.json       broadcast (recording) metadata
  *   work/                               ffmpeg's scratch space (never served)
+ *   source.lock                         the process that has the channel open (pid, host, start time)
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import createDebug from 'debug';
 import { GENESIS_HASH, isSequenceNumber, parseAttestation, type Attestation } from '../protocol/index.ts';
-import type { Rendition } from './config.ts';
+import { ConfigError, type Rendition } from './config.ts';
 import { attestationHashSync, ChannelSigner, sha256HexSync } from './keys.ts';
 
 const debug = createDebug('peertv:source:store');
@@ -99,18 +102,31 @@ export class ChannelStore {
   readonly signer: ChannelSigner;
   readonly #renditions = new Map<string, RenditionLog>();
   readonly #broadcasts = new Map<string, Broadcast>();
+  readonly #lock: DirectoryLock;
   #closed = false;
 
+  /**
+   * Opens (or creates) a channel's directory. The directory is locked first, before anything in it is
+   * read, written or deleted: a second store on it, in this process or another one that is running,
+   * throws a ConfigError naming the holder. A lock left by a process that is gone is taken over.
+   */
   constructor(
     dataDir: string,
     readonly channelId: string,
   ) {
     this.dir = path.join(dataDir, 'channels', channelId);
-    fs.mkdirSync(path.join(this.dir, 'segments'), { recursive: true });
-    fs.mkdirSync(path.join(this.dir, 'broadcasts'), { recursive: true });
-    this.signer = ChannelSigner.loadOrCreate(path.join(this.dir, 'channel-key.pem'));
-    for (const name of fs.readdirSync(path.join(this.dir, 'segments'))) this.#load(name);
-    this.#loadBroadcasts();
+    fs.mkdirSync(this.dir, { recursive: true });
+    this.#lock = DirectoryLock.acquire(this.dir);
+    try {
+      fs.mkdirSync(path.join(this.dir, 'segments'), { recursive: true });
+      fs.mkdirSync(path.join(this.dir, 'broadcasts'), { recursive: true });
+      this.signer = ChannelSigner.loadOrCreate(path.join(this.dir, 'channel-key.pem'));
+      for (const name of fs.readdirSync(path.join(this.dir, 'segments'))) this.#load(name);
+      this.#loadBroadcasts();
+    } catch (err) {
+      this.#lock.release();
+      throw err;
+    }
   }
 
   get workRoot(): string {
@@ -330,6 +346,7 @@ export class ChannelStore {
     return last;
   }
 
+  /** Closes the indexes and releases the directory's lock. Idempotent. */
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
@@ -337,7 +354,178 @@ export class ChannelStore {
       if (log.fd !== undefined) fs.closeSync(log.fd);
       log.fd = undefined;
     }
+    this.#lock.release();
   }
+}
+
+const LOCK_FILE = 'source.lock';
+
+/** Who holds a lock: enough to tell whether that process still runs (a pid alone may be reused). */
+interface LockOwner {
+  pid: number;
+  host: string;
+  /** The process's start time in clock ticks since boot (Linux /proc/<pid>/stat), null elsewhere. */
+  startTicks: string | null;
+}
+
+/** Field 22 (start time) and field 3 (state) of /proc/<pid>/stat; undefined when there is no such file. */
+function procStat(pid: number): { startTicks: string; state: string } | undefined {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    // The command name (field 2) is in parentheses and may itself contain spaces and parentheses.
+    const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    return { state: fields[0]!, startTicks: fields[19]! };
+  } catch {
+    return undefined;
+  }
+}
+
+function isLockOwner(o: unknown): o is LockOwner {
+  const x = o as LockOwner;
+  return (
+    typeof o === 'object' &&
+    o !== null &&
+    Number.isSafeInteger(x.pid) &&
+    x.pid > 0 &&
+    typeof x.host === 'string' &&
+    (x.startTicks === null || typeof x.startTicks === 'string')
+  );
+}
+
+/** Whether the process that wrote a lock still runs (on another host: cannot tell, so yes). */
+function ownerAlive(o: LockOwner): boolean {
+  if (o.host !== os.hostname()) return true;
+  try {
+    process.kill(o.pid, 0);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ESRCH') return false;
+    // EPERM: it runs, as another user.
+  }
+  const stat = procStat(o.pid);
+  if (stat?.state === 'Z') return false;
+  // The pid was reused by a process that started later.
+  if (stat && o.startTicks !== null && stat.startTicks !== o.startTicks) return false;
+  return true;
+}
+
+/** Locks held by this process, released when it exits however it exits (short of SIGKILL). */
+const heldLocks = new Set<DirectoryLock>();
+let exitHookInstalled = false;
+
+/**
+ * An exclusive lock on a directory: a file created with O_EXCL semantics (hard link of a complete
+ * temporary file, so it is never seen half-written) that names its holder. A lock whose holder is gone
+ * is stale: it is moved aside (atomically, and put back if it turns out someone just took it) and taken.
+ */
+export class DirectoryLock {
+  readonly file: string;
+  readonly #content: string;
+  #released = false;
+
+  private constructor(file: string, content: string) {
+    this.file = file;
+    this.#content = content;
+  }
+
+  static acquire(dir: string): DirectoryLock {
+    const file = path.join(dir, LOCK_FILE);
+    const me: LockOwner = {
+      pid: process.pid,
+      host: os.hostname(),
+      startTicks: procStat(process.pid)?.startTicks ?? null,
+    };
+    const content = `${JSON.stringify(me)}\n`;
+    const tmp = `${file}.${process.pid}.${crypto.randomBytes(6).toString('hex')}`;
+    fs.writeFileSync(tmp, content, { mode: 0o644 });
+    try {
+      for (let attempt = 0; attempt < 5; attempt++) {
+        try {
+          fs.linkSync(tmp, file);
+          const lock = new DirectoryLock(file, content);
+          heldLocks.add(lock);
+          if (!exitHookInstalled) {
+            exitHookInstalled = true;
+            process.on('exit', () => {
+              for (const l of heldLocks) l.release();
+            });
+          }
+          debug('locked %s', dir);
+          return lock;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+        }
+        const seen = readText(file);
+        if (seen === undefined) continue; // released meanwhile: try again
+        const owner = parseOwner(seen);
+        // A lock we cannot read was written by something else: refuse rather than guess.
+        if (!owner)
+          throw new ConfigError(
+            `${dir} is locked (${file} is not a peertv lock): remove it if no source runs`,
+          );
+        if (ownerAlive(owner)) throw lockedError(dir, file, owner);
+        // Stale: move it aside, and make sure what we moved is what we judged stale.
+        const aside = `${file}.stale.${process.pid}.${crypto.randomBytes(6).toString('hex')}`;
+        try {
+          fs.renameSync(file, aside);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === 'ENOENT') continue;
+          throw err;
+        }
+        const moved = readText(aside);
+        if (moved === seen) {
+          debug('took over a stale lock of pid %d in %s', owner.pid, dir);
+          fs.rmSync(aside, { force: true });
+          continue;
+        }
+        // Someone took the lock between our read and our rename: give it back.
+        try {
+          fs.linkSync(aside, file);
+        } catch {
+          /* taken again meanwhile; the holder is whoever has it now */
+        }
+        fs.rmSync(aside, { force: true });
+        const now = parseOwner(readText(file) ?? moved ?? '');
+        throw now ? lockedError(dir, file, now) : new ConfigError(`${dir} is locked by another process`);
+      }
+      throw new ConfigError(`could not lock ${dir}: its lock keeps changing`);
+    } finally {
+      fs.rmSync(tmp, { force: true });
+    }
+  }
+
+  /** Removes the lock file if it is still ours. Idempotent. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    heldLocks.delete(this);
+    if (readText(this.file) === this.#content) fs.rmSync(this.file, { force: true });
+  }
+}
+
+function readText(file: string): string | undefined {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch {
+    return undefined;
+  }
+}
+
+function parseOwner(text: string): LockOwner | undefined {
+  try {
+    const o: unknown = JSON.parse(text);
+    return isLockOwner(o) ? o : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function lockedError(dir: string, file: string, o: LockOwner): ConfigError {
+  if (o.pid === process.pid && o.host === os.hostname())
+    return new ConfigError(`${dir} is already open in this process (pid ${o.pid})`);
+  const where = o.host === os.hostname() ? '' : ` on ${o.host}`;
+  return new ConfigError(
+    `${dir} is in use by another peertv source (pid ${o.pid}${where}): stop it first, or delete ${file} if no such process runs`,
+  );
 }
 
 function parseEntry(line: string, channel: string, rendition: string): Entry | undefined {

@@ -21,8 +21,6 @@ const debug = createDebug('peertv:source:tracker-link');
 
 export interface TrackerLinkOptions {
   trackerUrl: string;
-  /** Broadcaster secret: claims the channel at the tracker (16-256 characters). */
-  secret: string;
   channel: SourceChannel;
   origin: Origin;
   countersIntervalMs?: number;
@@ -30,7 +28,10 @@ export interface TrackerLinkOptions {
 
 export type TrackerLinkEvents = {
   registered: () => void;
-  /** 'tracker-refused' (wrong secret, invalid registration) or 'tracker-unreachable'. */
+  /**
+   * 'tracker-refused' (the channel is pinned to another key, a stale or invalid registration, rate
+   * limits) or 'tracker-unreachable'.
+   */
   error: (info: { code: string; message: string }) => void;
 };
 
@@ -40,14 +41,18 @@ export class TrackerLink extends TypedEmitter<TrackerLinkEvents> {
   readonly #timer: NodeJS.Timeout;
   readonly #unsubscribe: (() => void)[] = [];
   #registered = false;
+  #lastSignedAtMs = 0;
   #destroyed = false;
 
   constructor(opts: TrackerLinkOptions) {
     super();
-    if (opts.secret.length < 16 || opts.secret.length > 256)
-      throw new RangeError('the channel secret must be 16 to 256 characters');
     this.#opts = opts;
-    this.#socket = io(opts.trackerUrl, { transports: ['websocket'], reconnectionDelayMax: 10_000 });
+    // Back within a couple of seconds after a tracker restart: viewers wait for the channel to be known.
+    this.#socket = io(opts.trackerUrl, {
+      transports: ['websocket'],
+      reconnectionDelay: 500,
+      reconnectionDelayMax: 2000,
+    });
     this.#socket.on('connect', () => this.#register());
     this.#socket.on('connect_error', (err) => {
       this.emit('error', { code: 'tracker-unreachable', message: `${opts.trackerUrl}: ${err.message}` });
@@ -74,16 +79,17 @@ export class TrackerLink extends TypedEmitter<TrackerLinkEvents> {
     return this.#registered;
   }
 
+  /** The channel's current registration, signed with its key (each one newer than the last). */
   registration(): ChannelRegistration {
-    const { channel, origin, secret } = this.#opts;
+    const { channel, origin } = this.#opts;
     const info = origin.channelInfo(channel);
     const b = channel.broadcast;
     const ladder = b?.ladder ?? channel.settings.ladder;
     const id = channel.settings.id;
-    return {
+    this.#lastSignedAtMs = Math.max(Date.now(), this.#lastSignedAtMs + 1);
+    return channel.store.signer.signRegistration({
       protocolVersion: TRACKER_PROTOCOL_VERSION,
       channel: id,
-      secret,
       title: b?.title ?? channel.settings.title,
       originUrl: origin.publicUrl,
       publicKey: channel.store.signer.publicKey,
@@ -101,7 +107,8 @@ export class TrackerLink extends TypedEmitter<TrackerLinkEvents> {
         title: r.title,
         master: `/channels/${id}/recordings/${r.id}/master.m3u8`,
       })),
-    };
+      signedAtMs: this.#lastSignedAtMs,
+    });
   }
 
   #register(): void {

@@ -1,5 +1,13 @@
-export { Tracker, DEFAULT_TRACKER, type TrackerOptions, type TrackerEvents } from './server.ts';
+export { Tracker, DEFAULT_TRACKER, pinFilePath, type TrackerOptions, type TrackerEvents } from './server.ts';
+export { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ownership.ts';
+export { Reputation, DEFAULT_REPUTATION, type ReputationOptions } from './reputation.ts';
 export { RandomPolicy, DEFAULT_RANDOM_POLICY, type OverlayPolicy, type PolicyContext } from './policy.ts';
-export { MemoryTrackerStore, type TrackerStore, type PeerRecord, type ChannelRecord } from './store.ts';
+export {
+  MemoryTrackerStore,
+  type TrackerStore,
+  type PeerRecord,
+  type ChannelRecord,
+  type ChannelPin,
+} from './store.ts';
 export { StatsKeeper, offloadOver, DEFAULT_STATS, type StatsOptions } from './stats.ts';
 export { TokenBucket, KeyedBuckets } from './rate-limit.ts';

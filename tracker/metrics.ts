@@ -9,6 +9,7 @@ export class TrackerMetrics {
   readonly signals: client.Counter;
   readonly invalid: client.Counter<'event' | 'code'>;
   readonly rateLimited: client.Counter<'event'>;
+  readonly quarantined: client.Counter;
   readonly peers: client.Gauge<'channel' | 'kind'>;
   readonly viewers: client.Gauge<'channel'>;
   readonly channelBytes: client.Gauge<'channel' | 'source'>;
@@ -49,6 +50,11 @@ export class TrackerMetrics {
       name: 'peertv_tracker_rate_limited_total',
       help: 'Events dropped by rate limits',
       labelNames: ['event'],
+      registers: [r],
+    });
+    this.quarantined = new client.Counter({
+      name: 'peertv_tracker_quarantined_peers_total',
+      help: 'Peers quarantined after complaints from several of their neighbours',
       registers: [r],
     });
     this.peers = new client.Gauge({

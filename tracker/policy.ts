@@ -44,7 +44,7 @@ export class RandomPolicy implements OverlayPolicy {
   }
 
   async neighboursFor(peer: PeerRecord, current: readonly string[], want: number, ctx: PolicyContext) {
-    if (want <= 0) return [];
+    if (want <= 0 || peer.quarantined) return [];
     const seen = new Set([peer.id, ...current]);
     const picked: string[] = [];
     // Rounds of random candidates; peers at their link cap are skipped and never looked at twice, so a
@@ -53,7 +53,7 @@ export class RandomPolicy implements OverlayPolicy {
       const batch = await ctx.store.samplePeers(peer.channel, (want - picked.length) * 4, (p) => {
         if (seen.has(p.id)) return false;
         seen.add(p.id);
-        return p.rendition === peer.rendition;
+        return p.rendition === peer.rendition && !p.quarantined;
       });
       if (batch.length === 0) break;
       for (const c of batch) {
@@ -67,6 +67,7 @@ export class RandomPolicy implements OverlayPolicy {
   async firstTier(peers: readonly PeerRecord[]) {
     const byRendition = new Map<string, PeerRecord[]>();
     for (const p of peers) {
+      if (p.quarantined) continue; // a peer its neighbours complained about pulls nothing for anyone
       const list = byRendition.get(p.rendition) ?? [];
       list.push(p);
       byRendition.set(p.rendition, list);

@@ -16,6 +16,7 @@ import {
   joinRequestSchema,
   originCountersSchema,
   parseAttestation,
+  peerComplaintSchema,
   peerReportSchema,
   signalRequestSchema,
   TRACKER_PROTOCOL_VERSION,
@@ -23,6 +24,7 @@ import {
   watchRequestSchema,
   type Ack,
   type ChannelInfo,
+  type ChannelRegistration,
   type ChannelStats,
   type ClientToServerEvents,
   type IceServer,
@@ -32,7 +34,11 @@ import {
 } from '../protocol/index.ts';
 import { TrackerMetrics } from './metrics.ts';
 import { RandomPolicy, type OverlayPolicy, type PolicyContext } from './policy.ts';
+import { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ownership.ts';
+import { PushQueue } from './push-queue.ts';
 import { KeyedBuckets, TokenBucket } from './rate-limit.ts';
+import { Refusal } from './refusal.ts';
+import { DEFAULT_REPUTATION, Reputation, type ReputationOptions } from './reputation.ts';
 import { DEFAULT_STATS, StatsKeeper, type StatsOptions } from './stats.ts';
 import { MemoryTrackerStore, type ChannelRecord, type PeerRecord, type TrackerStore } from './store.ts';
 
@@ -74,7 +80,26 @@ export interface TrackerOptions {
   stats: StatsOptions;
   /** Directory with the web player's files, served at `/` (issue "Web player"). */
   playerDir: string | undefined;
+  /**
+   * Where durable state lives (channel ownership pins: `<dataDir>/tracker/pins.json`). Without it,
+   * pins live in memory only and a restarted tracker forgets which key owns which channel.
+   */
+  dataDir: string | undefined;
+  /** Signed registrations: clock skew allowed, claims of new channel ids per address, channels at most. */
+  ownership: OwnershipOptions;
+  /** A channel that never went live is forgotten this long after its last registration (once its source is gone). */
+  idleChannelTtlMs: number;
+  /** Rendition switches a peer may make: per minute, and at once (more are applied later). */
+  renditionSwitchesPerMinute: number;
+  renditionSwitchBurst: number;
+  /** Complaints, quarantine and penalties of addresses. */
+  reputation: ReputationOptions;
+  /** Neighbour pushes to one peer within this window reach it as one message. */
+  pushCoalesceMs: number;
 }
+
+/** Where a tracker with `dataDir` keeps its channel pins. */
+export const pinFilePath = (dataDir: string): string => path.join(dataDir, 'tracker', 'pins.json');
 
 export const DEFAULT_TRACKER: TrackerOptions = {
   iceServers: [],
@@ -95,10 +120,21 @@ export const DEFAULT_TRACKER: TrackerOptions = {
   statsIntervalMs: 2000,
   stats: DEFAULT_STATS,
   playerDir: undefined,
+  dataDir: undefined,
+  ownership: DEFAULT_OWNERSHIP,
+  idleChannelTtlMs: 10 * 60_000,
+  renditionSwitchesPerMinute: 6,
+  renditionSwitchBurst: 3,
+  reputation: DEFAULT_REPUTATION,
+  pushCoalesceMs: 20,
 };
 
 export type TrackerEvents = {
   'channel-registered': (id: string) => void;
+  /** A channel that never went live expired. */
+  'channel-expired': (id: string) => void;
+  /** Several neighbours complained about a peer: it is introduced to no one any more. */
+  'peer-quarantined': (info: { id: string; channel: string; ip: string; reporters: string[] }) => void;
   'peer-joined': (peer: PeerRecord) => void;
   'peer-left': (info: { id: string; channel: string; reason: 'leave' | 'disconnect' | 'timeout' }) => void;
   rejected: (info: { event: string; code: TrackerErrorCode; message: string; ip: string }) => void;
@@ -113,25 +149,49 @@ interface SocketData {
   joining?: boolean;
   ip: string;
   bucket: TokenBucket;
+  /** Rendition switches (each one rewires the peer's neighbourhood). */
+  switches: TokenBucket;
   strikes: number;
   strikesSince: number;
 }
 
 type IoSocket = Socket<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
 
-class Refusal extends Error {
-  constructor(
-    readonly code: TrackerErrorCode,
-    message: string,
-  ) {
-    super(message);
+/** Directory changes are pushed to watchers at most this often, batched. */
+const DIRECTORY_PUSH_MS = 250;
+
+/** HTTP status of a refused REST registration. */
+const REFUSAL_STATUS: Partial<Record<TrackerErrorCode, number>> = {
+  unauthorized: 403,
+  'registration-expired': 409,
+  'registration-replayed': 409,
+  'rate-limited': 429,
+  'tracker-full': 503,
+};
+
+/** Events a client may send; anything else is refused (and counted against its rate limit). */
+const CLIENT_EVENTS = new Set<string>([
+  'join',
+  'report',
+  'signal',
+  'leave',
+  'report-peer',
+  'source:register',
+  'source:attestation',
+  'source:counters',
+  'watch',
+]);
+
+/** Answers an event's acknowledgement (its last argument, when a function); a broken ack is ignored. */
+function replyTo(args: readonly unknown[], ack: Ack<object>): void {
+  const fn = args.at(-1);
+  if (typeof fn !== 'function') return;
+  try {
+    (fn as (a: Ack<object>) => void)(ack);
+  } catch {
+    /* a client's broken ack must not hurt the tracker */
   }
 }
-
-const scrypt = (secret: string, salt: string) =>
-  new Promise<string>((resolve, reject) =>
-    crypto.scrypt(secret, salt, 32, (err, key) => (err ? reject(err) : resolve(key.toString('hex')))),
-  );
 
 export class Tracker extends TypedEmitter<TrackerEvents> {
   readonly opts: TrackerOptions;
@@ -139,14 +199,23 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
   readonly policy: OverlayPolicy;
   readonly stats: StatsKeeper;
   readonly metrics: TrackerMetrics;
+  readonly ownership: ChannelOwnership;
+  readonly reputation: Reputation;
   readonly app: express.Express;
   readonly server: http.Server;
   readonly io: IoServer<ClientToServerEvents, ServerToClientEvents, Record<string, never>, SocketData>;
   readonly #ipConnects: KeyedBuckets;
   readonly #ipConnections = new Map<string, number>();
   readonly #sockets = new Map<string, IoSocket>(); // peerId → socket
+  /** Channel id → its registered source connections. */
+  readonly #sources = new Map<string, Set<IoSocket>>();
+  readonly #pushes: PushQueue;
+  /** Channels whose directory entry changed since the last directory push (coalesced). */
+  readonly #directoryChanged = new Set<string>();
+  #directoryTimer: NodeJS.Timeout | undefined;
   readonly #timers: NodeJS.Timeout[] = [];
   #destroyed = false;
+  readonly #startedAt = Date.now();
 
   constructor(
     opts: Partial<TrackerOptions> = {},
@@ -161,7 +230,16 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       throw new RangeError('peerTimeoutMs must exceed reportIntervalMs');
     if (o.turn && (o.turn.secret.length < 16 || !(o.turn.ttlS >= 60 && o.turn.ttlS <= 86_400)))
       throw new RangeError('turn needs a secret of at least 16 characters and a ttlS from 60 to 86400');
-    this.store = deps.store ?? new MemoryTrackerStore();
+    if (!(o.renditionSwitchesPerMinute > 0 && o.renditionSwitchBurst >= 1))
+      throw new RangeError('rendition switch limits must be positive');
+    this.store =
+      deps.store ??
+      new MemoryTrackerStore({
+        pinFile: o.dataDir ? pinFilePath(o.dataDir) : undefined,
+      });
+    this.ownership = new ChannelOwnership(this.store, o.ownership);
+    this.reputation = new Reputation(o.reputation);
+    this.#pushes = new PushQueue((id, changes) => void this.#sendNeighbours(id, changes), o.pushCoalesceMs);
     this.policy = deps.policy ?? new RandomPolicy();
     this.stats = new StatsKeeper(this.store, o.stats);
     this.metrics = new TrackerMetrics();
@@ -206,7 +284,10 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     for (const t of this.#timers) clearInterval(t);
-    this.io.disconnectSockets(true);
+    clearTimeout(this.#directoryTimer);
+    this.#pushes.close();
+    // No `disconnect` packet: clients see the transport close and reconnect with their usual backoff
+    // (a server-side disconnect would read as a kick, after which clients wait longer).
     await new Promise<void>((resolve) => {
       this.io.close(() => resolve());
       this.server.closeAllConnections();
@@ -294,18 +375,11 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
             'PUT /api/channels',
             req,
           );
-        await this.register(body.data);
+        await this.register(body.data, req.ip ?? '?');
         res.json({ ok: true });
       } catch (err) {
         if (err instanceof Refusal)
-          return this.#restError(
-            res,
-            err.code === 'unauthorized' ? 403 : 400,
-            err.code,
-            err.message,
-            'PUT',
-            req,
-          );
+          return this.#restError(res, REFUSAL_STATUS[err.code] ?? 400, err.code, err.message, 'PUT', req);
         next(err);
       }
     });
@@ -421,37 +495,49 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     return { channel: id, current, history, overlay: await this.stats.overlay(id) };
   }
 
-  /** Registers or updates a channel; the first registration claims it with its secret. */
-  async register(reg: z.infer<typeof channelRegistrationSchema>): Promise<void> {
+  /**
+   * Registers or updates a channel. The registration must be signed by the channel's key; the first one
+   * accepted pins the channel id to that key, durably (see {@link ChannelOwnership}).
+   */
+  async register(reg: ChannelRegistration, ip: string): Promise<void> {
+    const { claimed } = await this.ownership.accept(reg, ip);
+    const { protocolVersion: _v, signature: _s, signedAtMs: _t, ...registration } = reg;
     const existing = await this.store.getChannel(reg.channel);
-    const { secret, protocolVersion: _v, ...registration } = reg;
-    if (existing) {
-      const hash = await scrypt(secret, existing.salt);
-      const ok = crypto.timingSafeEqual(Buffer.from(hash, 'hex'), Buffer.from(existing.secretHash, 'hex'));
-      if (!ok) throw new Refusal('unauthorized', `channel ${reg.channel} is registered with another secret`);
-      if (existing.registration.publicKey !== reg.publicKey)
-        debug('channel %s changed its public key', reg.channel);
-      existing.registration = registration;
-      existing.updatedAt = Date.now();
-      await this.store.putChannel(reg.channel, existing);
-    } else {
-      const salt = crypto.randomBytes(16).toString('hex');
-      await this.store.putChannel(reg.channel, {
-        registration,
-        salt,
-        secretHash: await scrypt(secret, salt),
-        origin: null,
-        originBase: null,
-        registeredAt: Date.now(),
-        updatedAt: Date.now(),
-      });
-    }
+    const now = Date.now();
+    await this.store.putChannel(reg.channel, {
+      registration,
+      origin: existing?.origin ?? null,
+      originBase: existing?.originBase ?? null,
+      registeredAt: existing?.registeredAt ?? now,
+      updatedAt: now,
+    });
+    if (claimed) debug('channel %s claimed by key %s from %s', reg.channel, reg.publicKey, ip);
     const info = await this.channelInfo(reg.channel);
-    if (info) {
-      this.io.to(`ch:${reg.channel}`).emit('channel', info);
-      this.io.to('watchers').emit('directory', await this.directory());
-    }
+    if (info) this.io.to(`ch:${reg.channel}`).emit('channel', info);
+    this.#directoryChange(reg.channel);
     this.emit('channel-registered', reg.channel);
+  }
+
+  /** Watchers get the entries that changed, batched (never the whole directory per change). */
+  #directoryChange(id: string): void {
+    this.#directoryChanged.add(id);
+    this.#directoryTimer ??= setTimeout(() => void this.#pushDirectory(), DIRECTORY_PUSH_MS);
+  }
+
+  async #pushDirectory(): Promise<void> {
+    this.#directoryTimer = undefined;
+    if (this.#destroyed) return;
+    const ids = [...this.#directoryChanged];
+    this.#directoryChanged.clear();
+    if (!this.io.sockets.adapter.rooms.get('watchers')?.size) return;
+    const upsert: ChannelInfo[] = [];
+    const remove: string[] = [];
+    for (const id of ids) {
+      const info = await this.channelInfo(id);
+      if (info) upsert.push(info);
+      else remove.push(id);
+    }
+    this.io.to('watchers').emit('directory-update', { upsert, remove });
   }
 
   // ---------------------------------------------------------------- sockets
@@ -472,6 +558,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     socket.data = {
       ip,
       bucket: new TokenBucket(this.opts.socketEventRate, this.opts.socketEventBurst),
+      switches: new TokenBucket(this.opts.renditionSwitchesPerMinute / 60, this.opts.renditionSwitchBurst),
       strikes: 0,
       strikesSince: Date.now(),
     };
@@ -480,32 +567,33 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
 
   #onConnection(socket: IoSocket): void {
     this.metrics.sockets.inc();
+    // Every event counts against the connection's rate limit, known or not, before anything is parsed
+    // further; unknown events are refused. Persistent abuse costs the connection.
+    socket.use((packet, next) => {
+      const [event, ...args] = packet as unknown as [unknown, ...unknown[]];
+      const name = typeof event === 'string' ? event.slice(0, 64) : '?';
+      const known = CLIENT_EVENTS.has(name);
+      const label = known ? name : 'unknown';
+      if (!socket.data.bucket.take()) {
+        this.metrics.rateLimited.inc({ event: label });
+        this.#rejected(label, 'rate-limited', 'too many events', socket.data.ip);
+        replyTo(args, { ok: false, error: { code: 'rate-limited', message: 'slow down' } });
+        return this.#strike(socket);
+      }
+      if (!known) {
+        this.#rejected('unknown', 'invalid-input', `unknown event ${JSON.stringify(name)}`, socket.data.ip);
+        replyTo(args, { ok: false, error: { code: 'invalid-input', message: 'unknown event' } });
+        return this.#strike(socket);
+      }
+      next();
+    });
     const handle = <A extends unknown[]>(
       event: string,
       fn: (payload: unknown, ...rest: A) => Promise<object | void>,
     ) => {
       socket.on(event as keyof ClientToServerEvents, async (...args: unknown[]) => {
         const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<object>) => void) : undefined;
-        const reply = (a: Ack<object>) => {
-          try {
-            ack?.(a);
-          } catch {
-            /* a client's broken ack must not hurt the tracker */
-          }
-        };
-        if (!socket.data.bucket.take()) {
-          this.metrics.rateLimited.inc({ event });
-          this.#rejected(event, 'rate-limited', 'too many events', socket.data.ip);
-          reply({ ok: false, error: { code: 'rate-limited', message: 'slow down' } });
-          // Persistent flooding (200 refusals within a minute) costs the connection.
-          const now = Date.now();
-          if (now - socket.data.strikesSince > 60_000) {
-            socket.data.strikes = 0;
-            socket.data.strikesSince = now;
-          }
-          if (++socket.data.strikes > 200) socket.disconnect(true);
-          return;
-        }
+        const reply = (a: Ack<object>) => replyTo(ack ? [ack] : [], a);
         try {
           const result = await fn(args[0], ...(args.slice(1) as A));
           reply({ ok: true, ...(result ?? {}) });
@@ -526,6 +614,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     handle('leave', async () => {
       await this.#removePeer(socket, 'leave');
     });
+    handle('report-peer', (p) => this.#complaint(socket, p));
     handle('source:register', (p) => this.#sourceRegister(socket, p));
     handle('source:attestation', (p) => this.#sourceAttestation(socket, p));
     handle('source:counters', (p) => this.#sourceCounters(socket, p));
@@ -536,8 +625,21 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       const n = (this.#ipConnections.get(ip) ?? 1) - 1;
       if (n <= 0) this.#ipConnections.delete(ip);
       else this.#ipConnections.set(ip, n);
+      const owned = socket.data.sourceOf ? this.#sources.get(socket.data.sourceOf) : undefined;
+      owned?.delete(socket);
+      if (owned?.size === 0) this.#sources.delete(socket.data.sourceOf!);
       void this.#removePeer(socket, 'disconnect');
     });
+  }
+
+  /** A refused event: 200 within a minute cost the connection. */
+  #strike(socket: IoSocket): void {
+    const now = Date.now();
+    if (now - socket.data.strikesSince > 60_000) {
+      socket.data.strikes = 0;
+      socket.data.strikesSince = now;
+    }
+    if (++socket.data.strikes > 200) socket.disconnect(true);
   }
 
   #parse<S extends z.ZodType>(schema: S, payload: unknown): z.infer<S> {
@@ -573,6 +675,11 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       throw new Refusal('invalid-input', `channel ${req.channel} has no rendition ${rendition}`);
     if ((await this.store.countPeers()) >= this.opts.maxPeers)
       throw new Refusal('tracker-full', 'tracker is full');
+    // An address whose peer was quarantined gets new identities only slowly.
+    if (!this.reputation.mayJoin(socket.data.ip)) {
+      this.metrics.rateLimited.inc({ event: 'join' });
+      throw new Refusal('rate-limited', 'a peer from this address misbehaved: joins are slowed down');
+    }
     const now = Date.now();
     const peer: PeerRecord = {
       id: crypto.randomBytes(12).toString('base64url'),
@@ -586,6 +693,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       joinedAt: now,
       lastSeenAt: now,
       firstTier: false,
+      quarantined: false,
       report: null,
       flowsIn: {},
     };
@@ -635,10 +743,18 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     return { store: this.store, maxNeighbours: this.opts.maxNeighbours };
   }
 
+  /** Queues a `neighbours` push (coalesced with the peer's other changes of the moment). */
   async #notify(peerId: string, add: string[], remove: string[]): Promise<void> {
+    this.#pushes.add(peerId, add, remove);
+  }
+
+  async #sendNeighbours(peerId: string, changes: { add: string[]; remove: string[] }): Promise<void> {
     const p = await this.store.getPeer(peerId);
-    if (!p) return;
-    this.io.to(`peer:${peerId}`).emit('neighbours', { add, remove, firstTier: p.firstTier });
+    if (!p || this.#destroyed) return;
+    // An introduction whose link went meanwhile (a leave, a quarantine) is not news any more.
+    const add: string[] = [];
+    for (const id of changes.add) if (await this.store.hasLink(peerId, id)) add.push(id);
+    this.io.to(`peer:${peerId}`).emit('neighbours', { add, remove: changes.remove, firstTier: p.firstTier });
   }
 
   async #updateFirstTier(channel: string): Promise<void> {
@@ -657,6 +773,12 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     const report = this.#parse(peerReportSchema, payload);
     const peer = socket.data.peerId ? await this.store.getPeer(socket.data.peerId) : undefined;
     if (!peer) throw new Refusal('not-joined', 'join a channel first');
+    // A switch rewires the peer's whole neighbourhood: a peer flipping renditions faster than its
+    // budget keeps its old one on the tracker until the budget allows (its reports still count).
+    if (report.rendition !== peer.rendition && !socket.data.switches.take()) {
+      this.metrics.rateLimited.inc({ event: 'rendition-switch' });
+      report.rendition = peer.rendition;
+    }
     if (report.rendition !== peer.rendition) {
       const channel = await this.store.getChannel(peer.channel);
       if (!channel?.registration.renditions.some((r) => r.name === report.rendition))
@@ -679,9 +801,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       const updated = await this.store.getPeer(peer.id);
       if (updated) {
         peer.firstTier = updated.firstTier;
-        this.io
-          .to(`peer:${peer.id}`)
-          .emit('neighbours', { add: fresh, remove: [], firstTier: peer.firstTier });
+        await this.#notify(peer.id, fresh, []);
       }
       debug('peer %s moved to %s (was first tier: %s)', peer.id, report.rendition, wasFirstTier);
     }
@@ -722,6 +842,8 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       await socket.leave(`ch:${socket.data.channel}:${socket.data.rendition}`);
     }
     socket.data.channel = undefined;
+    this.#pushes.forget(id);
+    this.reputation.forget(id);
     if (!peer) return;
     if (peer.report)
       await this.store.addDeparted(peer.channel, {
@@ -742,8 +864,41 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       throw new Refusal('already-joined', 'a peer connection cannot register a channel');
     if (socket.data.sourceOf && socket.data.sourceOf !== reg.channel)
       throw new Refusal('invalid-input', 'one connection registers one channel');
-    await this.register(reg);
+    await this.register(reg, socket.data.ip);
     socket.data.sourceOf = reg.channel;
+    let set = this.#sources.get(reg.channel);
+    if (!set) this.#sources.set(reg.channel, (set = new Set()));
+    set.add(socket);
+  }
+
+  /**
+   * A peer complains about a neighbour that misbehaved. Only a neighbour the tracker introduced may
+   * complain; when enough distinct neighbours did, the accused is quarantined: its links are dropped,
+   * it is introduced to no one, it leaves the first tier, and its address is penalized.
+   */
+  async #complaint(socket: IoSocket, payload: unknown): Promise<void> {
+    const { peer: accusedId, code } = this.#parse(peerComplaintSchema, payload);
+    const from = socket.data.peerId;
+    if (!from) throw new Refusal('not-joined', 'join a channel first');
+    const accused = await this.store.getPeer(accusedId);
+    if (!accused) return; // gone already: nothing to do
+    if (accused.channel !== socket.data.channel)
+      throw new Refusal('other-channel', 'peer is in another channel');
+    if (!(await this.store.hasLink(from, accusedId)))
+      throw new Refusal('not-introduced', 'only a neighbour may complain about a peer');
+    debug('peer %s complains about %s: %s', from, accusedId, code);
+    if (accused.quarantined || !this.reputation.complain(accusedId, from, code)) return;
+    accused.quarantined = true;
+    accused.firstTier = false;
+    if (!(await this.store.updatePeer(accused))) return;
+    this.reputation.penalize(accused.ip);
+    for (const partner of await this.store.dropLinks(accusedId)) await this.#notify(partner, [], [accusedId]);
+    await this.#notify(accusedId, [], []);
+    await this.#updateFirstTier(accused.channel);
+    const reporters = [...this.reputation.complaintsAbout(accusedId).keys()];
+    this.metrics.quarantined.inc();
+    this.emit('peer-quarantined', { id: accusedId, channel: accused.channel, ip: accused.ip, reporters });
+    debug('peer %s quarantined (%s)', accusedId, reporters.join(', '));
   }
 
   async #sourceAttestation(socket: IoSocket, payload: unknown): Promise<void> {
@@ -789,6 +944,28 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       }
     }
     this.#ipConnects.sweep();
+    this.ownership.sweep();
+    this.reputation.sweep();
+    await this.#expireIdleChannels();
+  }
+
+  /**
+   * A channel that never went live is forgotten (entry and pin) once its source is gone and it was
+   * not registered again for `idleChannelTtlMs`: claims that lead nowhere do not pile up.
+   */
+  async #expireIdleChannels(): Promise<void> {
+    const cutoff = Date.now() - this.opts.idleChannelTtlMs;
+    for (const [id, pin] of await this.store.listPins()) {
+      if (pin.everLive || this.#sources.has(id)) continue;
+      const rec = await this.store.getChannel(id);
+      if (Math.max(rec?.updatedAt ?? 0, pin.pinnedAtMs, this.#startedAt) > cutoff) continue;
+      await this.store.deleteChannel(id);
+      this.stats.forget(id);
+      await this.ownership.release(id);
+      this.#directoryChange(id);
+      this.emit('channel-expired', id);
+      debug('channel %s expired (never went live)', id);
+    }
   }
 
   async #rebalanceAll(): Promise<void> {
@@ -823,14 +1000,16 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     await this.stats.sample();
     const rooms = this.io.sockets.adapter.rooms;
     if (!rooms.get('watchers')?.size) return;
+    // Only channels with a new sample are pushed (an idle one is not sampled again and again).
     const all: ChannelStats[] = [];
     for (const [id] of await this.store.listChannels()) {
+      if (!this.stats.changed(id)) continue;
       const s = await this.channelStats(id, PUSHED_HISTORY);
       if (!s) continue;
       all.push(s);
       if (rooms.get(`watch:${id}`)?.size) this.io.to(`watch:${id}`).emit('stats', [s]);
     }
-    if (rooms.get('watch:*')?.size) this.io.to('watch:*').emit('stats', all);
+    if (all.length > 0 && rooms.get('watch:*')?.size) this.io.to('watch:*').emit('stats', all);
   }
 
   async #collectMetrics(): Promise<void> {

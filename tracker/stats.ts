@@ -29,8 +29,12 @@ export class StatsKeeper {
     readonly opts: StatsOptions = DEFAULT_STATS,
   ) {}
 
+  /** Channels that got a new sample in the last `sample()`. */
+  readonly #changed = new Set<string>();
+
   /** Takes a sample of every channel (called on a timer). */
   async sample(now = Date.now()): Promise<void> {
+    this.#changed.clear();
     for (const [id, rec] of await this.store.listChannels()) {
       const peers = await this.store.channelPeers(id);
       const departed = await this.store.departed(id);
@@ -61,10 +65,23 @@ export class StatsKeeper {
         uploadKbps,
       };
       sample.offload = offloadOver(series.history, sample, this.opts.offloadWindowMs);
+      // A channel nobody watches costs one sample, not one per interval (thousands of idle channels
+      // must not fill the tracker's memory): an unchanged idle sample is not kept again.
+      const last = series.history.at(-1);
+      if (peers.length === 0 && last && sameIdle(last, sample)) {
+        this.#series.set(id, series);
+        continue;
+      }
       series.history.push(sample);
+      this.#changed.add(id);
       if (series.history.length > this.opts.historyLength) series.history.shift();
       this.#series.set(id, series);
     }
+  }
+
+  /** Did the last `sample()` add a sample for `channel` (idle channels do not get one every time)? */
+  changed(channel: string): boolean {
+    return this.#changed.has(channel);
   }
 
   current(channel: string): ChannelStatsSample | undefined {
@@ -109,8 +126,10 @@ export class StatsKeeper {
     };
   }
 
+  /** Forgets a channel that left the directory. */
   forget(channel: string): void {
     this.#series.delete(channel);
+    this.#changed.delete(channel);
   }
 }
 
@@ -142,4 +161,17 @@ export function offloadOver(
     ratio = 1 - (now.originSegmentBytes - base.originSegmentBytes) / consumed;
   else ratio = (now.p2pBytes - base.p2pBytes) / consumed;
   return Math.min(1, Math.max(0, ratio));
+}
+
+/** Two samples of a channel without viewers that say the same thing. */
+function sameIdle(a: ChannelStatsSample, b: ChannelStatsSample): boolean {
+  return (
+    a.viewers === 0 &&
+    b.viewers === 0 &&
+    a.httpBytes === b.httpBytes &&
+    a.p2pBytes === b.p2pBytes &&
+    a.originSegmentBytes === b.originSegmentBytes &&
+    a.downloadKbps === b.downloadKbps &&
+    a.uploadKbps === b.uploadKbps
+  );
 }

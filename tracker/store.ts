@@ -1,7 +1,10 @@
 /**
  * Tracker state behind an interface: in memory now; a later issue moves it to Redis so several
- * tracker processes can share it (hence every method is async).
+ * tracker processes can share it (hence every method is async). Channel ownership (which key a channel
+ * id is pinned to) is the one durable part: kept in a file when a path is given.
  */
+import { z } from 'zod';
+import { DurableJsonFile } from './durable-file.ts';
 import type {
   ChannelRegistration,
   NatType,
@@ -12,16 +15,35 @@ import type {
 } from '../protocol/index.ts';
 
 export interface ChannelRecord {
-  registration: Omit<ChannelRegistration, 'secret' | 'protocolVersion'>;
-  /** scrypt(secret, salt), hex. */
-  secretHash: string;
-  salt: string;
+  registration: Omit<ChannelRegistration, 'protocolVersion' | 'signature' | 'signedAtMs'>;
   origin: OriginCounters | null;
   /** Origin segment bytes when the tracker first heard of the channel (offload counts from there). */
   originBase: number | null;
   registeredAt: number;
   updatedAt: number;
 }
+
+/** A channel id pinned to the key that owns it (durable: survives tracker restarts). */
+export interface ChannelPin {
+  /** The channel's Ed25519 public key, raw 32 bytes base64url. */
+  publicKey: string;
+  pinnedAtMs: number;
+  /** `signedAtMs` of the newest registration accepted: older or equal ones are replays. */
+  lastSignedAtMs: number;
+  /** The channel has been live at least once (channels that never go live expire). */
+  everLive: boolean;
+}
+
+const pinSchema = z.strictObject({
+  publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/),
+  pinnedAtMs: z.number().int().nonnegative(),
+  lastSignedAtMs: z.number().int().nonnegative(),
+  everLive: z.boolean(),
+});
+const pinFileSchema = z.strictObject({
+  version: z.literal(1),
+  pins: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/), pinSchema),
+});
 
 export interface PeerRecord {
   id: string;
@@ -36,6 +58,8 @@ export interface PeerRecord {
   joinedAt: number;
   lastSeenAt: number;
   firstTier: boolean;
+  /** Several neighbours complained about it: the tracker introduces it to no one. */
+  quarantined: boolean;
   report: PeerReport | null;
   /** Bytes received from each neighbour during the last report interval (who feeds whom). */
   flowsIn: Record<string, number>;
@@ -51,6 +75,13 @@ export interface TrackerStore {
   getChannel(id: string): Promise<ChannelRecord | undefined>;
   putChannel(id: string, rec: ChannelRecord): Promise<void>;
   listChannels(): Promise<[string, ChannelRecord][]>;
+  deleteChannel(id: string): Promise<void>;
+
+  getPin(channel: string): Promise<ChannelPin | undefined>;
+  /** Resolves once the pin is durable (a claim must survive a crash right after it is accepted). */
+  putPin(channel: string, pin: ChannelPin): Promise<void>;
+  deletePin(channel: string): Promise<void>;
+  listPins(): Promise<[string, ChannelPin][]>;
 
   putPeer(peer: PeerRecord): Promise<void>;
   /**
@@ -77,16 +108,58 @@ export interface TrackerStore {
   departed(channel: string): Promise<ByteTotals>;
 }
 
+export interface MemoryTrackerStoreOptions {
+  /** Where channel pins are kept (JSON, written atomically); in memory only when not given. */
+  pinFile: string | undefined;
+}
+
 export class MemoryTrackerStore implements TrackerStore {
   readonly #channels = new Map<string, ChannelRecord>();
+  readonly #pins = new Map<string, ChannelPin>();
+  readonly #pinFile: DurableJsonFile<z.infer<typeof pinFileSchema>> | undefined;
   readonly #peers = new Map<string, PeerRecord>();
   /** Per channel: peer ids in an array (O(1) random pick) plus their positions. */
   readonly #byChannel = new Map<string, { ids: string[]; pos: Map<string, number> }>();
   readonly #links = new Map<string, Set<string>>();
   readonly #departed = new Map<string, ByteTotals>();
 
+  constructor(opts: Partial<MemoryTrackerStoreOptions> = {}) {
+    if (opts.pinFile) {
+      this.#pinFile = new DurableJsonFile(opts.pinFile, () => ({
+        version: 1 as const,
+        pins: Object.fromEntries(this.#pins),
+      }));
+      // A pin file that cannot be read must stop the tracker: starting without it would let anyone
+      // claim the channels it protects.
+      const saved = this.#pinFile.load((json) => {
+        const r = pinFileSchema.safeParse(json);
+        if (!r.success)
+          throw new Error(`${opts.pinFile}: not a channel pin file (${r.error.issues[0]?.message})`);
+        return r.data;
+      });
+      for (const [id, pin] of Object.entries(saved?.pins ?? {})) this.#pins.set(id, pin);
+    }
+  }
+
   async getChannel(id: string) {
     return this.#channels.get(id);
+  }
+  async deleteChannel(id: string) {
+    this.#channels.delete(id);
+  }
+  async getPin(channel: string) {
+    const pin = this.#pins.get(channel);
+    return pin && { ...pin };
+  }
+  async putPin(channel: string, pin: ChannelPin) {
+    this.#pins.set(channel, { ...pin });
+    await this.#pinFile?.save();
+  }
+  async deletePin(channel: string) {
+    if (this.#pins.delete(channel)) await this.#pinFile?.save();
+  }
+  async listPins() {
+    return [...this.#pins].map(([id, pin]): [string, ChannelPin] => [id, { ...pin }]);
   }
   async putChannel(id: string, rec: ChannelRecord) {
     this.#channels.set(id, rec);

@@ -4,12 +4,17 @@
  * scheduler: P2P when a neighbour holds the segment and can deliver it in time with a safety margin,
  * HTTP from the origin otherwise, switching a slow or silent P2P transfer to HTTP in time. Every byte
  * is verified against the channel's signed attestation before it is stored, played or uploaded.
+ * Every neighbour has a budget (budget.ts): what it may ask of us and send us, and how often its
+ * transfers may fail before it is demoted, then dropped; a link closed for a fault the engine saw
+ * itself is reported to the tracker. After a tracker restart the engine joins again with backoff
+ * until the channel is back; bytes whose attestation cannot be had yet are held (unverified.ts).
  *
  * Isomorphic: time, network, HTTP and the tracker session are injected (see seams.ts).
  */
 import {
   checkAttestationFor,
   importChannelKey,
+  PEER_COMPLAINT_CODES,
   parseAttestation,
   segmentKey,
   TRACKER_PROTOCOL_VERSION,
@@ -20,11 +25,14 @@ import {
   type ChannelInfo,
   type IceServer,
   type NatType,
+  type PeerComplaintCode,
   type PeerErrorCode,
   type PeerKind,
   type PeerMode,
   type PeerReport,
+  type TrackerErrorCode,
 } from '../../protocol/index.ts';
+import { BanList, budgetOptions, type BudgetOptions, type StreamLadder } from './budget.ts';
 import { Ewma, RateMeter } from './estimators.ts';
 import { parseMasterPlaylist, parseMediaPlaylist } from './hls.ts';
 import { DownloadAbort, Neighbour, type Download } from './neighbour.ts';
@@ -38,6 +46,7 @@ import type {
   TrackerConnectionEvents,
   Transport,
 } from './seams.ts';
+import { UnverifiedHold } from './unverified.ts';
 import { UploadManager, type UploadOptions } from './upload.ts';
 
 /** When a connected link's route (selected candidate pair) is read, in ms after the channel opened. */
@@ -72,6 +81,31 @@ export interface EngineOptions {
   /** Segments of the live window kept in memory for neighbours. */
   keepSegments: number;
   upload: Partial<UploadOptions>;
+  /** What one neighbour may cost us, and how many failed transfers demote and then drop it. */
+  budget: Partial<BudgetOptions>;
+  /**
+   * After a reconnection to the tracker, a join that fails (refused as `unknown-channel` while the
+   * source has not registered again, or the request itself failing) is retried after this delay,
+   * doubling up to `joinRetryMaxMs`, each delay ± `joinRetryJitter` (a fraction) at random.
+   */
+  joinRetryMs: number;
+  joinRetryMaxMs: number;
+  joinRetryJitter: number;
+  /**
+   * Segments whose bytes arrived while their attestation could not be had (origin down, no push yet)
+   * are held, at most this many (the oldest dropped first), for at most `unverifiedHoldMs`, while the
+   * attestation is fetched again after `attestationRetryMs`, doubling up to `attestationRetryMaxMs`.
+   */
+  unverifiedHoldSegments: number;
+  unverifiedHoldMs: number;
+  attestationRetryMs: number;
+  attestationRetryMaxMs: number;
+  /** A neighbour closed for a fault is not linked with again for this long… */
+  banMs: number;
+  /** …or this long when the fault was only being unresponsive. */
+  unresponsiveBanMs: number;
+  /** Banned peers remembered at most (the oldest ban is forgotten first). */
+  maxBanned: number;
 }
 
 export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
@@ -91,7 +125,29 @@ export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
   schedulerTickMs: 100,
   keepSegments: 12,
   upload: {},
+  budget: {},
+  joinRetryMs: 250,
+  joinRetryMaxMs: 2000,
+  joinRetryJitter: 0.5,
+  unverifiedHoldSegments: 4,
+  unverifiedHoldMs: 30_000,
+  attestationRetryMs: 250,
+  attestationRetryMaxMs: 4000,
+  banMs: 3_600_000,
+  unresponsiveBanMs: 600_000,
+  maxBanned: 1024,
 };
+
+/** Tracker refusals worth trying again after a reconnection (the tracker may still be warming up). */
+const TRANSIENT_JOIN_REFUSALS: readonly TrackerErrorCode[] = [
+  'unknown-channel',
+  'rate-limited',
+  'tracker-full',
+  'internal',
+];
+/** Top bitrate and segment duration assumed until the channel's ladder is known. */
+const FALLBACK_TOP_BITRATE_BPS = 8_000_000;
+const FALLBACK_SEGMENT_DURATION_S = 2;
 
 export interface EngineDeps {
   clock: Clock;
@@ -99,6 +155,8 @@ export interface EngineDeps {
   http: HttpFetcher;
   tracker: TrackerConnection | undefined;
   store: SegmentStore;
+  /** Uniform in [0, 1): jitter of retries (default Math.random; tests inject their own). */
+  random?: () => number;
 }
 
 export interface KnownSegment {
@@ -149,7 +207,12 @@ export type EngineEvents = {
   'peer-closed': (info: { id: string; reason: string; code?: PeerErrorCode }) => void;
   'first-tier': (firstTier: boolean) => void;
   'rendition-changed': (rendition: string) => void;
-  /** Runtime failures with a stable code: 'tracker-unavailable', 'origin-unavailable', 'playlist-invalid'. */
+  /** Joined the tracker's swarm (at start, and again after each reconnection). */
+  joined: (info: { peerId: string }) => void;
+  /**
+   * Runtime failures with a stable code: 'tracker-unavailable', 'origin-unavailable',
+   * 'playlist-invalid'. (An unknown channel at start is thrown by `start()` as 'unknown-channel'.)
+   */
   error: (info: { code: string; message: string }) => void;
 };
 
@@ -186,6 +249,29 @@ export class EngineError extends Error {
   }
 }
 
+/** How a join went: joined, or why not (`request-failed`: no answer, or the connection dropped). */
+type JoinOutcome =
+  { ok: true; info: ChannelInfo } | { ok: false; code: TrackerErrorCode | 'request-failed'; message: string };
+
+const isComplaint = (code: PeerErrorCode | undefined): code is PeerComplaintCode =>
+  (PEER_COMPLAINT_CODES as readonly string[]).includes(code ?? '');
+
+/** Rejects contradictory or nonsensical options (misuse: throws at once). */
+function checkOptions(o: EngineOptions): void {
+  if (o.uploadCapKbps < 0 || o.declaredUploadKbps < 0)
+    throw new RangeError('upload rates must not be negative');
+  if (!(o.joinRetryMs > 0) || !(o.joinRetryMaxMs >= o.joinRetryMs))
+    throw new RangeError('joinRetryMs must be > 0 and joinRetryMaxMs ≥ joinRetryMs');
+  if (!(o.joinRetryJitter >= 0 && o.joinRetryJitter < 1))
+    throw new RangeError('joinRetryJitter must be in [0, 1)');
+  if (!(o.attestationRetryMs > 0) || !(o.attestationRetryMaxMs >= o.attestationRetryMs))
+    throw new RangeError('attestationRetryMs must be > 0 and attestationRetryMaxMs ≥ attestationRetryMs');
+  if (!(o.unverifiedHoldSegments >= 0) || !(o.unverifiedHoldMs >= 0))
+    throw new RangeError('unverifiedHoldSegments and unverifiedHoldMs must be ≥ 0');
+  if (!(o.banMs >= 0) || !(o.unresponsiveBanMs >= 0) || !(o.maxBanned >= 1))
+    throw new RangeError('banMs and unresponsiveBanMs must be ≥ 0, maxBanned ≥ 1');
+}
+
 export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly opts: EngineOptions;
   readonly #d: EngineDeps;
@@ -215,7 +301,18 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly #demands = new Map<string, Demand>();
   readonly #fetches = new Map<string, Fetch>();
   readonly #introduced = new Set<string>();
-  readonly #banned = new Set<string>();
+  readonly #banned: BanList;
+  /** Peers already reported to the tracker (once each). */
+  readonly #reported: BanList;
+  readonly #unverified: UnverifiedHold<Fetch>;
+  readonly #budget: BudgetOptions;
+  readonly #random: () => number;
+  /** Bumped by every (re)connection and by destroy: a join retry of an older one stops. */
+  #joinEpoch = 0;
+  #joinRetryTimer: TimerHandle | undefined;
+  /** Rendition names of the ladder (master playlist and tracker's channel info). */
+  readonly #ladderNames = new Set<string>();
+  readonly ladder: StreamLadder;
   readonly #redials = new Map<string, number>();
   readonly #connectTimers = new Map<string, TimerHandle>();
   #mediaPlaylistUrl = '';
@@ -230,12 +327,46 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   constructor(opts: Partial<EngineOptions> & Pick<EngineOptions, 'channel'>, deps: EngineDeps) {
     super();
     this.opts = { ...DEFAULT_ENGINE, ...opts };
-    if (this.opts.uploadCapKbps < 0 || this.opts.declaredUploadKbps < 0)
-      throw new RangeError('upload rates must not be negative');
+    checkOptions(this.opts);
+    this.#budget = budgetOptions(this.opts.budget);
     this.#d = deps;
+    this.#random = deps.random ?? Math.random;
+    this.#banned = new BanList(this.opts.maxBanned);
+    this.#reported = new BanList(this.opts.maxBanned);
+    this.ladder = {
+      has: (r) => (this.#ladderNames.size > 0 ? this.#ladderNames.has(r) : undefined),
+      topBitrateBps: () => {
+        let top = 0;
+        for (const v of this.variants) top = Math.max(top, v.bandwidthBps);
+        for (const r of this.channelInfo?.renditions ?? []) top = Math.max(top, r.bandwidthBps);
+        return top > 0 ? top : FALLBACK_TOP_BITRATE_BPS;
+      },
+      segmentDurationS: () => this.channelInfo?.segmentDurationS ?? FALLBACK_SEGMENT_DURATION_S,
+    };
+    this.#unverified = new UnverifiedHold(
+      deps.clock,
+      {
+        maxEntries: this.opts.unverifiedHoldSegments,
+        maxHoldMs: this.opts.unverifiedHoldMs,
+        retryMs: this.opts.attestationRetryMs,
+        retryMaxMs: this.opts.attestationRetryMaxMs,
+      },
+      {
+        retry: (key, fetch) => void this.#retryAttestation(key, fetch),
+        bytesDropped: (_key, fetch) =>
+          this.emit('segment-rejected', {
+            rendition: fetch.rendition,
+            mediaSequence: fetch.mediaSequence,
+            reason: 'attestation-unavailable',
+            ...(fetch.neighbour && { from: fetch.neighbour.id }),
+          }),
+        released: () => this.#scheduleTick(0),
+      },
+    );
     this.uploads = new UploadManager(
       deps.clock,
       {
+        has: (r, seq) => deps.store.has(r, seq),
         acquire: (r, seq) => {
           const got = deps.store.get(r, seq);
           if (!got) return undefined;
@@ -245,6 +376,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         release: (r, seq) => deps.store.unpin(r, seq),
       },
       { ...this.opts.upload, capKbps: this.opts.uploadCapKbps },
+      this.ladder,
     );
     const onAdded = ({ rendition, seqs }: { rendition: string; seqs: number[] }) => {
       const ranges = toRanges(seqs);
@@ -283,10 +415,17 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     let info: ChannelInfo | undefined;
     if (tracker && this.opts.p2p) {
       this.#wireTracker(tracker);
-      try {
-        info = await this.#join(tracker);
-      } catch (err) {
-        this.emit('error', { code: 'tracker-unavailable', message: (err as Error).message });
+      const epoch = this.#joinEpoch;
+      const joined = await this.#join(tracker);
+      if (this.#destroyed) throw new EngineError('destroyed', 'engine destroyed');
+      if (joined.ok) info = joined.info;
+      // The tracker is up and says there is no such channel: final at start (the name is wrong).
+      else if (joined.code === 'unknown-channel')
+        throw new EngineError('unknown-channel', `channel ${this.opts.channel} not found on the tracker`);
+      else {
+        this.emit('error', { code: 'tracker-unavailable', message: `${joined.code}: ${joined.message}` });
+        // Not answering (yet): keep trying in the background while playing from the origin.
+        if (this.#transient(joined.code) && epoch === this.#joinEpoch) this.#retryJoin(tracker, epoch, 0);
       }
     }
     this.originUrl = (info?.originUrl ?? this.opts.originUrl ?? '').replace(/\/+$/, '');
@@ -305,6 +444,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     if (!masterUrl)
       throw new EngineError('channel-offline', `channel ${this.opts.channel} is not broadcasting`);
     const master = parseMasterPlaylist(await this.#getText(masterUrl), masterUrl);
+    for (const v of master.variants) this.#ladderNames.add(v.name);
     this.variants = master.variants
       .map((v) => ({
         name: v.name,
@@ -329,28 +469,79 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   #variantUrls = new Map<string, string>();
 
-  async #join(tracker: TrackerConnection): Promise<ChannelInfo> {
+  /** One join attempt. Never throws: a refusal or a failed request is an outcome. */
+  async #join(tracker: TrackerConnection): Promise<JoinOutcome> {
     const wanted = this.opts.rendition === 'auto' ? this.rendition || undefined : this.opts.rendition;
-    const ack = await tracker.join({
-      protocolVersion: TRACKER_PROTOCOL_VERSION,
-      channel: this.opts.channel,
-      kind: this.opts.kind,
-      mode: this.opts.mode,
-      // 'auto' before the ladder is known: the tracker assigns the lowest rendition.
-      ...(wanted && { rendition: wanted }),
-      uploadKbps: this.opts.declaredUploadKbps,
-      natType: this.opts.natType,
-    });
-    if (!ack.ok) throw new EngineError('tracker-unavailable', `${ack.error.code}: ${ack.error.message}`);
+    let ack;
+    try {
+      ack = await tracker.join({
+        protocolVersion: TRACKER_PROTOCOL_VERSION,
+        channel: this.opts.channel,
+        kind: this.opts.kind,
+        mode: this.opts.mode,
+        // 'auto' before the ladder is known: the tracker assigns the lowest rendition.
+        ...(wanted && { rendition: wanted }),
+        uploadKbps: this.opts.declaredUploadKbps,
+        natType: this.opts.natType,
+      });
+    } catch (err) {
+      return { ok: false, code: 'request-failed', message: (err as Error).message };
+    }
+    if (this.#destroyed) return { ok: false, code: 'request-failed', message: 'engine destroyed' };
+    if (!ack.ok) return { ok: false, code: ack.error.code, message: ack.error.message };
     this.peerId = ack.peerId;
     this.iceServers = ack.iceServers;
-    this.channelInfo = ack.channel;
+    this.#setChannelInfo(ack.channel);
     this.rendition ||= ack.rendition;
     this.#setFirstTier(ack.firstTier);
     this.#reportIntervalMs = ack.reportIntervalMs;
     for (const id of ack.neighbours) this.#introduce(id);
     this.#scheduleReport();
-    return ack.channel;
+    this.emit('joined', { peerId: ack.peerId });
+    return { ok: true, info: ack.channel };
+  }
+
+  #setChannelInfo(info: ChannelInfo): void {
+    this.channelInfo = info;
+    for (const r of info.renditions) this.#ladderNames.add(r.name);
+  }
+
+  #transient(code: TrackerErrorCode | 'request-failed'): boolean {
+    return code === 'request-failed' || TRANSIENT_JOIN_REFUSALS.includes(code);
+  }
+
+  /**
+   * Joins again after a reconnection (a new session): a refusal as `unknown-channel` (the tracker
+   * restarted and the source has not registered again yet) or a failed request is retried with
+   * exponential backoff and jitter, until joined, a newer (re)connection, or destroy.
+   */
+  #rejoin(tracker: TrackerConnection): void {
+    const epoch = ++this.#joinEpoch;
+    this.#d.clock.clearTimeout(this.#joinRetryTimer);
+    void this.#join(tracker).then((r) => this.#afterJoin(tracker, epoch, 0, r));
+  }
+
+  #afterJoin(tracker: TrackerConnection, epoch: number, attempt: number, r: JoinOutcome): void {
+    if (r.ok || this.#destroyed || epoch !== this.#joinEpoch) return;
+    // Another attempt of this session got in first.
+    if (r.code === 'already-joined') return;
+    if (!this.#transient(r.code)) {
+      this.emit('error', { code: 'tracker-unavailable', message: `${r.code}: ${r.message}` });
+      return;
+    }
+    this.#retryJoin(tracker, epoch, attempt);
+  }
+
+  #retryJoin(tracker: TrackerConnection, epoch: number, attempt: number): void {
+    const { joinRetryMs, joinRetryMaxMs, joinRetryJitter } = this.opts;
+    const base = Math.min(joinRetryMaxMs, joinRetryMs * 2 ** attempt);
+    const delayMs = base * (1 + joinRetryJitter * (2 * this.#random() - 1));
+    this.#d.clock.clearTimeout(this.#joinRetryTimer);
+    this.#joinRetryTimer = this.#d.clock.setTimeout(() => {
+      this.#joinRetryTimer = undefined;
+      if (this.#destroyed || epoch !== this.#joinEpoch) return;
+      void this.#join(tracker).then((r) => this.#afterJoin(tracker, epoch, attempt + 1, r));
+    }, delayMs);
   }
 
   #wireTracker(tracker: TrackerConnection): void {
@@ -363,7 +554,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         for (const id of u.remove) this.#introduced.delete(id);
       },
       signal: ({ from, data }) => {
-        if (this.#destroyed || !this.opts.p2p || this.#banned.has(from)) return;
+        if (this.#destroyed || !this.opts.p2p || this.#isBanned(from)) return;
         let n = this.neighbours.get(from);
         if (!n) {
           if (this.neighbours.size >= this.opts.maxNeighbours) return;
@@ -372,14 +563,15 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         n.link.signal(data);
       },
       attestation: (att) => this.#onAttestation(att),
-      channel: (info) => {
-        this.channelInfo = info;
-      },
+      channel: (info) => this.#setChannelInfo(info),
       reconnected: () => {
         // A new session: new id and neighbours; existing P2P links stay until they close.
-        void this.#join(tracker).catch((err) =>
-          this.emit('error', { code: 'tracker-unavailable', message: (err as Error).message }),
-        );
+        this.#rejoin(tracker);
+      },
+      disconnected: () => {
+        // A retry of the old session stops; the next reconnection starts over.
+        this.#joinEpoch++;
+        this.#d.clock.clearTimeout(this.#joinRetryTimer);
       },
     };
     for (const [event, fn] of Object.entries(handlers) as [keyof TrackerConnectionEvents, never][]) {
@@ -410,8 +602,12 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     );
   }
 
+  #isBanned(id: string): boolean {
+    return this.#banned.has(id, this.#d.clock.now());
+  }
+
   #introduce(id: string): void {
-    if (this.#destroyed || !this.opts.p2p || id === this.peerId || this.#banned.has(id)) return;
+    if (this.#destroyed || !this.opts.p2p || id === this.peerId || this.#isBanned(id)) return;
     this.#introduced.add(id);
     // Of an introduced pair, the peer whose id sorts first sends the offer.
     if (!this.neighbours.has(id) && this.peerId < id && this.neighbours.size < this.opts.maxNeighbours)
@@ -426,7 +622,12 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       initiator,
       iceServers: this.iceServers,
     });
-    const n = new Neighbour(link, clock, { peerId: this.peerId, channel: this.opts.channel });
+    const n = new Neighbour(
+      link,
+      clock,
+      { peerId: this.peerId, channel: this.opts.channel },
+      { ladder: this.ladder, budget: this.#budget },
+    );
     const createdAt = clock.now();
     this.neighbours.set(remoteId, n);
     link.on('signal', (data) => {
@@ -489,10 +690,18 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       if (this.neighbours.get(remoteId) === n) this.neighbours.delete(remoteId);
       this.uploads.forget(n);
       this.emit('peer-closed', { id: remoteId, reason, ...(code && { code }) });
-      // A neighbour that broke the protocol or sent bad data is never dialled again; others are
-      // retried a few times (the initiator of the pair dials).
-      if (code && code !== 'peer-timeout') this.#banned.add(remoteId);
-      else this.#redial(remoteId);
+      // A fault we saw ourselves is reported to the tracker (once per peer), which stops introducing
+      // a peer several of its neighbours complained about.
+      if (isComplaint(code) && !this.#reported.has(remoteId, clock.now())) {
+        this.#reported.ban(remoteId, Infinity);
+        tracker?.reportPeer(remoteId, code);
+      }
+      // A neighbour that broke the protocol, sent bad data or went over its budget is not dialled
+      // again (for a while); others are retried a few times (the initiator of the pair dials).
+      if (code && code !== 'peer-timeout') {
+        const ms = code === 'peer-unresponsive' ? this.opts.unresponsiveBanMs : this.opts.banMs;
+        this.#banned.ban(remoteId, clock.now() + ms);
+      } else this.#redial(remoteId);
       this.#scheduleTick(0);
     });
     return n;
@@ -520,7 +729,13 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       const seqs = [...this.known.keys()].sort((a, b) => a - b);
       const newest = seqs.at(-1) ?? -1;
       // A live window slides; a recording's playlist is kept whole.
-      if (!pl.ended) for (const s of seqs) if (s < newest - 3 * this.opts.keepSegments) this.known.delete(s);
+      if (!pl.ended) {
+        const oldest = newest - 3 * this.opts.keepSegments;
+        for (const s of seqs) if (s < oldest) this.known.delete(s);
+        // Records of segments that left the live window are not needed any more (any rendition).
+        for (const [k, att] of this.#attestations)
+          if (att.mediaSequence < oldest) this.#attestations.delete(k);
+      }
       this.newestPublished = Math.max(this.newestPublished, newest);
       this.ended = pl.ended;
       this.#d.store.setWindow(rendition, Math.max(0, newest - this.opts.keepSegments));
@@ -543,6 +758,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     void this.#verifyRecord(att, att).then((ok) => {
       if (!ok || this.#destroyed || this.#attestations.has(key)) return;
       this.#attestations.set(key, att);
+      // Bytes that were waiting for this record can be checked now.
+      const heldKey = `${att.rendition}/${att.mediaSequence}`;
+      if (this.#unverified.has(heldKey)) void this.#retryAttestation(heldKey);
       if (att.rendition === this.rendition) {
         this.newestPublished = Math.max(this.newestPublished, att.mediaSequence);
         // A first-tier peer fetches a fresh segment as soon as it is published.
@@ -649,7 +867,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       for (let seq = Math.max(0, this.newestPublished - 1); seq <= this.newestPublished; seq++) {
         const k = this.known.get(seq);
         if (k?.gap) continue;
-        if (!this.#d.store.has(this.rendition, seq) && !this.#fetches.has(`${this.rendition}/${seq}`))
+        const key = `${this.rendition}/${seq}`;
+        if (!this.#d.store.has(this.rendition, seq) && !this.#fetches.has(key) && !this.#unverified.has(key))
           this.#startHttp(this.rendition, seq);
       }
     }
@@ -658,7 +877,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       const fetch = this.#fetches.get(key);
       const timeLeft = demand.deadlineAt - now;
       const size = this.#expectedSize(rendition, seq);
-      if (fetch?.via === 'http') continue;
+      // Its bytes are here, waiting for their attestation: fetching them again would not help.
+      if (fetch?.via === 'http' || this.#unverified.has(key)) continue;
       if (fetch?.via === 'p2p') {
         const d = fetch.download!;
         const stalled = now - d.lastProgressAt > this.opts.p2pStallMs;
@@ -671,9 +891,16 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
           now + (remaining / Math.max(1, rate)) * 1000 > demand.deadlineAt - this.opts.safetyMarginMs / 2;
         const httpNeedsMs = this.#httpEstimateMs(size) + this.opts.safetyMarginMs;
         if (stalled || (late && timeLeft < httpNeedsMs * 2)) {
-          fetch.neighbour!.cancel(d, stalled ? 'stalled' : 'too slow');
+          const n = fetch.neighbour!;
+          const why = stalled ? 'stalled' : 'too slow';
+          n.cancel(d, why);
           this.#fetches.delete(key);
           this.#startHttp(rendition, seq);
+          // Demoted for a while; a few failures in a row close the link (peer-unresponsive). Too slow
+          // for this deadline is held against the neighbour only if it did not even keep up with the
+          // stream (dripping); our own link may be the limit otherwise.
+          const achievedBps = (d.received * 1000) / Math.max(1, now - d.startedAt);
+          if (stalled || achievedBps < this.ladder.topBitrateBps() / 8) n.failed(why);
         }
         continue;
       }
@@ -715,7 +942,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         !n.open ||
         !n.holdsSegment(rendition, seq) ||
         n.downloads.size >= 2 ||
-        n.busyUntil > this.#d.clock.now()
+        n.busyUntil > this.#d.clock.now() ||
+        n.demoted
       )
         continue;
       const etaMs =
@@ -800,15 +1028,41 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     const att = await this.#attestation(rendition, seq);
     if (this.#destroyed || this.#fetches.get(key) !== fetch) return;
     this.#fetches.delete(key);
+    if (!att) {
+      // Cannot be checked yet (origin down, no push yet): hold the bytes and fetch the record again
+      // with backoff; the sender is not blamed, and the segment is not downloaded again meanwhile.
+      if (!this.#d.store.has(rendition, seq)) this.#unverified.hold(key, fetch, bytes);
+      return;
+    }
+    await this.#accept(fetch, bytes, att);
+  }
+
+  /** Fetches the attestation of held bytes again; checks and delivers them once it is known. */
+  async #retryAttestation(key: string, fetch?: Fetch): Promise<void> {
+    const f = fetch ?? this.#unverified.peek(key);
+    if (!f) return;
+    const att = await this.#attestation(f.rendition, f.mediaSequence);
+    if (this.#destroyed || !att) return;
+    const held = this.#unverified.take(key);
+    if (!held || this.#d.store.has(f.rendition, f.mediaSequence)) return;
+    // Bytes let go meanwhile: fetch the segment again, now that it can be checked.
+    if (!held.bytes) return this.#scheduleTick(0);
+    await this.#accept(held.meta, held.bytes, att);
+  }
+
+  /** Checks bytes against their attestation; stores and delivers them, or rejects them. */
+  async #accept(fetch: Fetch, bytes: Uint8Array, att: Attestation): Promise<void> {
+    const { rendition, mediaSequence: seq } = fetch;
+    const key = `${rendition}/${seq}`;
     const from = fetch.neighbour?.id;
-    const check = att
-      ? await checkSegmentBytes(att, bytes)
-      : ({ ok: false, code: 'attestation-unavailable' } as const);
-    if (!att || !check.ok) {
-      const reason = check.ok ? 'attestation-unavailable' : check.code;
+    const check = await checkSegmentBytes(att, bytes);
+    if (this.#destroyed) return;
+    if (!check.ok) {
+      const reason = check.code;
       this.emit('segment-rejected', { rendition, mediaSequence: seq, reason, ...(from && { from }) });
       // Drop the bytes; a neighbour that sent bad data is cut off; fetch again from the origin.
-      if (fetch.neighbour && att) fetch.neighbour.close('peer-sent-bad-segment', `${key}: ${reason}`);
+      if (fetch.neighbour) fetch.neighbour.close('peer-sent-bad-segment', `${key}: ${reason}`);
+      if (this.#fetches.has(key)) return;
       if (fetch.via === 'p2p') this.#startHttp(rendition, seq);
       else this.#d.clock.setTimeout(() => this.#scheduleTick(0), 500);
       return;
@@ -922,13 +1176,16 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     const { clock } = this.#d;
+    this.#joinEpoch++;
     for (const t of [
       this.#playlistTimer,
       this.#tickTimer,
       this.#reportTimer,
+      this.#joinRetryTimer,
       ...this.#connectTimers.values(),
     ])
       clock.clearTimeout(t);
+    this.#unverified.destroy();
     for (const f of this.#fetches.values()) {
       f.abort?.abort();
       if (f.download) f.neighbour?.cancel(f.download, 'destroyed');

@@ -1,6 +1,8 @@
 /**
  * One neighbour: the wire protocol over a PeerLink (handshake, announcements, requests, chunked data),
- * what the neighbour holds, and how fast it delivers. Malformed input closes the link with a stable code.
+ * what the neighbour holds, and how fast and how reliably it delivers. Malformed input closes the link
+ * with a stable code, and so does input beyond the neighbour's budget (budget.ts): too many messages,
+ * announcements of renditions outside the ladder or too fragmented, data nobody asked for.
  */
 import {
   decodeMessage,
@@ -14,6 +16,14 @@ import {
   type PeerErrorCode,
   type WireMessage,
 } from '../../protocol/index.ts';
+import {
+  budgetOptions,
+  DebtBucket,
+  SupplierStanding,
+  UNKNOWN_LADDER,
+  type BudgetOptions,
+  type StreamLadder,
+} from './budget.ts';
 import { Ewma } from './estimators.ts';
 import type { Clock, PeerLink, TimerHandle } from './seams.ts';
 
@@ -54,6 +64,17 @@ export class DownloadAbort extends Error {
 
 const HELLO_TIMEOUT_MS = 10_000;
 const BUSY_BACKOFF_MS = 1000;
+/** A partial transfer says something about the neighbour's throughput from this many bytes on. */
+const MIN_THROUGHPUT_SAMPLE_BYTES = 32 * 1024;
+
+export interface NeighbourDeps {
+  /** The channel's renditions and bitrate (announcements of other renditions are not held). */
+  ladder: StreamLadder;
+  budget: Partial<BudgetOptions>;
+}
+
+/** Why a transfer from a neighbour failed (each one demotes it; a few in a row close the link). */
+export type SupplyFailure = 'withheld' | 'stalled' | 'too slow';
 
 export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly id: string;
@@ -68,22 +89,42 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly connectedAt: number;
   bytesReceived = 0;
   bytesSent = 0;
+  /** Data bytes read that answered no request of ours in progress (late, or never asked for). */
+  unrequestedBytes = 0;
   /** Answered `busy`: not asked again before this time (clock ms). */
   busyUntil = 0;
+  /** Its record as a supplier of ours: failures in a row, demotion. */
+  readonly standing: SupplierStanding;
+  readonly budget: BudgetOptions;
+  readonly ladder: StreamLadder;
   #open = false;
   #closed = false;
   #nextRequestId = 1;
   #helloTimer: TimerHandle | undefined;
+  readonly #messages: DebtBucket;
+  /** Rendition names outside the ladder it mentioned (ignored). */
+  readonly #unknownRenditions = new Set<string>();
+  /** Bytes of cancelled requests it may still send us. */
+  #lateAllowance = 0;
 
   constructor(
     link: PeerLink,
     private readonly clock: Clock,
     private readonly local: { peerId: string; channel: string },
+    deps: Partial<NeighbourDeps> = {},
   ) {
     super();
     this.id = link.remoteId;
     this.link = link;
     this.connectedAt = clock.now();
+    this.budget = budgetOptions(deps.budget);
+    this.ladder = deps.ladder ?? UNKNOWN_LADDER;
+    this.standing = new SupplierStanding(this.budget);
+    this.#messages = new DebtBucket(
+      clock.now(),
+      () => this.budget.messagesPerS,
+      () => this.budget.messageBurst,
+    );
     link.on('connect', () => {
       this.#send({ type: 'hello', version: WIRE_VERSION, peerId: local.peerId, channel: local.channel });
       // The remote's hello may arrive before our own 'connect' event.
@@ -104,6 +145,11 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
 
   holdsSegment(rendition: string, seq: number): boolean {
     return this.holds.get(rendition)?.has(seq) ?? false;
+  }
+
+  /** Not to be asked for segments now (a recent failure; see {@link failed}). */
+  get demoted(): boolean {
+    return this.standing.demoted(this.clock.now());
   }
 
   announce(rendition: string, ranges: [number, number][], reset: boolean): void {
@@ -153,7 +199,28 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   cancel(d: Download, why = 'cancelled'): void {
     if (!this.downloads.delete(d.requestId)) return;
     if (this.open) this.#send({ type: 'cancel', requestId: d.requestId });
+    // What the sender had queued may still come: allow that much (never more than the segment's rest).
+    const rest = d.totalBytes !== undefined ? d.totalBytes - d.received : Infinity;
+    this.#lateAllowance = Math.min(
+      this.budget.maxLateBytes,
+      this.#lateAllowance + Math.min(rest, this.budget.lateBytesPerCancel),
+    );
+    // A partial transfer big enough to time says how fast the neighbour really is.
+    const elapsedS = (this.clock.now() - (d.firstByteAt ?? d.startedAt)) / 1000;
+    if (d.received >= MIN_THROUGHPUT_SAMPLE_BYTES && elapsedS > 0) this.throughput.add(d.received / elapsedS);
     d.reject(new DownloadAbort(why, 'cancelled'));
+  }
+
+  /**
+   * A transfer from this neighbour failed: withheld (it announced the segment, then answered
+   * `not-held`), stalled, or too slow for the deadline. It is demoted for a cooling time that doubles
+   * with each failure in a row; after `maxFailures` in a row without a delivery between, the link
+   * closes (`peer-unresponsive`). An honest neighbour that is slow once is only demoted briefly.
+   */
+  failed(why: SupplyFailure): void {
+    if (this.#closed) return;
+    if (this.standing.fail(this.clock.now()))
+      this.close('peer-unresponsive', `${this.standing.failures} transfers in a row failed (last: ${why})`);
   }
 
   sendData(requestId: number, offset: number, totalBytes: number, bytes: Uint8Array): void {
@@ -194,6 +261,9 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     }
     if (!this.#open && msg.type !== 'hello')
       return this.close('peer-protocol-violation', `${msg.type} before hello`);
+    // Data is budgeted by what we asked for (#onChunk); everything else by a message rate.
+    if (msg.type !== 'data' && !this.#messages.take(this.clock.now(), 1))
+      return this.close('peer-over-budget', `more than ${this.budget.messagesPerS} messages/s`);
     switch (msg.type) {
       case 'hello':
         if (this.#open) return this.close('peer-protocol-violation', 'second hello');
@@ -206,11 +276,14 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
         this.emit('open');
         return;
       case 'have': {
+        if (!this.#mayHold(msg.rendition)) return;
         let set = this.holds.get(msg.rendition);
         if (msg.reset || !set) this.holds.set(msg.rendition, (set = HaveSet.fromRanges(msg.ranges)));
         else for (const [a, b] of msg.ranges) set.addRange(a, b);
-        if (set.ranges().length > 4096)
-          return this.close('peer-protocol-violation', 'announcement too fragmented');
+        if (set.rangeCount > this.budget.maxHaveRanges) {
+          this.holds.delete(msg.rendition);
+          return this.close('peer-over-budget', `announcement of ${msg.rendition} too fragmented`);
+        }
         this.emit('have', { rendition: msg.rendition, ranges: msg.ranges, reset: msg.reset });
         return;
       }
@@ -227,10 +300,13 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
         const d = this.downloads.get(msg.requestId);
         if (!d) return;
         this.downloads.delete(msg.requestId);
-        // It does not have it after all: forget the announcement; busy: leave it alone for a while.
-        if (msg.reason !== 'busy') this.holds.get(d.rendition)?.remove(d.mediaSequence, d.mediaSequence);
-        else this.busyUntil = this.clock.now() + BUSY_BACKOFF_MS;
+        // It does not have it after all: forget the announcement, and count it against the neighbour
+        // (it announced the segment, then withheld it); busy: leave it alone for a while.
         d.reject(new DownloadAbort(`neighbour answered ${msg.reason}`, 'absent'));
+        if (msg.reason !== 'busy') {
+          this.holds.get(d.rendition)?.remove(d.mediaSequence, d.mediaSequence);
+          this.failed('withheld');
+        } else this.busyUntil = this.clock.now() + BUSY_BACKOFF_MS;
         return;
       }
       case 'data':
@@ -242,9 +318,40 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     }
   }
 
+  /**
+   * Whether announcements of `rendition` are held: renditions of the ladder are; others are ignored,
+   * and a neighbour naming too many of them is closed. Before the ladder is known, a few are held.
+   */
+  #mayHold(rendition: string): boolean {
+    const known = this.ladder.has(rendition);
+    if (known === true || this.holds.has(rendition)) return true;
+    const max = this.budget.maxUnknownRenditions;
+    if (known === undefined) {
+      if (this.holds.size < max) return true;
+      this.close('peer-over-budget', `announces more than ${max} renditions`);
+      return false;
+    }
+    this.#unknownRenditions.add(rendition);
+    if (this.#unknownRenditions.size > max)
+      this.close(
+        'peer-protocol-violation',
+        `announces ${this.#unknownRenditions.size} renditions not in the ladder`,
+      );
+    return false;
+  }
+
   #onChunk(msg: Extract<WireMessage, { type: 'data' }>): void {
     const d = this.downloads.get(msg.requestId);
-    if (!d) return; // cancelled: late chunks are expected
+    if (!d) {
+      this.unrequestedBytes += msg.bytes.byteLength;
+      // Never asked for: a violation. Late chunks of a request we cancelled are expected, up to what
+      // the sender may have had queued; more is a neighbour pushing data at us.
+      if (msg.requestId < 1 || msg.requestId >= this.#nextRequestId)
+        return this.close('peer-protocol-violation', `data for request ${msg.requestId}, never made`);
+      this.#lateAllowance -= msg.bytes.byteLength;
+      if (this.#lateAllowance < 0) return this.close('peer-over-budget', 'data nobody asked for');
+      return;
+    }
     const now = this.clock.now();
     if (d.buffer === undefined) {
       if (d.totalBytes !== undefined && msg.totalBytes !== d.totalBytes)
@@ -264,7 +371,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     if (d.received === d.totalBytes) {
       this.downloads.delete(d.requestId);
       const elapsedS = Math.max(0.001, (now - (d.firstByteAt ?? d.startedAt)) / 1000);
-      if (d.received > 32 * 1024) this.throughput.add(d.received / elapsedS);
+      if (d.received > MIN_THROUGHPUT_SAMPLE_BYTES) this.throughput.add(d.received / elapsedS);
+      this.standing.succeed();
       d.resolve(d.buffer);
     }
   }

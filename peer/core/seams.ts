@@ -11,6 +11,7 @@ import type {
   JoinRequest,
   JoinResult,
   NeighboursUpdate,
+  PeerComplaintCode,
   PeerReport,
   SignalData,
   TypedEmitter,
@@ -107,6 +108,8 @@ export interface TrackerConnection extends TypedEmitter<TrackerConnectionEvents>
   join(req: JoinRequest): Promise<Ack<JoinResult>>;
   report(report: PeerReport): void;
   signal(to: string, data: SignalData): Promise<Ack<object>>;
+  /** Tells the tracker that a neighbour misbehaved (fire and forget). */
+  reportPeer(peer: string, code: PeerComplaintCode): void;
   leave(): void;
   close(): void;
 }

@@ -2,8 +2,17 @@
  * Upload management: neighbours' requests served by urgency (earliest deadline first), a few upload
  * slots per neighbour and overall, an optional upload cap (token bucket), backpressure on the data
  * channel's `bufferedAmount`, and a measurement of the upload rate achieved while busy.
+ *
+ * Each neighbour has a budget (like a BitTorrent peer that gets choked): a few requests outstanding
+ * with us (more are answered `busy`), upload bounded to a small multiple of the stream's top bitrate
+ * after a burst of a few segments (a neighbour catching up still gets its first segments at once), and
+ * a request queued longer than `maxQueueWaitMs` is answered `busy` so the requester goes elsewhere
+ * rather than wait. Requests for renditions outside the ladder, asking on after `busy` answers, or
+ * asking again and again for segments already sent in full close that link (`peer-over-budget`,
+ * `peer-protocol-violation`).
  */
 import { MAX_CHUNK_BYTES } from '../../protocol/index.ts';
+import { DebtBucket, LeakyCounter, RecentKeys, UNKNOWN_LADDER, type StreamLadder } from './budget.ts';
 import { RateMeter } from './estimators.ts';
 import type { Neighbour } from './neighbour.ts';
 import type { Clock, TimerHandle } from './seams.ts';
@@ -19,6 +28,21 @@ export interface UploadOptions {
   /** Stop writing while the channel holds this much unsent data. */
   highWaterBytes: number;
   chunkBytes: number;
+  /** Requests one neighbour may have waiting beyond its `slotsPerNeighbour` active ones (more: `busy`). */
+  queuedPerNeighbour: number;
+  /** A request not started after this long is answered `busy` (the requester goes elsewhere in time). */
+  maxQueueWaitMs: number;
+  /** Upload to one neighbour: at most this multiple of the stream's top bitrate… */
+  neighbourRateFactor: number;
+  /** …after a burst of this many segments at the top bitrate. */
+  neighbourBurstSegments: number;
+  /**
+   * Requests a neighbour may send beyond its budget (each answered `busy`; the count leaks 2 per
+   * second, about what an honest peer backing off after `busy` sends); one more closes the link.
+   */
+  maxOverBudgetRequests: number;
+  /** Times a neighbour may ask again for a segment we already sent it in full (one forgiven a minute). */
+  maxRepeatedSends: number;
 }
 
 export const DEFAULT_UPLOAD: UploadOptions = {
@@ -28,12 +52,36 @@ export const DEFAULT_UPLOAD: UploadOptions = {
   maxQueued: 64,
   highWaterBytes: 1024 * 1024,
   chunkBytes: 16 * 1024,
+  queuedPerNeighbour: 4,
+  maxQueueWaitMs: 500,
+  neighbourRateFactor: 3,
+  neighbourBurstSegments: 4,
+  maxOverBudgetRequests: 16,
+  maxRepeatedSends: 2,
 };
 
+const OVER_BUDGET_LEAK_PER_S = 2;
+const REPEATS_LEAK_PER_S = 1 / 60;
+/** Segments remembered per neighbour as sent in full. */
+const SENT_MEMORY = 256;
+
 export interface SegmentSource {
+  /** Whether a verified segment is held (cheap; no pin). */
+  has?(rendition: string, seq: number): boolean;
   /** Verified bytes of a segment we hold (and pin it while it uploads), or undefined. */
   acquire(rendition: string, seq: number): Uint8Array | undefined;
   release(rendition: string, seq: number): void;
+}
+
+/** One neighbour's account with us. */
+interface Account {
+  /** Jobs of this neighbour queued or active. */
+  outstanding: number;
+  /** Upload allowance in bytes (charged a whole segment when its upload starts). */
+  bucket: DebtBucket;
+  overBudget: LeakyCounter;
+  repeats: LeakyCounter;
+  sent: RecentKeys;
 }
 
 interface Job {
@@ -42,6 +90,7 @@ interface Job {
   rendition: string;
   mediaSequence: number;
   deadlineAt: number;
+  queuedAt: number;
   bytes?: Uint8Array;
   offset: number;
 }
@@ -51,6 +100,7 @@ export class UploadManager {
   readonly #queue: Job[] = [];
   readonly #active = new Set<Job>();
   readonly #meter = new RateMeter(5000);
+  readonly #accounts = new Map<Neighbour, Account>();
   #tokens: number;
   #lastRefill: number;
   #timer: TimerHandle | undefined;
@@ -63,12 +113,23 @@ export class UploadManager {
     private readonly clock: Clock,
     private readonly source: SegmentSource,
     opts: Partial<UploadOptions> = {},
+    private readonly ladder: StreamLadder = UNKNOWN_LADDER,
   ) {
     this.opts = { ...DEFAULT_UPLOAD, ...opts };
     if (this.opts.chunkBytes > MAX_CHUNK_BYTES)
       throw new RangeError(`chunkBytes must be ≤ ${MAX_CHUNK_BYTES}`);
     if (this.opts.slotsPerNeighbour > this.opts.slots)
       throw new RangeError('slotsPerNeighbour must be ≤ slots');
+    for (const k of [
+      'queuedPerNeighbour',
+      'maxQueueWaitMs',
+      'neighbourRateFactor',
+      'neighbourBurstSegments',
+      'maxOverBudgetRequests',
+      'maxRepeatedSends',
+    ] as const)
+      if (!(this.opts[k] >= 0)) throw new RangeError(`upload.${k} must be ≥ 0`);
+    if (this.opts.neighbourRateFactor <= 0) throw new RangeError('upload.neighbourRateFactor must be > 0');
     this.#tokens = this.#burst();
     this.#lastRefill = clock.now();
   }
@@ -79,21 +140,67 @@ export class UploadManager {
       : Infinity;
   }
 
+  /** A neighbour's upload allowance: `neighbourRateFactor` × the top bitrate, burst of a few segments. */
+  #account(n: Neighbour): Account {
+    let a = this.#accounts.get(n);
+    if (!a) {
+      const bytesPerS = () => this.ladder.topBitrateBps() / 8;
+      a = {
+        outstanding: 0,
+        bucket: new DebtBucket(
+          this.clock.now(),
+          () => this.opts.neighbourRateFactor * bytesPerS(),
+          () => this.opts.neighbourBurstSegments * bytesPerS() * this.ladder.segmentDurationS(),
+        ),
+        overBudget: new LeakyCounter(OVER_BUDGET_LEAK_PER_S),
+        repeats: new LeakyCounter(REPEATS_LEAK_PER_S),
+        sent: new RecentKeys(SENT_MEMORY),
+      };
+      this.#accounts.set(n, a);
+    }
+    return a;
+  }
+
   /** A neighbour asked for a segment. */
   enqueue(
     neighbour: Neighbour,
     req: { requestId: number; rendition: string; mediaSequence: number; deadlineMs: number },
   ): void {
-    if (this.#destroyed) return;
-    if (this.#queue.length >= this.opts.maxQueued) return neighbour.sendAbsent(req.requestId, 'busy');
-    this.#queue.push({ neighbour, ...req, deadlineAt: this.clock.now() + req.deadlineMs, offset: 0 });
+    if (this.#destroyed || neighbour.closed) return;
+    const { requestId, rendition, mediaSequence } = req;
+    // Only segments of the channel's ladder can be wanted.
+    if (this.ladder.has(rendition) === false)
+      return neighbour.close('peer-protocol-violation', `request for ${rendition}, not in the ladder`);
+    const now = this.clock.now();
+    const a = this.#account(neighbour);
+    // Over its own budget (too many outstanding, or its upload allowance spent for a while): `busy`,
+    // and a neighbour that keeps asking regardless is closed.
+    const tooMany = a.outstanding >= this.opts.slotsPerNeighbour + this.opts.queuedPerNeighbour;
+    const spent = a.bucket.msUntil(now, 0) > this.opts.maxQueueWaitMs;
+    if (tooMany || spent) {
+      if (a.overBudget.add(now) > this.opts.maxOverBudgetRequests)
+        return neighbour.close('peer-over-budget', tooMany ? 'too many requests' : 'upload allowance spent');
+      return neighbour.sendAbsent(requestId, 'busy');
+    }
+    // What we do not hold costs nothing but an answer.
+    if (this.source.has && !this.source.has(rendition, mediaSequence))
+      return neighbour.sendAbsent(requestId, 'not-held');
+    // Asking again for what it got in full: tolerated a couple of times (a retry after a cancel).
+    if (a.sent.has(`${rendition}/${mediaSequence}`) && a.repeats.add(now) > this.opts.maxRepeatedSends)
+      return neighbour.close(
+        'peer-over-budget',
+        `asks again for ${rendition}/${mediaSequence}, sent in full`,
+      );
+    if (this.#queue.length >= this.opts.maxQueued) return neighbour.sendAbsent(requestId, 'busy');
+    a.outstanding++;
+    this.#queue.push({ neighbour, ...req, deadlineAt: now + req.deadlineMs, queuedAt: now, offset: 0 });
     this.#queue.sort((a, b) => a.deadlineAt - b.deadlineAt);
     this.#pump();
   }
 
   cancel(neighbour: Neighbour, requestId: number): void {
     const i = this.#queue.findIndex((j) => j.neighbour === neighbour && j.requestId === requestId);
-    if (i >= 0) this.#queue.splice(i, 1);
+    if (i >= 0) this.#dequeue(i);
     for (const j of this.#active) if (j.neighbour === neighbour && j.requestId === requestId) this.#finish(j);
   }
 
@@ -102,6 +209,12 @@ export class UploadManager {
     for (let i = this.#queue.length - 1; i >= 0; i--)
       if (this.#queue[i]!.neighbour === neighbour) this.#queue.splice(i, 1);
     for (const j of this.#active) if (j.neighbour === neighbour) this.#finish(j);
+    this.#accounts.delete(neighbour);
+  }
+
+  /** Bytes a neighbour may still get before its allowance is spent (negative: in debt). */
+  allowanceBytes(neighbour: Neighbour): number {
+    return this.#account(neighbour).bucket.level(this.clock.now());
   }
 
   /**
@@ -133,40 +246,67 @@ export class UploadManager {
   #finish(job: Job): void {
     if (!this.#active.delete(job)) return;
     if (job.bytes) this.source.release(job.rendition, job.mediaSequence);
+    const a = this.#accounts.get(job.neighbour);
+    if (a) a.outstanding--;
+  }
+
+  /** Removes a queued job (not started). */
+  #dequeue(i: number): Job {
+    const [job] = this.#queue.splice(i, 1);
+    const a = this.#accounts.get(job!.neighbour);
+    if (a) a.outstanding--;
+    return job!;
   }
 
   #pump(): void {
     if (this.#destroyed) return;
     this.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
+    const now = this.clock.now();
+    /** When a neighbour's allowance lets a waiting job start. */
+    let wakeInMs = Infinity;
     // Start jobs while slots are free (most urgent first).
-    for (let i = 0; i < this.#queue.length && this.#active.size < this.opts.slots;) {
+    for (let i = 0; i < this.#queue.length;) {
       const job = this.#queue[i]!;
-      const perNeighbour = [...this.#active].filter((j) => j.neighbour === job.neighbour).length;
-      if (job.neighbour.closed) {
-        this.#queue.splice(i, 1);
+      const n = job.neighbour;
+      if (n.closed) {
+        this.#dequeue(i);
         continue;
       }
-      if (perNeighbour >= this.opts.slotsPerNeighbour) {
+      // Waited too long: tell the requester now (it goes elsewhere) rather than let it time out.
+      if (now - job.queuedAt > this.opts.maxQueueWaitMs) {
+        this.#dequeue(i);
+        n.sendAbsent(job.requestId, 'busy');
+        continue;
+      }
+      const a = this.#account(n);
+      const perNeighbour = [...this.#active].filter((j) => j.neighbour === n).length;
+      const waitMs = a.bucket.msUntil(now, 0);
+      if (this.#active.size >= this.opts.slots || perNeighbour >= this.opts.slotsPerNeighbour || waitMs > 0) {
+        if (waitMs > 0) wakeInMs = Math.min(wakeInMs, waitMs);
         i++;
         continue;
       }
       this.#queue.splice(i, 1);
       const bytes = this.source.acquire(job.rendition, job.mediaSequence);
       if (!bytes) {
-        job.neighbour.sendAbsent(job.requestId, 'not-held');
+        a.outstanding--;
+        n.sendAbsent(job.requestId, 'not-held');
         continue;
       }
+      // The whole segment is charged when it starts (a cancel does not give it back).
+      a.bucket.charge(now, bytes.byteLength);
       job.bytes = bytes;
       this.#active.add(job);
     }
     if (this.#active.size === 0) {
       this.#noteBusy(false);
+      if (this.#queue.length > 0)
+        this.#timer = this.clock.setTimeout(() => this.#pump(), Math.min(50, Math.max(1, wakeInMs)));
       return;
     }
     this.#noteBusy(true);
     // Round-robin one chunk per active job while the cap and the channels allow.
-    const now = this.clock.now();
     if (this.opts.capKbps > 0) {
       this.#tokens = Math.min(
         this.#burst(),
@@ -206,7 +346,10 @@ export class UploadManager {
         this.uploadedBytes += size;
         this.#meter.add(now, size);
         progressed = true;
-        if (job.offset >= bytes.byteLength) this.#finish(job);
+        if (job.offset >= bytes.byteLength) {
+          this.#accounts.get(n)?.sent.add(`${job.rendition}/${job.mediaSequence}`);
+          this.#finish(job);
+        }
       }
     }
     this.#measure(now);
@@ -215,7 +358,7 @@ export class UploadManager {
       const waitMs = blockedByCap
         ? Math.max(5, ((this.opts.chunkBytes - this.#tokens) / ((this.opts.capKbps * 1000) / 8)) * 1000)
         : 50;
-      this.#timer = this.clock.setTimeout(() => this.#pump(), waitMs);
+      this.#timer = this.clock.setTimeout(() => this.#pump(), Math.max(1, Math.min(waitMs, wakeInMs)));
     }
   }
 
@@ -235,5 +378,6 @@ export class UploadManager {
     this.clock.clearTimeout(this.#timer);
     for (const j of [...this.#active]) this.#finish(j);
     this.#queue.length = 0;
+    this.#accounts.clear();
   }
 }

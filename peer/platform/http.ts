@@ -1,7 +1,8 @@
 /**
  * {@link HttpFetcher} over `globalThis.fetch` (browsers and Node ≥ 20): streams the body so progress is
  * reported as bytes arrive, aborts through an `AbortSignal`, and returns HTTP error statuses (404, 503…)
- * as results rather than throwing.
+ * as results rather than throwing. A GET whose connection was reset before any response arrived is
+ * sent once more (a pooled keep-alive connection the server was closing as it was reused).
  */
 import type { HttpFetcher, HttpResponse } from '../core/seams.ts';
 import { MAX_SEGMENT_BYTES } from '../../protocol/index.ts';
@@ -11,6 +12,25 @@ export interface HttpFetcherOptions {
   maxBytes?: number;
   /** The fetch implementation (default `globalThis.fetch`). */
   fetch?: typeof globalThis.fetch;
+  /**
+   * Sends a GET once more when its connection was reset before any response arrived (default true).
+   * Never after a response started, never when the caller's signal aborted. Browsers already do this
+   * themselves and give no error detail, so there it never triggers.
+   */
+  retryOnReset?: boolean;
+}
+
+/** Error codes (Node, undici) of a connection closed or reset under a request. */
+const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED', 'UND_ERR_SOCKET']);
+
+/** Whether `err` (or one of its causes) says the connection was reset or closed by the other side. */
+export function isConnectionReset(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && typeof e === 'object' && depth < 5; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && RESET_CODES.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
 }
 
 /** Thrown when a body exceeds {@link HttpFetcherOptions.maxBytes}. */
@@ -24,10 +44,19 @@ export class HttpBodyTooLargeError extends Error {
  */
 export function createHttpFetcher(opts: HttpFetcherOptions = {}): HttpFetcher {
   const maxBytes = opts.maxBytes ?? MAX_SEGMENT_BYTES;
+  const retryOnReset = opts.retryOnReset ?? true;
   return {
     async get(url, { signal, onProgress } = {}): Promise<HttpResponse> {
       const doFetch = opts.fetch ?? globalThis.fetch;
-      const response = await doFetch(url, { method: 'GET', signal, redirect: 'follow' });
+      const send = () => doFetch(url, { method: 'GET', signal, redirect: 'follow' });
+      let response: Response;
+      try {
+        response = await send();
+      } catch (err) {
+        // No response byte arrived (fetch settles with the headers): safe to send a GET again, once.
+        if (!retryOnReset || signal?.aborted || !isConnectionReset(err)) throw err;
+        response = await send();
+      }
       const body = response.body;
       if (!body) return { status: response.status, bytes: new Uint8Array(0) };
       // Content-Length is only a hint (a compressed transfer is longer once decoded).

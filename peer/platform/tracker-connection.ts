@@ -20,6 +20,7 @@ import {
   type ClientToServerEvents,
   type JoinRequest,
   type JoinResult,
+  type PeerComplaintCode,
   type PeerReport,
   type ServerToClientEvents,
   type SignalData,
@@ -29,7 +30,10 @@ import type { TrackerConnection, TrackerConnectionEvents } from '../core/seams.t
 export interface SocketIoTrackerConnectionOptions {
   /** The tracker's URL, e.g. `http://127.0.0.1:8000`. */
   url: string;
-  /** Passed to `io()` over the defaults (`transports: ['websocket']`, `forceNew: true`). */
+  /**
+   * Passed to `io()` over the defaults (`transports: ['websocket']`, `forceNew: true`, and
+   * {@link RECONNECTION_DEFAULTS}).
+   */
   socketOptions?: Partial<ManagerOptions & SocketOptions>;
   /** How long `join` waits for the tracker's answer (default 10 s). */
   joinTimeoutMs?: number;
@@ -108,6 +112,17 @@ const ackErrorSchema = z.object({
 
 type IoSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
+/**
+ * Reconnection delays after the tracker went away (restart, network): 0.5 s doubling to 2 s, each ±50 %
+ * at random (socket.io's defaults are 1 s to 5 s), so a restarted tracker sees its peers again within a
+ * few seconds, and not all in the same instant.
+ */
+export const RECONNECTION_DEFAULTS = {
+  reconnectionDelay: 500,
+  reconnectionDelayMax: 2000,
+  randomizationFactor: 0.5,
+} as const satisfies Partial<ManagerOptions>;
+
 export class SocketIoTrackerConnection
   extends TypedEmitter<TrackerConnectionEvents>
   implements TrackerConnection
@@ -134,7 +149,12 @@ export class SocketIoTrackerConnection
     this.#joinTimeoutMs = opts.joinTimeoutMs ?? 10_000;
     this.#ackTimeoutMs = opts.ackTimeoutMs ?? 10_000;
     this.#kickDelayMs = opts.reconnectAfterKickMs ?? 5000;
-    this.#socket = io(opts.url, { transports: ['websocket'], forceNew: true, ...opts.socketOptions });
+    this.#socket = io(opts.url, {
+      transports: ['websocket'],
+      forceNew: true,
+      ...RECONNECTION_DEFAULTS,
+      ...opts.socketOptions,
+    });
     const s = this.#socket;
     s.on('connect', () => {
       if (this.#everConnected) {
@@ -214,6 +234,12 @@ export class SocketIoTrackerConnection
     if (!this.#closed && !this.#socket.connected) throw new Error('not connected to the tracker');
     const ack = await this.#ask('signal', { to, data }, this.#ackTimeoutMs);
     return isOk(ack) ? { ok: true } : refusal(ack, 'signal');
+  }
+
+  /** Tells the tracker that a neighbour misbehaved (fire and forget; dropped while disconnected). */
+  reportPeer(peer: string, code: PeerComplaintCode): void {
+    if (this.#closed || !this.#socket.connected) return;
+    this.#withTimeout(this.#ackTimeoutMs).emit('report-peer', { peer, code }, () => {});
   }
 
   /** Leaves the channel (the connection stays open for a later `join`). */

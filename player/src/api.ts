@@ -72,17 +72,32 @@ export type PlayerEvents = {
   stats: (stats: PlayerStats) => void;
   levels: (levels: Level[]) => void;
   'level-switched': (level: Level) => void;
-  /** `channel-offline`, `broadcast-ended`, `tracker-unreachable`, `webrtc-unavailable`, `media-error`, … */
+  /**
+   * `unknown-channel` (the tracker has no such channel), `channel-offline`, `broadcast-ended`,
+   * `tracker-unreachable`, `webrtc-unavailable`, `media-error`, …
+   */
   notice: (info: { code: string; message: string }) => void;
 };
 
 export const webrtcAvailable = (): boolean => typeof globalThis.RTCPeerConnection === 'function';
 
+/** An HTTP answer other than 200 (the server is up and said no). */
+class HttpStatusError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 async function getJson(url: string): Promise<unknown> {
   const res = await fetch(url, { cache: 'no-cache' });
-  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`);
+  if (!res.ok) throw new HttpStatusError(res.status, `${url}: HTTP ${res.status}`);
   return res.json() as Promise<unknown>;
 }
+
+const failure = (code: string, message: string) => Object.assign(new Error(message), { code });
 
 export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
   readonly video: HTMLVideoElement;
@@ -124,10 +139,11 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
         `${tracker}/api/channels/${encodeURIComponent(channel)}`,
       )) as ChannelInfo;
     } catch (err) {
+      // The tracker answered: there is no such channel (not the same as the tracker being down).
+      if (err instanceof HttpStatusError && err.status === 404)
+        throw failure('unknown-channel', `there is no channel “${channel}” on this tracker`);
       if (!this.opts.originUrl)
-        throw Object.assign(new Error(`tracker unreachable: ${(err as Error).message}`), {
-          code: 'tracker-unreachable',
-        });
+        throw failure('tracker-unreachable', `tracker unreachable: ${(err as Error).message}`);
       this.emit('notice', {
         code: 'tracker-unreachable',
         message: 'tracker unreachable: playing from the origin',
@@ -138,9 +154,10 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     const live = this.live;
     if (live && this.channelInfo && this.channelInfo.status !== 'live') {
       const ended = this.channelInfo.status === 'ended';
-      throw Object.assign(new Error(ended ? 'the broadcast has ended' : 'the channel is offline'), {
-        code: ended ? 'broadcast-ended' : 'channel-offline',
-      });
+      throw failure(
+        ended ? 'broadcast-ended' : 'channel-offline',
+        ended ? 'the broadcast has ended' : 'the channel is offline',
+      );
     }
     const masterUrl = live
       ? `${originUrl}/channels/${channel}/live/master.m3u8`
@@ -161,7 +178,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
           message: 'tracker connection lost: playing from the origin and current peers',
         });
       });
-      this.#tracker.on('reconnected', () => (this.#trackerUp = true));
+      // Connected again; in the swarm again once the engine has joined.
+      this.#tracker.on('reconnected', () => (this.#trackerUp = false));
     }
     const engine = new PeerEngine(
       {
@@ -190,6 +208,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     engine.on('error', ({ code, message }) => {
       if (code === 'tracker-unavailable') this.emit('notice', { code: 'tracker-unreachable', message });
     });
+    // Joined (again): after a tracker restart the engine retries until the channel is registered again.
+    engine.on('joined', () => (this.#trackerUp = true));
     engine.setPlaybackProbe(() => ({ bufferS: this.#bufferS(), stalls: this.stalls }));
     await engine.start();
     this.#trackerUp = engine.peerId !== '';

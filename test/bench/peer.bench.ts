@@ -100,7 +100,6 @@ await origin.listen(0);
 await channel.start();
 const link = new TrackerLink({
   trackerUrl: tracker.url,
-  secret: 'bench-broadcaster-secret-0001',
   channel,
   origin,
 });

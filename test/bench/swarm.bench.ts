@@ -141,6 +141,7 @@ await buildPlayer();
 const stun = new StunServer({ host: '127.0.0.1', port: 0, tcp: false, ratePerS: 0 });
 const stunPorts = await stun.listen();
 
+const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-swarm-'));
 const trackerProc = spawn(
   process.execPath,
   [
@@ -150,6 +151,8 @@ const trackerProc = spawn(
     'tracker',
     '--port',
     '0',
+    '--data-dir',
+    path.join(dataDir, 'tracker-data'),
     '--ice-server',
     `stun:127.0.0.1:${stunPorts.udp}`,
     '--report-interval',
@@ -182,7 +185,6 @@ try {
 } catch (err) {
   usage((err as Error).message);
 }
-const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-swarm-'));
 const channel = new SourceChannel({ settings, input: { kind: 'testpattern' }, dataDir });
 /** What the source published: `rendition/seq` → SHA-256, to check every segment the viewers stored. */
 const published = new Map<string, string>();
@@ -192,7 +194,7 @@ channel.on('segment', (a) => {
   if (a.rendition === ladder[0]!.name) publishedCount++;
 });
 const { origin } = await liveOrigin(channel);
-const link = new TrackerLink({ trackerUrl, secret: 'swarm-bench-broadcaster-secret', channel, origin });
+const link = new TrackerLink({ trackerUrl, channel, origin });
 await waitFor(link, 'registered', 30_000);
 await segments(channel, 2 * ladder.length);
 

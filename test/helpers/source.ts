@@ -1,4 +1,5 @@
 /** Test helpers for the source room: a tiny ladder that encodes fast on 2 cores, temp dirs, waits. */
+import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -81,3 +82,30 @@ export async function liveOrigin(channel: SourceChannel): Promise<{ origin: Orig
 }
 
 export { waitFor };
+
+/** Publishers started by {@link ffmpegPublisher} and still running. */
+export const publishers = new Set<ChildProcess>();
+
+/** An RTMP publisher like OBS: ffmpeg sending H.264 + AAC over FLV, paced in real time. */
+export function ffmpegPublisher(url: string, seconds: number) {
+  const child = spawn(
+    'ffmpeg',
+    [
+      ...['-v', 'error', '-re', '-f', 'lavfi', '-i', 'testsrc2=size=320x180:rate=15'],
+      ...['-re', '-f', 'lavfi', '-i', 'sine=frequency=880', '-t', String(seconds)],
+      ...['-c:v', 'libx264', '-preset', 'ultrafast', '-g', '15', '-c:a', 'aac', '-b:a', '48k'],
+      ...['-f', 'flv', url],
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  publishers.add(child);
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const done = new Promise<{ code: number | null; stderr: string }>((resolve) =>
+    child.on('exit', (code) => {
+      publishers.delete(child);
+      resolve({ code, stderr });
+    }),
+  );
+  return { child, done };
+}

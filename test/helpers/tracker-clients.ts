@@ -1,7 +1,7 @@
 /** socket.io clients acting as peers and sources in tracker tests. */
 import assert from 'node:assert/strict';
 import { io, type Socket } from 'socket.io-client';
-import type { Ack, JoinResult } from '../../protocol/index.ts';
+import type { Ack, JoinResult, PeerReport } from '../../protocol/index.ts';
 
 /** A socket.io client that records every event it receives. */
 export class Client {
@@ -85,4 +85,34 @@ export function ok<T extends object>(ack: Ack<T>): T {
 /** The error code of a refused ack. */
 export function code(ack: Ack<object>): string {
   return ack.ok ? 'ok' : ack.error.code;
+}
+
+/** A valid peer report with nothing to say (fields in `over` replace the defaults). */
+export const emptyReport = (over: Partial<PeerReport> = {}): PeerReport => ({
+  rendition: '180p',
+  bufferS: 2,
+  held: null,
+  uploadKbps: 100,
+  downloadKbps: 100,
+  httpBytes: 0,
+  p2pBytes: 0,
+  uploadedBytes: 0,
+  neighbours: [],
+  receivedFrom: {},
+  ...over,
+});
+
+/** Polls `fn` until it returns something truthy (which is returned), or fails after `timeoutMs`. */
+export async function until<T>(
+  what: string,
+  fn: () => Promise<T | undefined | false>,
+  timeoutMs = 20_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const v = await fn();
+    if (v) return v;
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  throw new Error(`timed out waiting for ${what}`);
 }

@@ -404,6 +404,8 @@ export async function startLabServices(
     PUBLIC_IP,
     '--port',
     '8080',
+    '--data-dir',
+    path.join(dir, 'tracker-data'),
     '--ice-server',
     `stun:${PUBLIC_IP}:${LAB_STUN_PORT}`,
     ...(turn
@@ -436,8 +438,6 @@ export async function startLabServices(
         LAB_TRACKER_URL,
         '--channel',
         LAB_CHANNEL,
-        '--channel-secret',
-        crypto.randomBytes(18).toString('base64url'),
         '--ladder',
         '180p:320x180:200:32',
         '--fps',

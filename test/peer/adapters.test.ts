@@ -18,6 +18,7 @@ import {
 import { Tracker } from '../../tracker/index.ts';
 import { createHttpFetcher, fetchHttp, fetchText, HttpBodyTooLargeError } from '../../peer/platform/http.ts';
 import { SocketIoTrackerConnection } from '../../peer/platform/tracker-connection.ts';
+import { signedRegistration } from '../helpers/registration.ts';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -171,19 +172,13 @@ describe('fetchHttp', () => {
 
 // ---------------------------------------------------------------- SocketIoTrackerConnection
 
-const REGISTRATION = {
-  protocolVersion: 1,
-  channel: 'demo',
-  secret: 's'.repeat(20),
-  title: 't',
-  originUrl: 'http://127.0.0.1:9',
-  publicKey: 'A'.repeat(43),
-  status: 'live',
-  segmentDurationS: 2,
-  renditions: [{ name: '480p', width: 854, height: 480, bandwidthBps: 1500000 }],
-  livePlaylist: '/channels/demo/live/master.m3u8',
-  recordings: [],
-};
+/** The demo channel's registration, signed afresh (registrations are single-use). */
+const registration = (over: { title?: string } = {}) =>
+  signedRegistration('demo', {
+    title: 't',
+    renditions: [{ name: '480p', width: 854, height: 480, bandwidthBps: 1500000 }],
+    ...over,
+  });
 
 const JOIN: JoinRequest = {
   protocolVersion: TRACKER_PROTOCOL_VERSION,
@@ -250,7 +245,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     tracker = new Tracker();
     await tracker.listen(0);
     source = ioClient(tracker.url, { transports: ['websocket'], forceNew: true, reconnection: false });
-    const ack = (await source.timeout(5000).emitWithAck('source:register', REGISTRATION)) as Ack<object>;
+    const ack = (await source.timeout(5000).emitWithAck('source:register', registration())) as Ack<object>;
     ok(ack);
   });
 
@@ -347,7 +342,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     ok(
       (await source
         .timeout(5000)
-        .emitWithAck('source:register', { ...REGISTRATION, title: 'renamed' })) as Ack<object>,
+        .emitWithAck('source:register', registration({ title: 'renamed' }))) as Ack<object>,
     );
     const [info] = await gotChannel;
     assert.equal(info.title, 'renamed');

@@ -33,6 +33,7 @@ import {
   type ChannelInfo,
   type JoinRequest,
   type JoinResult,
+  type PeerComplaintCode,
   type PeerReport,
   type SignalData,
   type TrackerErrorCode,
@@ -594,6 +595,8 @@ export class FakeTracker {
   readonly joins: JoinRequest[] = [];
   readonly reports: { peerId: string; at: number; report: PeerReport; valid: boolean }[] = [];
   readonly signals: { from: string; to: string; at: number; data: SignalData; ok: boolean }[] = [];
+  /** Complaints about neighbours (`report-peer`), as received. */
+  readonly complaints: { from: string; peer: string; code: PeerComplaintCode; at: number }[] = [];
   readonly #firstTier: Set<string>;
   #nextId = 1;
 
@@ -825,6 +828,12 @@ export class FakeTrackerConnection
         this.hub.later(() => resolve(ack));
       });
     });
+  }
+
+  reportPeer(peer: string, code: PeerComplaintCode): void {
+    if (this.closed || !this.connected) return;
+    const from = this.peerId;
+    if (from) this.hub.later(() => this.hub.complaints.push({ from, peer, code, at: this.hub.clock.now() }));
   }
 
   leave(): void {

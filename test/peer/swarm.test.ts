@@ -26,7 +26,6 @@ before(async () => {
   ({ origin } = await liveOrigin(channel));
   link = new TrackerLink({
     trackerUrl: tracker.url,
-    secret: 'swarm-test-broadcaster-secret',
     channel,
     origin,
   });

@@ -35,7 +35,6 @@ before(async () => {
   ({ origin } = await liveOrigin(channel));
   link = new TrackerLink({
     trackerUrl: tracker.url,
-    secret: 'web-swarm-broadcaster-secret',
     channel,
     origin,
   });

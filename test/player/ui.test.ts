@@ -16,6 +16,7 @@ import { TrackerLink, type Origin, type SourceChannel } from '../../source/index
 import { buildPlayer } from '../../scripts/build-player.ts';
 import type { Level, PeerTVPlayer, PlayerStats } from '../../player/src/api.ts';
 import { liveOrigin, segments, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
+import { signedRegistration } from '../helpers/registration.ts';
 
 declare global {
   interface Window {
@@ -23,7 +24,6 @@ declare global {
   }
 }
 
-const SECRET = 'ui-test-broadcaster-secret';
 const SHOTS = path.resolve('results/screenshots');
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -97,7 +97,6 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
     await tracker.listen(0);
     link = new TrackerLink({
       trackerUrl: tracker.url,
-      secret: SECRET,
       channel,
       origin,
       countersIntervalMs: 500,
@@ -109,15 +108,13 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
       idleSource!.once('connect', resolve);
       idleSource!.once('connect_error', reject);
     });
-    const reg = {
-      ...link.registration(),
-      channel: 'quiet',
-      secret: `${SECRET}-quiet`,
+    const reg = signedRegistration('quiet', {
       title: 'Quiet channel',
+      originUrl: origin.publicUrl,
+      renditions: link.registration().renditions,
       status: 'idle',
       livePlaylist: null,
-      recordings: [],
-    };
+    });
     const ack = (await idleSource.timeout(5000).emitWithAck('source:register', reg)) as Ack<object>;
     assert.ok(ack.ok, JSON.stringify(ack));
     await segments(channel, 6, '90p', 30_000);

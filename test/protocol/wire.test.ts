@@ -147,6 +147,8 @@ describe('wire layout', () => {
       [{ type: 'bye', code: 'peer-sent-bad-segment' }, '0803'],
       [{ type: 'bye', code: 'peer-timeout' }, '0804'],
       [{ type: 'bye', code: 'peer-wrong-channel' }, '0805'],
+      [{ type: 'bye', code: 'peer-over-budget' }, '0806'],
+      [{ type: 'bye', code: 'peer-unresponsive' }, '0807'],
     ];
     for (const [msg, hex] of cases) {
       assert.equal(toHex(encodeMessage(msg)), hex, msg.type);
@@ -510,7 +512,7 @@ describe('decoder rejects malformed input with peer-protocol-violation', () => {
 
   test('absent reasons and bye codes out of the table', () => {
     for (const code of [3, 4, 0x7f, 0x80, 0xff]) expectViolation(bytesOf(7, 1, code), /unknown reason/);
-    for (const code of [6, 7, 0x7f, 0x80, 0xff]) expectViolation(bytesOf(8, code), /unknown code/);
+    for (const code of [8, 9, 0x7f, 0x80, 0xff]) expectViolation(bytesOf(8, code), /unknown code/);
   });
 });
 

@@ -3,59 +3,18 @@
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { ConfigError, RtmpIngestServer, streamKeyMatches, type SourceChannel } from '../../source/index.ts';
 import { peertv } from '../helpers/process.ts';
-import { liveOrigin, segments, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
+import { ffmpegPublisher, liveOrigin, segments, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
 
 const KEY = 'obs-stream-key-123';
 
-/** An RTMP publisher like OBS: H.264 + AAC over FLV, paced in real time. */
-function publish(url: string, seconds: number) {
-  const child = spawn(
-    'ffmpeg',
-    [
-      '-v',
-      'error',
-      '-re',
-      '-f',
-      'lavfi',
-      '-i',
-      'testsrc2=size=320x180:rate=15',
-      '-re',
-      '-f',
-      'lavfi',
-      '-i',
-      'sine=frequency=880',
-      '-t',
-      String(seconds),
-      '-c:v',
-      'libx264',
-      '-preset',
-      'ultrafast',
-      '-g',
-      '15',
-      '-c:a',
-      'aac',
-      '-b:a',
-      '48k',
-      '-f',
-      'flv',
-      url,
-    ],
-    { stdio: ['ignore', 'ignore', 'pipe'] },
-  );
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const done = new Promise<{ code: number | null; stderr: string }>((resolve) =>
-    child.on('exit', (code) => resolve({ code, stderr })),
-  );
-  return { child, done };
-}
+const publish = ffmpegPublisher;
 
 describe('RTMP ingest', () => {
   let channel: SourceChannel;
@@ -173,8 +132,10 @@ describe('RTMP ingest', () => {
     assert.ok(run.discontinuitySequence >= 1);
     await segments(channel, 2);
     assert.equal(channel.broadcast?.id, b.id, 'same broadcast');
+    // Listen before waiting for the publisher's process: the broadcast may end before it exits.
+    const ended = waitFor(channel, 'broadcast-ended', 30_000);
     await second.done;
-    await waitFor(channel, 'broadcast-ended', 30_000);
+    await ended;
   });
 });
 

@@ -10,12 +10,12 @@ import {
   type ChannelInfo,
   type ChannelRegistration,
   type JoinResult,
-  type PeerReport,
+  type UnsignedRegistration,
 } from '../../protocol/index.ts';
+import { ChannelSigner } from '../../source/index.ts';
 import { Tracker, type TrackerOptions } from '../../tracker/index.ts';
-import { Client, clients, code, connect, ok, open } from '../helpers/tracker-clients.ts';
-
-const SECRET = 'fake-channel-secret-123';
+import { keyOf, signedRegistration } from '../helpers/registration.ts';
+import { Client, clients, code, connect, emptyReport, ok, open, until } from '../helpers/tracker-clients.ts';
 
 // ---------------------------------------------------------------- clients
 
@@ -30,39 +30,11 @@ const joinReq = (over: Record<string, unknown> = {}) => ({
   ...over,
 });
 
-function registration(channel: string, over: Partial<ChannelRegistration> = {}): ChannelRegistration {
-  return {
-    protocolVersion: TRACKER_PROTOCOL_VERSION,
-    channel,
-    secret: SECRET,
-    title: `Fake ${channel}`,
-    originUrl: 'http://127.0.0.1:9',
-    publicKey: 'A'.repeat(43),
-    status: 'live',
-    segmentDurationS: 2,
-    renditions: [
-      { name: '180p', width: 320, height: 180, bandwidthBps: 400_000 },
-      { name: '90p', width: 160, height: 90, bandwidthBps: 150_000 },
-    ],
-    livePlaylist: '/channels/fake/live/master.m3u8',
-    recordings: [],
-    ...over,
-  };
-}
+/** A registration signed with the channel's test key (fields in `over` are signed too). */
+const registration = (channel: string, over: Partial<UnsignedRegistration> = {}): ChannelRegistration =>
+  signedRegistration(channel, over);
 
-const report = (over: Partial<PeerReport> = {}): PeerReport => ({
-  rendition: '180p',
-  bufferS: 2,
-  held: null,
-  uploadKbps: 100,
-  downloadKbps: 100,
-  httpBytes: 0,
-  p2pBytes: 0,
-  uploadedBytes: 0,
-  neighbours: [],
-  receivedFrom: {},
-  ...over,
-});
+const report = emptyReport;
 
 async function joinAs(url: string, over: Record<string, unknown> = {}): Promise<Client> {
   const c = await connect(url);
@@ -70,20 +42,6 @@ async function joinAs(url: string, over: Record<string, unknown> = {}): Promise<
   c.peerId = res.peerId;
   c.join = res;
   return c;
-}
-
-async function until<T>(
-  what: string,
-  fn: () => Promise<T | undefined | false>,
-  timeoutMs = 10_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await fn();
-    if (v) return v;
-    await new Promise((r) => setTimeout(r, 30));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Sum of the Prometheus samples of `name` whose labels include `labels`. */
@@ -240,8 +198,9 @@ describe('abuse against a tracker with default limits', () => {
       ['signal', { to: 'A'.repeat(16), data: { type: 'hello' } }],
       ['watch', { channel: 'UPPER CASE' }],
       ['source:counters', { segmentBytes: 1.5, playlistBytes: 0, attestationBytes: 0, segmentRequests: 0 }],
-      ['source:register', registration('fake', { publicKey: 'short' })],
-      ['source:register', registration('fake', { secret: 'short' })],
+      ['source:register', { ...registration('fake'), publicKey: 'short' }],
+      ['source:register', { ...registration('fake'), signature: 'short' }],
+      ['source:register', { ...registration('fake'), secret: 'a-shared-secret-of-old' }],
       // extra fields
       ['join', joinReq({ admin: true })],
       ['report', { ...report(), extra: 1 }],
@@ -268,9 +227,10 @@ describe('abuse against a tracker with default limits', () => {
     s.socket.emit('report', 'x', 'not a callback');
     // An event with no payload but an ack.
     assert.equal(code(await s.ask('join')), 'invalid-input');
-    // Unknown events are ignored.
+    // Unknown events are refused and counted too (and cost a token of the rate limit).
     s.socket.emit('admin:shutdown', { now: true });
-    const expected = bad.length + 3;
+    assert.equal(code(await s.ask('admin:shutdown', { now: true })), 'invalid-input');
+    const expected = bad.length + 5;
     await until('every refusal counted', async () => {
       const n = await metricSum(t, 'peertv_tracker_rejected_events_total', { code: 'invalid-input' });
       return n - before === expected;
@@ -418,14 +378,17 @@ describe('abuse against a tracker with default limits', () => {
     await wellBehaved(t);
   });
 
-  test('channel hijack without the secret, over socket.io and REST', async () => {
+  test("channel hijack without the channel's key, over socket.io and REST", async () => {
     const attacker = await connect(t.url);
-    const stolen = registration('fake', {
-      secret: 'i-do-not-know-the-secret',
-      title: 'Pwned',
-      originUrl: 'http://127.0.0.1:1',
-    });
+    const stolen = signedRegistration(
+      'fake',
+      { title: 'Pwned', originUrl: 'http://127.0.0.1:1' },
+      ChannelSigner.generate(),
+    );
     assert.equal(code(await attacker.ask('source:register', stolen)), 'unauthorized');
+    // The right key named, but not signed by it (a forged signature): refused too.
+    const forged = { ...registration('fake'), title: 'Pwned' };
+    assert.equal(code(await attacker.ask('source:register', forged)), 'unauthorized');
     const attestation = {
       v: 1,
       channel: 'fake',
@@ -448,10 +411,10 @@ describe('abuse against a tracker with default limits', () => {
     );
     // A source of another channel can't push for this one, nor switch to it.
     const own = await connect(t.url);
-    ok(await own.ask('source:register', registration('attacker-tv', { secret: 'attacker-secret-16+' })));
+    ok(await own.ask('source:register', registration('attacker-tv')));
     assert.equal(code(await own.ask('source:attestation', attestation)), 'unauthorized');
     assert.equal(
-      code(await own.ask('source:register', registration('fake', { secret: 'attacker-secret-16+' }))),
+      code(await own.ask('source:register', signedRegistration('fake', {}, keyOf('attacker-tv')))),
       'invalid-input',
     );
     // REST

@@ -1,7 +1,10 @@
 /** `peertv tracker` command line. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { peertv } from '../helpers/process.ts';
 
 const cli = (args: string[], untilStdout?: RegExp) => peertv(args, untilStdout ? { untilStdout } : {});
@@ -32,7 +35,8 @@ test('peertv tracker serves, and reports a port in use in one line', async () =>
   blocker.close();
   assert.equal(busy.code, 2);
   assert.match(busy.stderr, new RegExp(`tracker port ${port} is in use`));
-  const ok = await cli(['tracker', '--port', '0'], /dashboard/);
+  const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-tracker-cli-'));
+  const ok = await cli(['tracker', '--port', '0', '--data-dir', dataDir], /dashboard/);
   assert.match(ok.stdout, /^tracker: http:\/\/127\.0\.0\.1:\d+/);
   assert.equal(ok.code, 0, `SIGINT stops it cleanly: ${ok.stderr}`);
 });

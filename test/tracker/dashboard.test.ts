@@ -10,6 +10,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
 import { DEFAULT_STATS, Tracker } from '../../tracker/index.ts';
+import { signedRegistration } from '../helpers/registration.ts';
 import type {
   ChannelRegistration,
   ClientToServerEvents,
@@ -23,19 +24,11 @@ const ROOT = path.resolve(import.meta.dirname, '../..');
 const SHOTS = path.join(ROOT, 'results', 'screenshots');
 const XSS_TITLE = '<img src=x onerror=alert(1)>';
 
-const registration = (channel: string, title: string): ChannelRegistration => ({
-  protocolVersion: 1,
-  channel,
-  secret: 's'.repeat(20),
-  title,
-  originUrl: 'http://127.0.0.1:9',
-  publicKey: 'A'.repeat(43),
-  status: 'live',
-  segmentDurationS: 2,
-  renditions: [{ name: '480p', width: 854, height: 480, bandwidthBps: 1_500_000 }],
-  livePlaylist: `/channels/${channel}/live/master.m3u8`,
-  recordings: [],
-});
+const registration = (channel: string, title: string): ChannelRegistration =>
+  signedRegistration(channel, {
+    title,
+    renditions: [{ name: '480p', width: 854, height: 480, bandwidthBps: 1_500_000 }],
+  });
 
 const sockets: Client[] = [];
 async function client(url: string): Promise<Client> {

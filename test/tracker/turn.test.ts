@@ -5,6 +5,7 @@ import crypto from 'node:crypto';
 import { io } from 'socket.io-client';
 import { Tracker } from '../../tracker/index.ts';
 import { peertv } from '../helpers/process.ts';
+import { signedRegistration } from '../helpers/registration.ts';
 
 const SECRET = 'coturn-static-auth-secret-0123';
 
@@ -19,19 +20,14 @@ test('join hands out TURN credentials by the TURN REST API scheme', async () => 
   try {
     const ack = <T>(s: ReturnType<typeof io>, ev: string, p: unknown) =>
       new Promise<T>((resolve) => s.emit(ev, p, (a: T) => resolve(a)));
-    await ack(src, 'source:register', {
-      protocolVersion: 1,
-      channel: 'demo',
-      secret: 's'.repeat(20),
-      title: 'demo',
-      originUrl: 'http://127.0.0.1:9',
-      publicKey: 'A'.repeat(43),
-      status: 'live',
-      segmentDurationS: 2,
-      renditions: [{ name: '480p', width: 854, height: 480, bandwidthBps: 1_500_000 }],
-      livePlaylist: '/channels/demo/live/master.m3u8',
-      recordings: [],
-    });
+    await ack(
+      src,
+      'source:register',
+      signedRegistration('demo', {
+        title: 'demo',
+        renditions: [{ name: '480p', width: 854, height: 480, bandwidthBps: 1_500_000 }],
+      }),
+    );
     const before = Math.floor(Date.now() / 1000);
     const joined = await ack<{
       ok: boolean;

@@ -1,6 +1,6 @@
 /*
  * PeerTV tracker dashboard: plain browser JavaScript, no framework, no build step.
- * Data arrives over socket.io (`watch`, then `directory` and `stats` pushes); `/api/channels` is
+ * Data arrives over socket.io (`watch`, then `directory-update` and `stats` pushes); `/api/channels` is
  * fetched once as a fallback. Every string from the server goes into the page through textContent or
  * setAttribute, never as markup.
  */
@@ -105,6 +105,19 @@ function setDirectory(list, fromSocket) {
   render();
 }
 
+/** Entries that changed (`upsert`) or left (`remove`) since the full list `watch` answered with. */
+function applyDirectoryUpdate(update) {
+  if (!update || !state.socketDirectory) return;
+  for (const c of Array.isArray(update.upsert) ? update.upsert : [])
+    if (c && typeof c.id === 'string') state.channels.set(c.id, c);
+  for (const id of Array.isArray(update.remove) ? update.remove : []) {
+    state.channels.delete(id);
+    state.stats.delete(id);
+  }
+  ensureSelection();
+  render();
+}
+
 let lastRefetch = 0;
 function setStats(list) {
   if (!Array.isArray(list)) return;
@@ -195,7 +208,7 @@ function connect() {
     // A server-side disconnect (tracker shutting down) is not retried by socket.io itself.
     if (reason === 'io server disconnect') window.setTimeout(() => socket.connect(), 2000);
   });
-  socket.on('directory', (list) => setDirectory(list, true));
+  socket.on('directory-update', applyDirectoryUpdate);
   socket.on('stats', setStats);
 }
 

@@ -3,7 +3,7 @@
  * current by socket.io (directory pushes, viewer counts from the stats pushes), or by polling the
  * REST directory every 5 s when socket.io is not available.
  */
-import type { ChannelInfo, ChannelStats } from '../../../protocol/tracker.ts';
+import type { ChannelInfo, ChannelStats, DirectoryUpdate } from '../../../protocol/tracker.ts';
 import {
   $,
   el,
@@ -202,9 +202,12 @@ function connect(): void {
       setConn('online', 'live updates');
     });
   });
-  socket.on('directory', (list: ChannelInfo[]) => {
-    if (!Array.isArray(list)) return;
-    channels = list;
+  socket.on('directory-update', (update: DirectoryUpdate) => {
+    if (!channels || !update) return; // the full list (watch's answer) comes first
+    const byId = new Map(channels.map((c) => [c.id, c]));
+    for (const c of Array.isArray(update.upsert) ? update.upsert : []) if (c?.id) byId.set(c.id, c);
+    for (const id of Array.isArray(update.remove) ? update.remove : []) byId.delete(id);
+    channels = [...byId.values()];
     render();
   });
   socket.on('stats', (stats: ChannelStats[]) => {

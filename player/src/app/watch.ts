@@ -207,6 +207,9 @@ class WatchUi {
   onNotice(code: string, message: string): void {
     const failed = this.player?.state === 'error' || this.player?.state === 'offline';
     switch (code) {
+      case 'unknown-channel':
+        this.showNotFound();
+        break;
       case 'channel-offline':
         this.setOverlay('offline');
         break;
@@ -253,6 +256,15 @@ class WatchUi {
     this.setOverlay('ended');
   }
 
+  /** The tracker has no such channel (the player's `unknown-channel`, or the directory's 404). */
+  showNotFound(): void {
+    this.setOverlay(
+      'not-found',
+      'Channel not found',
+      `There is no channel “${this.page?.channel ?? ''}” on this tracker.`,
+    );
+  }
+
   // ------------------------------------------------------------------ tracker's channel info
 
   async pollInfo(): Promise<void> {
@@ -266,11 +278,7 @@ class WatchUi {
     if (res.status === 404) {
       this.player?.destroy();
       this.player = undefined;
-      this.setOverlay(
-        'not-found',
-        'Channel not found',
-        `There is no channel “${page.channel}” on this tracker.`,
-      );
+      this.showNotFound();
       return;
     }
     const info = res.body;
@@ -298,10 +306,12 @@ class WatchUi {
       return;
     }
     if (info.status === 'live') {
-      // Back on air after being offline or ended: start over.
+      // Back on air after being offline or ended, or registered (again: a tracker restarted before its
+      // source registered) after "not found": start over.
       if (
         this.overlay === 'offline' ||
         this.overlay === 'ended' ||
+        this.overlay === 'not-found' ||
         (this.overlay === 'error' && before?.status !== 'live')
       )
         this.attach();

@@ -8,6 +8,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { Tracker } from '../../../tracker/index.ts';
+import { signedRegistration } from '../../helpers/registration.ts';
 import { LoopWatch, type LoopReport } from './loop-watch.ts';
 import { serve } from './rpc.ts';
 
@@ -50,19 +51,15 @@ tracker.on('rejected', (r) => {
   const key = `${r.event}:${r.code}`;
   rejected[key] = (rejected[key] ?? 0) + 1;
 });
-await tracker.register({
-  protocolVersion: 1,
-  channel: BENCH_CHANNEL,
-  secret: 'bench-secret-bench-secret',
-  title: 'Tracker benchmark',
-  originUrl: 'http://127.0.0.1:9/',
-  publicKey: 'A'.repeat(43),
-  status: 'live',
-  segmentDurationS: 2,
-  renditions: [{ name: BENCH_RENDITION, width: 640, height: 360, bandwidthBps: 1_000_000 }],
-  livePlaylist: null,
-  recordings: [],
-});
+await tracker.register(
+  signedRegistration(BENCH_CHANNEL, {
+    title: 'Tracker benchmark',
+    originUrl: 'http://127.0.0.1:9/',
+    renditions: [{ name: BENCH_RENDITION, width: 640, height: 360, bandwidthBps: 1_000_000 }],
+    livePlaylist: null,
+  }),
+  '127.0.0.1',
+);
 const port = await tracker.listen(0, '127.0.0.1');
 
 const watch = new LoopWatch();

@@ -1,0 +1,53 @@
+/**
+ * Neighbour pushes, coalesced: every change for a peer made within one short window (joins, leaves,
+ * rendition switches, top-ups) reaches it as one `neighbours` message, whatever the number of changes.
+ * The latest word about each neighbour wins (added then removed in one window: removed).
+ */
+export interface NeighbourChanges {
+  add: string[];
+  remove: string[];
+}
+
+export class PushQueue {
+  readonly #pending = new Map<string, Map<string, 'add' | 'remove'>>();
+  #timer: NodeJS.Timeout | undefined;
+  #closed = false;
+
+  constructor(
+    /** Sends one peer's coalesced changes (also called with none, for a first-tier change alone). */
+    private readonly send: (peerId: string, changes: NeighbourChanges) => void,
+    private readonly delayMs = 20,
+  ) {}
+
+  add(peerId: string, add: readonly string[], remove: readonly string[]): void {
+    if (this.#closed) return;
+    let m = this.#pending.get(peerId);
+    if (!m) this.#pending.set(peerId, (m = new Map()));
+    for (const id of remove) m.set(id, 'remove');
+    for (const id of add) m.set(id, 'add');
+    this.#timer ??= setTimeout(() => this.flush(), this.delayMs);
+  }
+
+  /** Drops what is pending for a peer that left. */
+  forget(peerId: string): void {
+    this.#pending.delete(peerId);
+  }
+
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const batch = [...this.#pending];
+    this.#pending.clear();
+    for (const [peerId, m] of batch) {
+      const changes: NeighbourChanges = { add: [], remove: [] };
+      for (const [id, what] of m) changes[what].push(id);
+      this.send(peerId, changes);
+    }
+  }
+
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#timer);
+    this.#pending.clear();
+  }
+}
