@@ -17,6 +17,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
+import { tinySourceArgs } from '../helpers/source-process.ts';
 
 const { values: v } = parseArgs({
   options: {
@@ -35,29 +36,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-attack-'));
 const child = spawn(
   'prlimit',
-  [
-    `--nofile=${limit}:${limit}`,
-    '--',
-    process.execPath,
-    'bin/peertv.js',
-    'source',
-    '--channel',
-    'atk',
-    '--port',
-    '0',
-    '--data-dir',
-    dataDir,
-    '--ladder',
-    '180p:320x180:300:48,90p:160x90:100:32',
-    '--fps',
-    '15',
-    '--preset',
-    'ultrafast',
-    '--segment-duration',
-    '1',
-    '--window',
-    '4',
-  ],
+  [`--nofile=${limit}:${limit}`, '--', process.execPath, 'bin/peertv.js', ...tinySourceArgs(dataDir, 'atk')],
   { cwd: v.root, stdio: ['ignore', 'pipe', 'pipe'] },
 );
 let output = '';

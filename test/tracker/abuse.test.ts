@@ -13,8 +13,9 @@ import {
   type UnsignedRegistration,
 } from '../../protocol/index.ts';
 import { ChannelSigner } from '../../source/index.ts';
-import { Tracker, type TrackerOptions } from '../../tracker/index.ts';
+import type { Tracker } from '../../tracker/index.ts';
 import { keyOf, signedRegistration } from '../helpers/registration.ts';
+import { startTracker, stopTrackers } from '../helpers/tracker-fixture.ts';
 import { Client, clients, code, connect, emptyReport, ok, open, until } from '../helpers/tracker-clients.ts';
 
 // ---------------------------------------------------------------- clients
@@ -95,15 +96,6 @@ async function rawSession(url: string) {
 
 // ---------------------------------------------------------------- fixture
 
-const trackers: Tracker[] = [];
-
-async function startTracker(opts: Partial<TrackerOptions> = {}): Promise<Tracker> {
-  const t = new Tracker({ rebalanceIntervalMs: 60_000, ipConnectRate: 0, ...opts });
-  trackers.push(t);
-  await t.listen(0);
-  return t;
-}
-
 /** Registers channels from one source socket each; returns the sockets. */
 async function registerChannels(t: Tracker, ...ids: string[]): Promise<Client[]> {
   const out: Client[] = [];
@@ -135,7 +127,7 @@ async function wellBehaved(t: Tracker): Promise<void> {
 
 after(async () => {
   for (const c of clients) c.socket.disconnect();
-  for (const t of trackers) await t.destroy();
+  await stopTrackers();
 });
 
 describe('abuse against a tracker with default limits', () => {

@@ -20,9 +20,10 @@ import {
   type NeighboursUpdate,
 } from '../../protocol/index.ts';
 import { ChannelSigner } from '../../source/index.ts';
-import { Tracker, pinFilePath, type TrackerOptions } from '../../tracker/index.ts';
+import { pinFilePath } from '../../tracker/index.ts';
 import { ROOT } from '../helpers/process.ts';
 import { signedRegistration } from '../helpers/registration.ts';
+import { startTracker, stopTrackers } from '../helpers/tracker-fixture.ts';
 import { Client, clients, code, connect, emptyReport, ok, until } from '../helpers/tracker-clients.ts';
 
 // ---------------------------------------------------------------- helpers
@@ -94,22 +95,14 @@ const killHard = (child: ChildProcess) =>
   });
 
 const children: ChildProcess[] = [];
-const trackers: Tracker[] = [];
-
-async function startTracker(opts: Partial<TrackerOptions> = {}): Promise<Tracker> {
-  const t = new Tracker({ rebalanceIntervalMs: 60_000, ipConnectRate: 0, ...opts });
-  trackers.push(t);
-  await t.listen(0);
-  return t;
-}
 
 afterEach(() => {
   for (const c of clients.splice(0)) c.socket.disconnect();
 });
 
 after(async () => {
-  for (const t of trackers) await t.destroy();
   for (const c of children) await killHard(c);
+  await stopTrackers();
 });
 
 // ---------------------------------------------------------------- ownership

@@ -22,7 +22,7 @@ import {
 import { Tracker, type TrackerOptions } from '../../tracker/index.ts';
 import { ChannelSigner, TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
 import { liveOrigin, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
-import { Client, clients, connect, ok, until } from '../helpers/tracker-clients.ts';
+import { Client, clients, connect, emptyReport, ok, until } from '../helpers/tracker-clients.ts';
 
 const ICE = [
   { urls: 'stun:127.0.0.1:3478' },
@@ -53,21 +53,8 @@ async function joinAs(
   return c;
 }
 
-function peerReport(over: Partial<PeerReport> = {}): PeerReport {
-  return {
-    rendition: '180p',
-    bufferS: 3,
-    held: { first: 1, last: 4 },
-    uploadKbps: 500,
-    downloadKbps: 800,
-    httpBytes: 0,
-    p2pBytes: 0,
-    uploadedBytes: 0,
-    neighbours: [],
-    receivedFrom: {},
-    ...over,
-  };
-}
+const peerReport = (over: Partial<PeerReport> = {}): PeerReport =>
+  emptyReport({ bufferS: 3, held: { first: 1, last: 4 }, uploadKbps: 500, downloadKbps: 800, ...over });
 
 /** A round trip on `c`: everything the tracker sent it before is then in its log. */
 async function sync(c: Client, rendition = c.join?.channel.renditions[0]?.name ?? '180p'): Promise<void> {

@@ -13,6 +13,7 @@ import {
   type PolicyContext,
 } from '../../tracker/index.ts';
 import type { ChannelStatsSample, PeerReport } from '../../protocol/index.ts';
+import { emptyReport } from '../helpers/tracker-clients.ts';
 
 // ---------------------------------------------------------------- fixtures
 
@@ -40,21 +41,8 @@ function peer(over: Partial<PeerRecord> = {}): PeerRecord {
   };
 }
 
-function report(over: Partial<PeerReport> = {}): PeerReport {
-  return {
-    rendition: '180p',
-    bufferS: 4,
-    held: null,
-    uploadKbps: 100,
-    downloadKbps: 200,
-    httpBytes: 0,
-    p2pBytes: 0,
-    uploadedBytes: 0,
-    neighbours: [],
-    receivedFrom: {},
-    ...over,
-  };
-}
+const report = (over: Partial<PeerReport> = {}): PeerReport =>
+  emptyReport({ bufferS: 4, downloadKbps: 200, ...over });
 
 function channelRecord(over: Partial<ChannelRecord> = {}): ChannelRecord {
   return {
