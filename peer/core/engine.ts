@@ -147,6 +147,8 @@ const TRANSIENT_JOIN_REFUSALS: readonly TrackerErrorCode[] = [
 ];
 /** Top bitrate and segment duration assumed until the channel's ladder is known. */
 const FALLBACK_TOP_BITRATE_BPS = 8_000_000;
+/** Segments fetched by the player before the engine was ready, kept for verification at most. */
+const MAX_ADOPTED_BEFORE_READY = 4;
 const FALLBACK_SEGMENT_DURATION_S = 2;
 
 export interface EngineDeps {
@@ -189,6 +191,19 @@ export type EngineEvents = {
     from?: string;
     bytes: number;
     ms: number;
+    /** Delivered after the deadline of the demand that asked for it. */
+    late: boolean;
+  }) => void;
+  /**
+   * P2P made a demanded segment late: a transfer switched to HTTP (stalled or too slow), P2P bytes
+   * that arrived after the deadline, or HTTP started late because the engine waited for a neighbour.
+   * (The player attributes stalls with it.)
+   */
+  'p2p-late': (info: {
+    rendition: string;
+    mediaSequence: number;
+    why: 'stalled' | 'too slow' | 'after deadline' | 'waited';
+    from?: string;
   }) => void;
   'segment-rejected': (info: {
     rendition: string;
@@ -211,7 +226,8 @@ export type EngineEvents = {
   joined: (info: { peerId: string }) => void;
   /**
    * Runtime failures with a stable code: 'tracker-unavailable', 'origin-unavailable',
-   * 'playlist-invalid'. (An unknown channel at start is thrown by `start()` as 'unknown-channel'.)
+   * 'playlist-invalid', 'unknown-channel' (at start, when `originUrl` was given: playback goes on
+   * from the origin; without it, `start()` throws it).
    */
   error: (info: { code: string; message: string }) => void;
 };
@@ -220,6 +236,9 @@ interface Demand {
   rendition: string;
   mediaSequence: number;
   deadlineAt: number;
+  createdAt: number;
+  /** HTTP was started only after waiting for a neighbour to hold it (P2P's responsibility if late). */
+  waitedForP2p?: boolean;
   waiters: { resolve: (r: LoadResult) => void; reject: (e: Error) => void }[];
 }
 
@@ -409,24 +428,35 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   // ------------------------------------------------------------------ start-up
 
-  /** Joins the tracker (or goes HTTP-only), loads the channel key and the playlists. */
+  /**
+   * Joins the tracker (or goes HTTP-only), loads the channel key and the playlists. When the origin is
+   * known up front (`originUrl`: the web player has it from the directory), nothing waits for the
+   * tracker: the join runs beside the key and playlist fetches, and P2P takes over once it is in.
+   */
   async start(): Promise<void> {
     const { tracker } = this.#d;
     let info: ChannelInfo | undefined;
     if (tracker && this.opts.p2p) {
       this.#wireTracker(tracker);
       const epoch = this.#joinEpoch;
-      const joined = await this.#join(tracker);
-      if (this.#destroyed) throw new EngineError('destroyed', 'engine destroyed');
-      if (joined.ok) info = joined.info;
-      // The tracker is up and says there is no such channel: final at start (the name is wrong).
-      else if (joined.code === 'unknown-channel')
-        throw new EngineError('unknown-channel', `channel ${this.opts.channel} not found on the tracker`);
-      else {
+      const joining = this.#join(tracker).then((joined) => {
+        if (this.#destroyed) throw new EngineError('destroyed', 'engine destroyed');
+        if (joined.ok) return joined.info;
+        // The tracker is up and says there is no such channel: final at start (the name is wrong),
+        // thrown, or (playing from the origin meanwhile) said, and not retried.
+        if (joined.code === 'unknown-channel') {
+          const message = `channel ${this.opts.channel} not found on the tracker`;
+          if (!this.opts.originUrl) throw new EngineError('unknown-channel', message);
+          this.emit('error', { code: 'unknown-channel', message });
+          return undefined;
+        }
         this.emit('error', { code: 'tracker-unavailable', message: `${joined.code}: ${joined.message}` });
         // Not answering (yet): keep trying in the background while playing from the origin.
         if (this.#transient(joined.code) && epoch === this.#joinEpoch) this.#retryJoin(tracker, epoch, 0);
-      }
+        return undefined;
+      });
+      if (this.opts.originUrl) joining.catch(() => {});
+      else info = await joining;
     }
     this.originUrl = (info?.originUrl ?? this.opts.originUrl ?? '').replace(/\/+$/, '');
     if (!this.originUrl)
@@ -463,9 +493,40 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     this.rendition = wanted;
     this.#mediaPlaylistUrl = this.#variantUrls.get(wanted)!;
     await this.#pollPlaylist();
-    this.#scheduleTick();
+    this.#ready = true;
+    for (const [key, a] of this.#adopted) this.#adoptNow(key, a.rendition, a.mediaSequence, a.bytes);
+    this.#adopted.clear();
+    this.#scheduleTick(0);
     this.emit('ready');
   }
+
+  /** Channel key and first playlist known: `load()` is served (before, callers fetch themselves). */
+  get ready(): boolean {
+    return this.#ready;
+  }
+
+  /**
+   * Bytes of a segment fetched from the origin by someone else (the player, before the engine was
+   * ready): verified like any other (held until the key and attestation are known), then stored and
+   * shared with neighbours, counted as HTTP bytes.
+   */
+  adopt(rendition: string, mediaSequence: number, bytes: Uint8Array): void {
+    const key = `${rendition}/${mediaSequence}`;
+    if (this.#destroyed || this.#d.store.has(rendition, mediaSequence) || this.#fetches.has(key)) return;
+    if (this.#ready) return this.#adoptNow(key, rendition, mediaSequence, bytes);
+    if (this.#adopted.size >= MAX_ADOPTED_BEFORE_READY) return;
+    this.#adopted.set(key, { rendition, mediaSequence, bytes });
+  }
+
+  #adoptNow(key: string, rendition: string, mediaSequence: number, bytes: Uint8Array): void {
+    if (this.#d.store.has(rendition, mediaSequence) || this.#fetches.has(key)) return;
+    const fetch: Fetch = { rendition, mediaSequence, via: 'http', startedAt: this.#d.clock.now() };
+    this.#fetches.set(key, fetch);
+    void this.#onBytes(fetch, bytes);
+  }
+
+  #ready = false;
+  readonly #adopted = new Map<string, { rendition: string; mediaSequence: number; bytes: Uint8Array }>();
 
   #variantUrls = new Map<string, string>();
 
@@ -826,7 +887,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     const key = `${rendition}/${mediaSequence}`;
     let demand = this.#demands.get(key);
     if (!demand) {
-      demand = { rendition, mediaSequence, deadlineAt, waiters: [] };
+      demand = { rendition, mediaSequence, deadlineAt, createdAt: this.#d.clock.now(), waiters: [] };
       this.#demands.set(key, demand);
     }
     demand.deadlineAt = Math.min(demand.deadlineAt, deadlineAt);
@@ -854,7 +915,10 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     this.#tickTimer = this.#d.clock.setTimeout(() => {
       this.#tickTimer = undefined;
       this.#tick();
-      this.#scheduleTick();
+      // Ticking on is needed only while a demand waits (deadlines and P2P progress are watched);
+      // otherwise the events that can change a decision (a playlist, an attestation, a neighbour's
+      // `have`, a link closing, a new demand) schedule the next round themselves.
+      if (this.#demands.size > 0) this.#scheduleTick();
     }, delayMs);
   }
 
@@ -896,6 +960,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
           n.cancel(d, why);
           this.#fetches.delete(key);
           this.#startHttp(rendition, seq);
+          this.emit('p2p-late', { rendition, mediaSequence: seq, why, from: n.id });
           // Demoted for a while; a few failures in a row close the link (peer-unresponsive). Too slow
           // for this deadline is held against the neighbour only if it did not even keep up with the
           // stream (dripping); our own link may be the limit otherwise.
@@ -905,7 +970,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         continue;
       }
       // Not in flight: P2P if a neighbour holds it and can deliver in time, else HTTP when time is short.
-      const best = this.opts.p2p ? this.#bestHolder(rendition, seq, size) : undefined;
+      const best = this.opts.p2p ? this.#bestHolder(rendition, seq, size, demand.deadlineAt) : undefined;
       if (best && now + best.etaMs + this.opts.safetyMarginMs < demand.deadlineAt) {
         this.#startP2p(best.neighbour, rendition, seq, demand.deadlineAt);
         continue;
@@ -913,7 +978,10 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       const httpNeedsMs = this.#httpEstimateMs(size) + this.opts.safetyMarginMs;
       // Waiting is worth it only while someone may still get it to us in time.
       const mayArrive = this.opts.p2p && this.neighbours.size > 0 && !this.firstTier;
-      if (!mayArrive || timeLeft <= httpNeedsMs + this.opts.safetyMarginMs) this.#startHttp(rendition, seq);
+      if (!mayArrive || timeLeft <= httpNeedsMs + this.opts.safetyMarginMs) {
+        if (now - demand.createdAt > this.opts.schedulerTickMs) demand.waitedForP2p = mayArrive;
+        this.#startHttp(rendition, seq);
+      }
     }
   }
 
@@ -931,26 +999,40 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     return this.httpFirstByteMs.value + (size / Math.max(1, this.httpThroughput.value)) * 1000;
   }
 
+  /**
+   * The neighbour to ask for a segment: of those that hold it and can deliver it before `deadlineAt`
+   * with the safety margin, the one we have taken least from (fewest transfers in flight, then fewest
+   * bytes so far), so that requests spread over every holder rather than all going to the fastest
+   * one (the first tier would upload for everyone). None can make it: the fastest, for the caller to
+   * judge.
+   */
   #bestHolder(
     rendition: string,
     seq: number,
     size: number,
+    deadlineAt: number,
   ): { neighbour: Neighbour; etaMs: number } | undefined {
-    let best: { neighbour: Neighbour; etaMs: number } | undefined;
+    const now = this.#d.clock.now();
+    let fastest: { neighbour: Neighbour; etaMs: number } | undefined;
+    let spread: { neighbour: Neighbour; etaMs: number; load: number } | undefined;
     for (const n of this.neighbours.values()) {
       if (
         !n.open ||
         !n.holdsSegment(rendition, seq) ||
         n.downloads.size >= 2 ||
-        n.busyUntil > this.#d.clock.now() ||
+        n.busyUntil > now ||
         n.demoted
       )
         continue;
       const etaMs =
         n.firstByteMs.value + (size / Math.max(1, n.throughput.value)) * 1000 * (1 + n.downloads.size);
-      if (!best || etaMs < best.etaMs) best = { neighbour: n, etaMs };
+      if (!fastest || etaMs < fastest.etaMs) fastest = { neighbour: n, etaMs };
+      if (now + etaMs + this.opts.safetyMarginMs >= deadlineAt) continue;
+      const load = n.downloads.size * 1e12 + (this.receivedFrom[n.id] ?? 0);
+      if (!spread || load < spread.load || (load === spread.load && etaMs < spread.etaMs))
+        spread = { neighbour: n, etaMs, load };
     }
-    return best;
+    return spread ?? fastest;
   }
 
   #startP2p(n: Neighbour, rendition: string, seq: number, deadlineAt: number): void {
@@ -1076,15 +1158,24 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       this.receivedFrom[from!] = (this.receivedFrom[from!] ?? 0) + bytes.byteLength;
     }
     this.#d.store.put(rendition, seq, bytes, att);
+    const demand = this.#demands.get(key);
+    const late = demand !== undefined && now > demand.deadlineAt;
     this.emit('segment-loaded', {
       rendition,
       mediaSequence: seq,
       source: fetch.via,
       bytes: bytes.byteLength,
       ms,
+      late,
       ...(from && { from }),
     });
-    const demand = this.#demands.get(key);
+    if (late && (fetch.via === 'p2p' || demand.waitedForP2p))
+      this.emit('p2p-late', {
+        rendition,
+        mediaSequence: seq,
+        why: fetch.via === 'p2p' ? 'after deadline' : 'waited',
+        ...(from && { from }),
+      });
     if (demand) {
       this.#demands.delete(key);
       for (const w of demand.waiters) w.resolve({ bytes, source: fetch.via, attestation: att });

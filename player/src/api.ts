@@ -15,6 +15,9 @@ import {
   SocketIoTrackerConnection,
 } from '../../peer/index.ts';
 import { makeFragmentLoader } from './loader.ts';
+import { StallAttribution, type StallCause } from './stalls.ts';
+
+export type { StallCause } from './stalls.ts';
 
 export interface AttachOptions {
   /** Tracker URL (the page's own origin when served by the tracker). */
@@ -54,6 +57,10 @@ export interface PlayerStats {
   downloadKbps: number;
   uploadKbps: number;
   stalls: number;
+  /** Stalls by cause (see stalls.ts): `p2p`, `cpu`, `source`, `origin`, `unknown`. */
+  stallsByCause: Record<StallCause, number>;
+  /** Time spent in finished stalls, ms. */
+  stallMs: number;
   trackerConnected: boolean;
   webrtc: boolean;
 }
@@ -72,6 +79,8 @@ export type PlayerEvents = {
   stats: (stats: PlayerStats) => void;
   levels: (levels: Level[]) => void;
   'level-switched': (level: Level) => void;
+  /** A stall ended: how long it lasted and what caused it. */
+  stall: (info: { cause: StallCause; durationMs: number }) => void;
   /**
    * `unknown-channel` (the tracker has no such channel), `channel-offline`, `broadcast-ended`,
    * `tracker-unreachable`, `webrtc-unavailable`, `media-error`, …
@@ -113,12 +122,20 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
   #timer: ReturnType<typeof setInterval> | undefined;
   #destroyed = false;
   #trackerUp = false;
+  readonly #stallCauses: StallAttribution;
   readonly #cleanup: (() => void)[] = [];
 
   constructor(video: HTMLVideoElement, opts: AttachOptions) {
     super();
     this.video = video;
     this.opts = opts;
+    this.#stallCauses = new StallAttribution({
+      bufferEndS: () => this.#bufferS() + video.currentTime,
+      liveEdgeS: () => {
+        const details = this.hls?.levels[this.hls.currentLevel]?.details;
+        return this.live && details?.live ? details.edge : undefined;
+      },
+    });
     void this.#start().catch((err: Error & { code?: string }) => {
       if (this.#destroyed) return;
       this.#setState(err.code === 'channel-offline' ? 'offline' : 'error');
@@ -204,17 +221,35 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
       },
     );
     this.engine = engine;
-    engine.on('segment-loaded', (s) => this.#fetchMs.set(`${s.rendition}/${s.mediaSequence}`, s.ms));
+    engine.on('segment-loaded', (s) => {
+      this.#fetchMs.set(`${s.rendition}/${s.mediaSequence}`, s.ms);
+      if (s.late && s.source === 'http') this.#stallCauses.originLate();
+    });
+    engine.on('p2p-late', () => this.#stallCauses.p2pLate());
     engine.on('error', ({ code, message }) => {
       if (code === 'tracker-unavailable') this.emit('notice', { code: 'tracker-unreachable', message });
     });
     // Joined (again): after a tracker restart the engine retries until the channel is registered again.
     engine.on('joined', () => (this.#trackerUp = true));
     engine.setPlaybackProbe(() => ({ bufferS: this.#bufferS(), stalls: this.stalls }));
-    await engine.start();
-    this.#trackerUp = engine.peerId !== '';
-    if (this.#destroyed) return engine.destroy();
+    // Playback never waits for P2P: hls.js starts from the origin at once, while the engine joins the
+    // tracker and fetches the channel key beside it; the fragment loader hands segments to the engine
+    // once it is ready (before, it fetches them itself and gives the engine the bytes to share).
     this.#attachHls(masterUrl);
+    engine.start().then(
+      () => {
+        if (this.#destroyed) engine.destroy();
+      },
+      (err: Error & { code?: string }) => {
+        if (this.#destroyed) return;
+        // Playback goes on from the origin; the engine is out of the way.
+        engine.destroy();
+        this.emit('notice', {
+          code: err.code === 'unknown-channel' ? 'unknown-channel' : 'p2p-unavailable',
+          message: `P2P off: ${err.message}`,
+        });
+      },
+    );
   }
 
   #attachHls(masterUrl: string): void {
@@ -234,13 +269,16 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
           engine: () => this.engine,
           channel,
           video: this.video,
+          adopt: (r, seq, bytes) => this.engine?.adopt(r, seq, bytes),
           fetchMs: (r, seq) => this.#fetchMs.get(`${r}/${seq}`),
         },
         Fallback,
       ),
-      // Live: start near the edge and stay there.
+      // Live: start near the edge and stay there, catching up by playing up to 10 % faster (never
+      // by a stall or a jump unless 6 segments behind).
       liveSyncDurationCount: 2,
       liveMaxLatencyDurationCount: 6,
+      maxLiveSyncPlaybackRate: 1.1,
       maxBufferLength: this.live ? 10 : 60,
       backBufferLength: 30,
     });
@@ -283,9 +321,17 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
       // A seek also makes the element wait: that is not a stall.
       if (this.state === 'playing' && !v.seeking) {
         this.stalls++;
+        this.#stallCauses.started();
         this.#setState('stalled');
       }
     });
+    const stallOver = () => {
+      const stall = this.#stallCauses.ended();
+      if (stall) this.emit('stall', stall);
+    };
+    on('playing', stallOver);
+    on('seeking', stallOver);
+    on('pause', stallOver);
     on('ended', () => {
       this.#setState('ended');
       if (this.live) this.emit('notice', { code: 'broadcast-ended', message: 'the broadcast has ended' });
@@ -350,6 +396,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
       downloadKbps: e?.downloadKbps ?? 0,
       uploadKbps: e?.uploadKbps ?? 0,
       stalls: this.stalls,
+      stallsByCause: { ...this.#stallCauses.counts },
+      stallMs: Math.round(this.#stallCauses.totalMs),
       trackerConnected: this.#trackerUp && (this.#tracker?.connected ?? false),
       webrtc: webrtcAvailable(),
     };
@@ -366,6 +414,7 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     clearInterval(this.#timer);
+    this.#stallCauses.destroy();
     for (const c of this.#cleanup) c();
     this.hls?.destroy();
     this.engine?.destroy();

@@ -1,7 +1,8 @@
 /**
  * An hls.js fragment loader on top of the PeerTV engine: segments come from neighbours or the origin as
  * the engine decides (always verified), with the playback deadline taken from the video element. It
- * falls back to hls.js's own HTTP loader for anything the engine cannot serve, and reports honest
+ * falls back to hls.js's own HTTP loader for anything the engine cannot serve (and for everything
+ * until the engine is ready: playback never waits for P2P), and reports honest
  * timings so hls.js's ABR keeps choosing the right rendition.
  */
 import type Hls from 'hls.js';
@@ -34,6 +35,8 @@ export interface LoaderEnv {
   video: HTMLVideoElement;
   /** How long a segment took when it was actually fetched (for prefetched ones served from memory). */
   fetchMs: (rendition: string, seq: number) => number | undefined;
+  /** A segment fetched here from the origin while the engine was not ready: its bytes, to share. */
+  adopt?: (rendition: string, seq: number, bytes: Uint8Array) => void;
 }
 
 const newStats = (): LoaderStats => ({
@@ -75,6 +78,20 @@ export function makeFragmentLoader(env: LoaderEnv, Fallback: LoaderClass): Loade
       const ranged = (context.rangeEnd ?? 0) > 0 || (context.rangeStart ?? 0) > 0;
       if (!engine || engine.destroyed || !seg || ranged || context.part) {
         this.#useFallback(context, config, callbacks);
+        return;
+      }
+      // Not ready yet (joining, fetching the key): startup never waits for it. The origin serves this
+      // segment now, and the engine gets a copy to verify and share (hls.js may transfer the buffer).
+      if (!engine.ready) {
+        const adopt = env.adopt;
+        this.#useFallback(context, config, {
+          ...callbacks,
+          onSuccess: (response, stats, ctx, details) => {
+            if (adopt && response.data instanceof ArrayBuffer)
+              adopt(seg.rendition, seg.mediaSequence, new Uint8Array(response.data.slice(0)));
+            callbacks.onSuccess(response, stats, ctx, details);
+          },
+        });
         return;
       }
       this.#key = seg;
@@ -138,8 +155,10 @@ export function makeFragmentLoader(env: LoaderEnv, Fallback: LoaderClass): Loade
     destroy(): void {
       if (this.#destroyed) return;
       this.#destroyed = true;
-      this.abort();
-      this.#fallback?.destroy();
+      // hls.js destroys a loader from inside its success callback: the fallback's own destroy lets go
+      // of its callbacks (aborting it would report the finished load as aborted).
+      if (this.#fallback) this.#fallback.destroy();
+      else this.abort();
       this.context = null;
     }
   };

@@ -114,7 +114,8 @@ describe('unknown channel', () => {
   test('at start, a channel the tracker does not know is final: start() rejects with unknown-channel', async (t) => {
     const w = world(t);
     w.tracker.channel = { ...w.tracker.channel, id: 'elsewhere' };
-    const A = makePeer(w, 'A');
+    // No origin given: the engine needs the tracker's answer to start (a Node peer).
+    const A = makePeer(w, 'A', { originUrl: undefined });
     const attempts = joinAttempts(w, A.conn!);
     let error: unknown;
     await w.sim.resolve(
@@ -126,6 +127,27 @@ describe('unknown channel', () => {
     assert.match(error.message, /channel chan not found on the tracker/);
     assert.deepEqual(A.errors, [], 'not reported as the tracker being unavailable');
     await w.sim.run(10_000);
+    assert.equal(attempts.length, 1, 'not retried');
+  });
+
+  test('with the origin given, start() does not wait for the join; an unknown channel is said once, not retried', async (t) => {
+    // The tracker answers after 8 s (the web player's case: a tracker slow or silent at join).
+    const w = world(t, { tracker: { latencyMs: 8000 } });
+    w.tracker.channel = { ...w.tracker.channel, id: 'elsewhere' };
+    const A = makePeer(w, 'A');
+    const attempts = joinAttempts(w, A.conn!);
+    const t0 = w.clock.now();
+    await w.sim.resolve(A.engine.start(), 5000);
+    assert.ok(A.engine.ready);
+    assert.ok(w.clock.now() - t0 < 1000, `ready after ${w.clock.now() - t0} ms`);
+    assert.equal(A.engine.peerId, '', 'not joined yet');
+    const d = demand(w, A, 3, 3000);
+    assert.equal((await settled(w, d)).source, 'http');
+    await w.sim.run(20_000);
+    assert.deepEqual(
+      A.errors.map((e) => e.code),
+      ['unknown-channel'],
+    );
     assert.equal(attempts.length, 1, 'not retried');
   });
 
