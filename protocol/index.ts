@@ -4,5 +4,7 @@ export * from './attestation.ts';
 export const PROTOCOL_VERSION = 1;
 export * from './emitter.ts';
 export * from './tracker.ts';
+export * from './tracker-schemas.ts';
+export * from './tracker-validate.ts';
 export * from './wire-types.ts';
 export * from './wire.ts';

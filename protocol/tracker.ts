@@ -1,19 +1,50 @@
 /**
- * The tracker's socket.io protocol: event maps for both directions and the schemas every payload is
- * validated with (by the tracker at its edge, and by clients on what the tracker sends).
+ * The tracker's socket.io protocol: event maps for both directions, the constants and limits every
+ * payload is held to, and the types of what the tracker sends. The zod schemas the tracker validates its
+ * input with live in `tracker-schemas.ts` (the wire types of client → tracker messages are inferred
+ * there); clients check what the tracker sends with `tracker-validate.ts`. No zod here: browsers load
+ * this module.
  */
-import { z } from 'zod';
-import { CHANNEL_ID_PATTERN, RENDITION_NAME_PATTERN } from './segment-id.ts';
 import type { Attestation } from './attestation.ts';
+import type {
+  ChannelRegistration,
+  JoinRequest,
+  OriginCounters,
+  PeerComplaint,
+  PeerReport,
+  RenditionInfo,
+  SignalData,
+  SignalRequest,
+  UnsignedRegistration,
+} from './tracker-schemas.ts';
+
+export type {
+  ChannelRegistration,
+  JoinRequest,
+  OriginCounters,
+  PeerComplaint,
+  PeerReport,
+  RenditionInfo,
+  SignalData,
+  SignalRequest,
+  UnsignedRegistration,
+};
 
 export const TRACKER_PROTOCOL_VERSION = 1;
 
-export const channelIdSchema = z.string().regex(CHANNEL_ID_PATTERN, 'invalid channel id');
-export const renditionSchema = z.string().regex(RENDITION_NAME_PATTERN, 'invalid rendition name');
 /** Peer ids are assigned by the tracker: 16 base64url characters. */
-export const peerIdSchema = z.string().regex(/^[A-Za-z0-9_-]{16}$/, 'invalid peer id');
-const count = z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER);
-const kbps = z.number().finite().nonnegative().max(100_000_000);
+export const PEER_ID_PATTERN = /^[A-Za-z0-9_-]{16}$/;
+
+/** Session description types a peer may relay (`{ type, sdp? }`). */
+export const SDP_TYPES = ['offer', 'answer', 'pranswer', 'rollback'] as const;
+/** Bounds of signaling data, the same for the tracker's schema and the clients' validator. */
+export const SIGNAL_LIMITS = {
+  sdpChars: 32 * 1024,
+  candidateChars: 1024,
+  sdpMidChars: 64,
+  maxSdpMLineIndex: 64,
+  usernameFragmentChars: 256,
+} as const;
 
 export const NAT_TYPES = [
   'open',
@@ -36,47 +67,6 @@ export type ChannelStatus = (typeof CHANNEL_STATUSES)[number];
 
 // ---- source → tracker ----
 
-export const renditionInfoSchema = z.strictObject({
-  name: renditionSchema,
-  width: z.number().int().min(16).max(8192),
-  height: z.number().int().min(16).max(8192),
-  bandwidthBps: z.number().int().positive().max(1_000_000_000),
-});
-export type RenditionInfo = z.infer<typeof renditionInfoSchema>;
-
-export const channelRegistrationSchema = z.strictObject({
-  protocolVersion: z.literal(TRACKER_PROTOCOL_VERSION),
-  channel: channelIdSchema,
-  title: z.string().min(1).max(200),
-  originUrl: z.url({ protocol: /^https?$/ }).max(2048),
-  /**
-   * The channel's Ed25519 key (raw 32 bytes, base64url): it signs every segment and this registration.
-   * The tracker pins the channel id to the first key it accepted and refuses any other key.
-   */
-  publicKey: z.string().regex(/^[A-Za-z0-9_-]{43}$/, 'public key must be 32 raw bytes, base64url'),
-  status: z.enum(CHANNEL_STATUSES),
-  segmentDurationS: z.number().positive().max(60),
-  renditions: z.array(renditionInfoSchema).min(1).max(16),
-  /** Playlist URLs, relative to `originUrl` (live, and the newest recording when there is one). */
-  livePlaylist: z.string().max(512).nullable(),
-  recordings: z
-    .array(
-      z.strictObject({ id: z.string().max(64), title: z.string().max(200), master: z.string().max(512) }),
-    )
-    .max(1000),
-  /**
-   * When the source signed this registration (ms since the epoch). The tracker accepts it only close
-   * to its own clock and only if it is newer than the last one it accepted for the channel, so a
-   * registration is single-use: a replay is refused.
-   */
-  signedAtMs: z.number().int().positive().max(Number.MAX_SAFE_INTEGER),
-  /** Ed25519 signature (base64url) of {@link registrationPayload} with the channel's key. */
-  signature: z.string().regex(/^[A-Za-z0-9_-]{86}$/, 'signature must be 64 raw bytes, base64url'),
-});
-export type ChannelRegistration = z.infer<typeof channelRegistrationSchema>;
-/** A registration before it is signed. */
-export type UnsignedRegistration = Omit<ChannelRegistration, 'signature'>;
-
 /** JSON with object keys sorted at every level: one byte string per value, whoever serializes it. */
 export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
@@ -95,77 +85,7 @@ export function registrationPayload(reg: UnsignedRegistration | ChannelRegistrat
   return new TextEncoder().encode(`peertv-registration/1\n${canonicalJson(body)}`);
 }
 
-export const originCountersSchema = z.strictObject({
-  segmentBytes: count,
-  playlistBytes: count,
-  attestationBytes: count,
-  segmentRequests: count,
-});
-export type OriginCounters = z.infer<typeof originCountersSchema>;
-
 // ---- peer → tracker ----
-
-export const joinRequestSchema = z.strictObject({
-  protocolVersion: z.literal(TRACKER_PROTOCOL_VERSION),
-  channel: channelIdSchema,
-  kind: z.enum(PEER_KINDS),
-  mode: z.enum(PEER_MODES).default('viewer'),
-  /** Omitted: the tracker assigns the channel's lowest rendition (players on 'auto' start there). */
-  rendition: renditionSchema.optional(),
-  /** Measured (or declared) upload capacity. */
-  uploadKbps: kbps,
-  natType: z.enum(NAT_TYPES).default('unknown'),
-});
-export type JoinRequest = z.input<typeof joinRequestSchema>;
-
-export const peerReportSchema = z.strictObject({
-  rendition: renditionSchema,
-  /** Seconds of media buffered ahead of the playhead. */
-  bufferS: z.number().finite().min(0).max(3600),
-  /** Newest and oldest media sequence held of the current rendition (null when none). */
-  held: z.strictObject({ first: count, last: count }).nullable(),
-  uploadKbps: kbps,
-  downloadKbps: kbps,
-  /** Cumulative since join. */
-  httpBytes: count,
-  p2pBytes: count,
-  uploadedBytes: count,
-  /** Peers currently connected. */
-  neighbours: z.array(peerIdSchema).max(64),
-  /** Cumulative bytes received from each neighbour (who feeds whom). */
-  receivedFrom: z
-    .record(peerIdSchema, count)
-    .refine((r) => Object.keys(r).length <= 64, 'at most 64 entries'),
-  /** Round-trip times to neighbours (ms). */
-  rttMs: z
-    .record(peerIdSchema, z.number().finite().nonnegative().max(60_000))
-    .refine((r) => Object.keys(r).length <= 64, 'at most 64 entries')
-    .optional(),
-  stalls: count.optional(),
-});
-export type PeerReport = z.infer<typeof peerReportSchema>;
-
-const sdp = z
-  .string()
-  .min(1)
-  .max(32 * 1024);
-export const signalDataSchema = z.union([
-  z.strictObject({ type: z.enum(['offer', 'answer', 'pranswer', 'rollback']), sdp: sdp.optional() }),
-  z.strictObject({
-    type: z.literal('candidate'),
-    candidate: z.strictObject({
-      candidate: z.string().max(1024),
-      sdpMid: z.string().max(64).nullable().optional(),
-      sdpMLineIndex: z.number().int().min(0).max(64).nullable().optional(),
-      usernameFragment: z.string().max(256).nullable().optional(),
-    }),
-  }),
-  z.strictObject({ renegotiate: z.literal(true) }),
-]);
-export type SignalData = z.infer<typeof signalDataSchema>;
-
-export const signalRequestSchema = z.strictObject({ to: peerIdSchema, data: signalDataSchema });
-export type SignalRequest = z.infer<typeof signalRequestSchema>;
 
 /**
  * Why a peer tells the tracker about a neighbour that misbehaved. The tracker stops introducing a peer
@@ -178,10 +98,6 @@ export const PEER_COMPLAINT_CODES = [
   'peer-unresponsive',
 ] as const;
 export type PeerComplaintCode = (typeof PEER_COMPLAINT_CODES)[number];
-export const peerComplaintSchema = z.strictObject({ peer: peerIdSchema, code: z.enum(PEER_COMPLAINT_CODES) });
-export type PeerComplaint = z.infer<typeof peerComplaintSchema>;
-
-export const watchRequestSchema = z.strictObject({ channel: channelIdSchema.optional() });
 
 // ---- tracker → clients ----
 
@@ -320,13 +236,3 @@ export interface ServerToClientEvents {
   'directory-update': (update: DirectoryUpdate) => void;
   stats: (stats: ChannelStats[]) => void;
 }
-
-/** Formats the first zod issue as one line: `field: message`. */
-export function describeIssue(error: z.ZodError): string {
-  const issue = error.issues[0];
-  if (!issue) return 'invalid input';
-  const where = issue.path.length ? issue.path.join('.') : 'input';
-  return `${where}: ${issue.message}`;
-}
-
-export { z };

@@ -11,3 +11,4 @@ export {
 } from './store.ts';
 export { StatsKeeper, offloadOver, DEFAULT_STATS, type StatsOptions } from './stats.ts';
 export { TokenBucket, KeyedBuckets } from './rate-limit.ts';
+export { StaticFiles, DEFAULT_STATIC_FILES, type StaticFilesOptions } from './static-files.ts';

@@ -38,6 +38,7 @@ import { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ow
 import { PushQueue } from './push-queue.ts';
 import { KeyedBuckets, TokenBucket } from './rate-limit.ts';
 import { Refusal } from './refusal.ts';
+import { StaticFiles } from './static-files.ts';
 import { DEFAULT_REPUTATION, Reputation, type ReputationOptions } from './reputation.ts';
 import { DEFAULT_STATS, StatsKeeper, type StatsOptions } from './stats.ts';
 import { MemoryTrackerStore, type ChannelRecord, type PeerRecord, type TrackerStore } from './store.ts';
@@ -392,22 +393,23 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
         next(err);
       }
     });
-    const dashboardDir = path.join(import.meta.dirname, 'dashboard');
-    app.get('/dashboard', (_req, res) => res.sendFile(path.join(dashboardDir, 'index.html')));
-    app.use('/dashboard', express.static(dashboardDir, { index: false, maxAge: '1m' }));
+    // Static files go out compressed, with ETags, revalidated on each use (see static-files.ts).
+    const dashboard = new StaticFiles(path.join(import.meta.dirname, 'dashboard'), { index: undefined });
+    app.get('/dashboard', (req, res, next) => dashboard.send(req, res, next, 'index.html'));
+    app.use('/dashboard', dashboard.handler);
     const playerDir = this.opts.playerDir;
     if (playerDir) {
       // The web player: home (directory), watch and embed pages; the page reads the channel from the URL.
-      const page = (file: string) => (req: Request, res: Response) => {
+      const player = new StaticFiles(playerDir);
+      const page = (file: string) => (req: Request, res: Response, next: NextFunction) => {
         const id = channelIdSchema.safeParse(req.params.channel);
         if (!id.success)
           return this.#restError(res, 404, 'unknown-channel', 'no such channel', 'page', req, false);
-        res.setHeader('Cache-Control', 'no-cache');
-        res.sendFile(path.join(playerDir, file));
+        player.send(req, res, next, file);
       };
       app.get('/watch/:channel', page('watch.html'));
       app.get('/embed/:channel', page('embed.html'));
-      app.use('/', express.static(playerDir, { maxAge: '1m' }));
+      app.use('/', player.handler);
     }
     app.use((req: Request, res: Response) =>
       this.#restError(res, 404, 'invalid-input', 'not found', 'http', req, false),

@@ -6,16 +6,13 @@
  */
 import { io, type ManagerOptions, type Socket, type SocketOptions } from 'socket.io-client';
 import {
-  CHANNEL_STATUSES,
-  TRACKER_ERROR_CODES,
   TypedEmitter,
-  channelIdSchema,
-  describeIssue,
+  parseAckError,
   parseAttestation,
-  peerIdSchema,
-  renditionSchema,
-  signalDataSchema,
-  z,
+  parseChannelInfo,
+  parseJoinResult,
+  parseNeighboursUpdate,
+  parsePushedSignal,
   type Ack,
   type ClientToServerEvents,
   type JoinRequest,
@@ -24,6 +21,7 @@ import {
   type PeerReport,
   type ServerToClientEvents,
   type SignalData,
+  type Validated,
 } from '../../protocol/index.ts';
 import type { TrackerConnection, TrackerConnectionEvents } from '../core/seams.ts';
 
@@ -60,55 +58,6 @@ export interface TrackerConnectionStats {
   connectErrors: number;
   reconnects: number;
 }
-
-// ---- schemas for what the tracker sends: strict about the fields we use, extra fields pass through ----
-
-const LIST_MAX = 1000;
-const peerList = z.array(peerIdSchema).max(LIST_MAX);
-const neighboursSchema = z.object({ add: peerList, remove: peerList, firstTier: z.boolean() });
-const pushedSignalSchema = z.object({ from: peerIdSchema, data: signalDataSchema });
-const iceServerSchema = z.object({
-  urls: z.union([z.string().max(2048), z.array(z.string().max(2048)).max(16)]),
-  username: z.string().max(1024).optional(),
-  credential: z.string().max(1024).optional(),
-});
-const channelInfoSchema = z.looseObject({
-  id: channelIdSchema,
-  title: z.string().max(1000),
-  status: z.enum(CHANNEL_STATUSES),
-  originUrl: z.string().max(2048),
-  publicKey: z.string().max(256),
-  segmentDurationS: z.number().positive().max(3600),
-  renditions: z
-    .array(
-      z.object({
-        name: renditionSchema,
-        width: z.number().int().nonnegative(),
-        height: z.number().int().nonnegative(),
-        bandwidthBps: z.number().nonnegative(),
-      }),
-    )
-    .max(64),
-  livePlaylist: z.string().max(2048).nullable(),
-  recordings: z
-    .array(z.object({ id: z.string().max(256), title: z.string().max(1000), master: z.string().max(2048) }))
-    .max(10_000),
-  viewers: z.number().int().nonnegative(),
-  offload: z.number().nullable(),
-});
-const joinResultSchema = z.looseObject({
-  peerId: peerIdSchema,
-  rendition: renditionSchema,
-  iceServers: z.array(iceServerSchema).max(64),
-  channel: channelInfoSchema,
-  neighbours: peerList,
-  firstTier: z.boolean(),
-  reportIntervalMs: z.number().finite().positive(),
-});
-const ackErrorSchema = z.object({
-  ok: z.literal(false),
-  error: z.object({ code: z.enum(TRACKER_ERROR_CODES), message: z.string().max(10_000) }),
-});
 
 type IoSocket = Socket<ServerToClientEvents, ClientToServerEvents>;
 
@@ -173,9 +122,10 @@ export class SocketIoTrackerConnection
       this.emit('disconnected', reason);
       if (reason === 'io server disconnect') this.#retryLater();
     });
-    s.on('neighbours', (u: unknown) => this.#push('neighbours', neighboursSchema, u));
-    s.on('signal', (m: unknown) => this.#push('signal', pushedSignalSchema, m));
-    s.on('channel', (c: unknown) => this.#push('channel', channelInfoSchema, c));
+    // Checked without a schema library (protocol/tracker-validate.ts): browsers load this file.
+    s.on('neighbours', (u: unknown) => this.#push('neighbours', parseNeighboursUpdate, u));
+    s.on('signal', (m: unknown) => this.#push('signal', parsePushedSignal, m));
+    s.on('channel', (c: unknown) => this.#push('channel', parseChannelInfo, c));
     s.on('attestation', (a: unknown) => {
       const r = parseAttestation(a);
       if (r.ok) this.emit('attestation', r.attestation);
@@ -205,9 +155,9 @@ export class SocketIoTrackerConnection
   async join(req: JoinRequest): Promise<Ack<JoinResult>> {
     const ack = await this.#ask('join', req, this.#joinTimeoutMs);
     if (isOk(ack)) {
-      const r = joinResultSchema.safeParse(ack);
-      if (!r.success) throw new Error(`tracker sent a malformed join answer (${describeIssue(r.error)})`);
-      return { ok: true, ...(r.data as JoinResult) };
+      const r = parseJoinResult(ack);
+      if (!r.ok) throw new Error(`tracker sent a malformed join answer (${r.message})`);
+      return { ...r.value, ok: true };
     }
     return refusal(ack, 'join');
   }
@@ -221,8 +171,8 @@ export class SocketIoTrackerConnection
     this.#withTimeout(this.#ackTimeoutMs).emit('report', report, (err: Error | null, ack?: unknown) => {
       if (err || !ack || isOk(ack)) return;
       this.#stats.reportsRefused++;
-      const e = ackErrorSchema.safeParse(ack);
-      this.#stats.lastReportError = e.success ? `${e.data.error.code}: ${e.data.error.message}` : 'malformed';
+      const e = parseAckError(ack);
+      this.#stats.lastReportError = e.ok ? `${e.value.error.code}: ${e.value.error.message}` : 'malformed';
     });
   }
 
@@ -293,11 +243,15 @@ export class SocketIoTrackerConnection
     return this.#socket.timeout(ms) as never;
   }
 
-  #push<E extends 'neighbours' | 'signal' | 'channel'>(event: E, schema: z.ZodType, payload: unknown): void {
+  #push<E extends 'neighbours' | 'signal' | 'channel'>(
+    event: E,
+    parse: (payload: unknown) => Validated<Parameters<TrackerConnectionEvents[E]>[0]>,
+    payload: unknown,
+  ): void {
     if (this.#closed) return;
-    const r = schema.safeParse(payload);
-    if (!r.success) return this.#invalid(event, describeIssue(r.error));
-    const args = [r.data] as unknown as Parameters<TrackerConnectionEvents[E]>;
+    const r = parse(payload);
+    if (!r.ok) return this.#invalid(event, r.message);
+    const args = [r.value] as unknown as Parameters<TrackerConnectionEvents[E]>;
     this.emit(event, ...args);
   }
 
@@ -312,7 +266,7 @@ function isOk(ack: unknown): ack is { ok: true } {
 }
 
 function refusal(ack: unknown, event: string): Ack<never> {
-  const e = ackErrorSchema.safeParse(ack);
-  if (!e.success) throw new Error(`tracker sent a malformed ${event} answer (${describeIssue(e.error)})`);
-  return e.data;
+  const e = parseAckError(ack);
+  if (!e.ok) throw new Error(`tracker sent a malformed ${event} answer (${e.message})`);
+  return e.value;
 }
