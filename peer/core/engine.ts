@@ -733,6 +733,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
             }
             const next = ROUTE_CHECKS_MS[i + 1];
             if (next !== undefined) clock.setTimeout(() => askRoute(i + 1), next - ROUTE_CHECKS_MS[i]!);
+            // Still unknown (a busy machine answers stats late): keep looking every 4 s for a minute.
+            else if (lastRoute === '' && i < ROUTE_CHECKS_MS.length + 14)
+              clock.setTimeout(() => askRoute(i + 1), 4000);
           },
           () => {}, // stats unavailable: the route stays unknown
         );

@@ -33,7 +33,7 @@ const finalRoute = (p: Running, remote: Running) => routesTo(p, joinedPeerId(rem
 const bestP2pShare = (p: Running) =>
   Math.max(0, ...[...p.output.matchAll(/from peers (\d+)%/g)].map((m) => Number(m[1])));
 
-describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
+describe('NAT lab', { skip: unavailable ?? false, timeout: 480_000 }, () => {
   let lab: NatLab;
   let services: LabServices;
 
@@ -53,9 +53,10 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
   test('every host detects its NAT type (peertv nat, RFC 5780 against our server)', async () => {
     const expected = LAB_HOSTS.map((h) => [h.name, NAT_TYPE_OF[h.nat], lab.host(h.name).wanIp] as const);
     const results = await Promise.all([
-      ...expected.map(([h]) => lab.peertv(lab.host(h).ns, ['nat', '--server', PUBLIC_IP, '--json'])),
+      // Five `peertv nat` at once: allow a loaded machine time to start them (tsx) and run the tests.
+      ...expected.map(([h]) => lab.peertv(lab.host(h).ns, ['nat', '--server', PUBLIC_IP, '--json'], 120_000)),
       // The public host itself is not behind a NAT (its own alternate address is a "local" one too).
-      lab.peertv(lab.pubNs, ['nat', '--server', PUBLIC_IP, '--json']),
+      lab.peertv(lab.pubNs, ['nat', '--server', PUBLIC_IP, '--json'], 120_000),
     ]);
     const got = results.map((r) => {
       assert.equal(r.code, 0, r.stderr);
@@ -119,7 +120,7 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
     try {
       await a.waitFor(/^nat: port-restricted-cone /m, 30_000, "A's NAT type");
       await e.waitFor(/^nat: port-restricted-cone /m, 30_000, "E's NAT type");
-      await Promise.all([a.waitFor(ROUTE_LINE, 30_000, 'a link'), e.waitFor(ROUTE_LINE, 30_000, 'a link')]);
+      await Promise.all([a.waitFor(ROUTE_LINE, 60_000, 'a link'), e.waitFor(ROUTE_LINE, 60_000, 'a link')]);
       // Both port-restricted: checks must punch holes in both NATs; a relayed pair may win the race at
       // first, and ICE then moves to the direct pair. The engine reads the route until 4 s after open.
       await until(
@@ -152,7 +153,7 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
     try {
       await c.waitFor(/^nat: symmetric /m, 30_000, "C's NAT type");
       await d.waitFor(/^nat: symmetric /m, 30_000, "D's NAT type");
-      await Promise.all([c.waitFor(ROUTE_LINE, 30_000, 'a link'), d.waitFor(ROUTE_LINE, 30_000, 'a link')]);
+      await Promise.all([c.waitFor(ROUTE_LINE, 60_000, 'a link'), d.waitFor(ROUTE_LINE, 60_000, 'a link')]);
       // Give ICE the engine's 4 s of route checks: no direct pair can ever work between these two.
       await new Promise((r) => setTimeout(r, ROUTE_SETTLE_MS));
       const cd = finalRoute(c, d);
@@ -160,7 +161,11 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 240_000 }, () => {
       assert.ok(cd && dc, `both ends report the link\n${c.output}\n${d.output}`);
       assert.equal(cd.relayed, true, JSON.stringify(cd));
       assert.equal(dc.relayed, true, JSON.stringify(dc));
-      await until(() => bestP2pShare(c) > 0 || bestP2pShare(d) > 0, 30_000, 'segments over the relay');
+      await until(
+        () => bestP2pShare(c) > 0 || bestP2pShare(d) > 0,
+        60_000,
+        `segments over the relay\n${c.output.slice(-3000)}\n${d.output.slice(-3000)}`,
+      );
     } finally {
       await Promise.all([c.stop(), d.stop()]);
     }
