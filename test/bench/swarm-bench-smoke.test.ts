@@ -1,6 +1,8 @@
 /**
  * Keeps `npm run bench` (the swarm benchmark) from rotting: short runs on a tiny ladder must produce
- * their figures, report and plots (the values are not judged), and bad flags are refused in one line.
+ * their figures, report and plots (the values are not judged), browsers on the real watch page must be
+ * measured (startup from navigation start, CPU of Chromium and of the page), and bad flags are refused
+ * in one line.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,7 +13,7 @@ import { ROOT as root, runNode } from '../helpers/process.ts';
 const SUMMARY =
   /^offload=\S+ continuity=\S+ stalls=\d+ startup_p95_s=\S+ latency_p50_s=\S+ viewers=(\d+) scenario=(\S+)$/;
 
-async function bench(args: string[]) {
+async function bench(args: string[], plots: string[] = []) {
   const r = await runNode(
     ['test/bench/swarm.bench.ts', '--ladder', '180p:320x180:300:48', '--stagger-ms', '300', ...args],
     { tsx: true, timeoutMs: 150_000 },
@@ -25,7 +27,10 @@ async function bench(args: string[]) {
   const result = JSON.parse(fs.readFileSync(path.join(dir, 'result.json'), 'utf8')) as {
     phases: {
       phase: string;
+      page: string | null;
+      browsers: { startupMs: number | null; cpu: { processCores: number | null } }[];
       figures: {
+        browser: { cpu: { chromiumCores: number } };
         segmentsPlayed: number;
         consumedBytes: number;
         offload: number;
@@ -43,6 +48,7 @@ async function bench(args: string[]) {
     'latency.svg',
     'stalls.svg',
     'upload-distribution.svg',
+    ...plots,
   ])
     assert.ok(fs.existsSync(path.join(dir, f)), f);
   fs.rmSync(dir, { recursive: true, force: true });
@@ -50,18 +56,13 @@ async function bench(args: string[]) {
 }
 
 test(
-  'bench: a steady run with two Node viewers and one browser, plus the http-only baseline',
+  'bench: a steady run with two Node viewers and one browser on the watch page, plus the http-only baseline',
   { timeout: 160_000 },
   async () => {
-    const { summary, result } = await bench([
-      '--viewers',
-      '2',
-      '--browsers',
-      '1',
-      '--duration',
-      '20',
-      '--baseline',
-    ]);
+    const { summary, result } = await bench(
+      ['--viewers', '2', '--browsers', '1', '--duration', '20', '--baseline'],
+      ['chromium-cpu.svg'],
+    );
     assert.equal(summary[1], '3');
     assert.equal(summary[2], 'steady');
     assert.deepEqual(
@@ -75,6 +76,10 @@ test(
       assert.ok(Number.isFinite(p.figures.offload), `${p.phase}: offload measured`);
       assert.ok(p.figures.startupS.n > 0, `${p.phase}: startup measured`);
       assert.ok(p.ticks.length >= 15, `${p.phase}: figures over time`);
+      assert.equal(p.page, 'watch', `${p.phase}: the watch page by default`);
+      assert.ok(p.browsers[0]!.startupMs !== null, `${p.phase}: the browser played`);
+      assert.ok(p.figures.browser.cpu.chromiumCores > 0, `${p.phase}: Chromium's CPU measured`);
+      assert.ok((p.browsers[0]!.cpu.processCores ?? 0) > 0, `${p.phase}: the page's CPU measured`);
     }
   },
 );
@@ -105,6 +110,7 @@ test('bench: bad flags give one line and exit 2', async () => {
     ['--viewers', 'x'],
     ['--bogus'],
     ['--viewers', '0', '--browsers', '0'],
+    ['--page', 'watch,nope'],
   ]) {
     const r = await runNode(['test/bench/swarm.bench.ts', ...args], { tsx: true, timeoutMs: 30_000 });
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

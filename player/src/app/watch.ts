@@ -141,11 +141,15 @@ class WatchUi {
     } catch {
       originUrl = undefined;
     }
+    // `?p2p=0`: from the origin only; `?candidates=loopback`: only 127.0.0.1 WebRTC candidates.
+    const query = new URLSearchParams(location.search);
     const player = PeerTV.attach(this.video, {
       tracker: location.origin,
       channel: page.channel,
       ...(page.recording !== undefined && { recording: page.recording }),
       ...(originUrl && { originUrl }),
+      ...(query.get('p2p') === '0' && { p2p: false }),
+      ...(query.get('candidates') === 'loopback' && { loopbackOnly: true }),
     });
     this.player = player;
     window.peertv = player;

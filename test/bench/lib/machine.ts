@@ -122,3 +122,66 @@ export function procUsage(pid: number, tree = false): ProcUsage | undefined {
     }
   return { cpuMs, rssBytes };
 }
+
+/** ppid, CPU time (ms) and start time (clock ticks after boot) of a process; undefined when it is gone. */
+function readStat(pid: number): { ppid: number; cpuMs: number; start: number } | undefined {
+  try {
+    const text = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    // f[0] is field 3 (state): ppid is field 4, utime/stime 14/15, starttime 22.
+    return {
+      ppid: Number(f[1]),
+      cpuMs: ((Number(f[11]) + Number(f[12])) / TICKS_PER_S) * 1000,
+      start: Number(f[19]),
+    };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A Chromium process's role from its command line (`--type=renderer`, `gpu-process`, …; none: the browser). */
+function chromiumType(pid: number): string {
+  try {
+    // Zygote children rewrite their title: one string, arguments separated by spaces, not NULs.
+    const m = /(?:^|[\s\0])--type=([^\s\0]+)/.exec(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+    return m ? m[1]! : 'browser';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * The CPU time of a process tree (a browser and all its renderers, GPU, network and audio processes)
+ * as it grows: every `sample()` reads each process of the tree, and a process that has exited since
+ * keeps its last reading, so closing a page does not take its CPU time out of the total.
+ */
+export class TreeCpu {
+  readonly rootPid: number;
+  /** `pid@starttime` (pids are reused) → its role and CPU time at the last reading, ms. */
+  readonly #last = new Map<string, { type: string; cpuMs: number }>();
+
+  constructor(rootPid: number) {
+    this.rootPid = rootPid;
+    this.sample();
+  }
+
+  /** Reads the tree now; returns its CPU time so far, ms. */
+  sample(): number {
+    for (const pid of [this.rootPid, ...descendants(this.rootPid)]) {
+      const s = readStat(pid);
+      if (!s) continue;
+      const key = `${pid}@${s.start}`;
+      const seen = this.#last.get(key);
+      if (seen) seen.cpuMs = s.cpuMs;
+      else this.#last.set(key, { type: chromiumType(pid), cpuMs: s.cpuMs });
+    }
+    return this.totalMs();
+  }
+
+  /** CPU time of every process seen so far (of one `--type`, e.g. 'renderer'), at its last reading, ms. */
+  totalMs(type?: string): number {
+    let sum = 0;
+    for (const p of this.#last.values()) if (type === undefined || p.type === type) sum += p.cpuMs;
+    return sum;
+  }
+}
