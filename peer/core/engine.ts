@@ -69,6 +69,11 @@ export interface EngineOptions {
   masterUrl: string | undefined;
   /** False: never use P2P (the HTTP-only baseline). */
   p2p: boolean;
+  /**
+   * The player picks the rendition (hls.js's ABR) and says so with `setRendition`: until it has, a
+   * first-tier peer fetches nothing ahead (it would fetch the tracker's default rendition for no one).
+   */
+  followPlayerRendition: boolean;
   /** A P2P transfer must be expected to finish this long before its deadline. */
   safetyMarginMs: number;
   /** A P2P transfer without progress for this long is switched to HTTP. */
@@ -118,6 +123,7 @@ export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
   originUrl: undefined,
   masterUrl: undefined,
   p2p: true,
+  followPlayerRendition: false,
   safetyMarginMs: 700,
   p2pStallMs: 1000,
   maxNeighbours: 12,
@@ -526,6 +532,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   }
 
   #ready = false;
+  /** The player said which rendition it plays (see `followPlayerRendition`). */
+  #renditionSet = false;
   readonly #adopted = new Map<string, { rendition: string; mediaSequence: number; bytes: Uint8Array }>();
 
   #variantUrls = new Map<string, string>();
@@ -901,7 +909,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   /** Switches the rendition this peer fetches and shares (new neighbours from the tracker). */
   setRendition(name: string): void {
-    if (name === this.rendition || !this.#variantUrls.has(name)) return;
+    if (!this.#variantUrls.has(name)) return;
+    this.#renditionSet = true;
+    if (name === this.rendition) return this.#scheduleTick(0);
     this.rendition = name;
     this.#mediaPlaylistUrl = this.#variantUrls.get(name)!;
     this.known.clear();
@@ -930,7 +940,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     if (this.#destroyed || !this.#key) return;
     const now = this.#d.clock.now();
     // First tier: pull fresh segments of our rendition from the origin as soon as they exist.
-    if (this.firstTier && this.newestPublished >= 0) {
+    if (
+      this.firstTier &&
+      this.newestPublished >= 0 &&
+      (this.#renditionSet || !this.opts.followPlayerRendition)
+    ) {
       for (let seq = Math.max(0, this.newestPublished - 1); seq <= this.newestPublished; seq++) {
         const k = this.known.get(seq);
         if (k?.gap) continue;

@@ -205,6 +205,7 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
         mode: 'viewer',
         rendition: 'auto',
         p2p: p2p && this.#tracker !== undefined,
+        followPlayerRendition: true,
         originUrl,
         masterUrl,
         uploadCapKbps: this.opts.uploadKbps ?? 0,
@@ -236,6 +237,11 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     // tracker and fetches the channel key beside it; the fragment loader hands segments to the engine
     // once it is ready (before, it fetches them itself and gives the engine the bytes to share).
     this.#attachHls(masterUrl);
+    // Ready after hls.js chose its level: the engine learns it now.
+    engine.on('ready', () => {
+      const level = this.hls ? this.#levels[this.hls.loadLevel] : undefined;
+      if (level) engine.setRendition(level.name);
+    });
     engine.start().then(
       () => {
         if (this.#destroyed) engine.destroy();
@@ -294,10 +300,15 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
       this.emit('levels', this.levels());
       if (this.opts.autoplay !== false) void this.video.play().catch(() => this.#setState('paused'));
     });
+    // The engine fetches ahead, shares (and its neighbours are) the rendition hls.js loads: from the
+    // moment hls.js picks it, not once its first fragment plays.
+    hls.on(Hls.Events.LEVEL_SWITCHING, (_e, data) => {
+      const level = this.#levels[data.level];
+      if (level) this.engine?.setRendition(level.name);
+    });
     hls.on(Hls.Events.LEVEL_SWITCHED, (_e, data) => {
       const level = this.#levels[data.level];
       if (!level) return;
-      // The engine shares (and its neighbours are) the rendition being played.
       this.engine?.setRendition(level.name);
       this.emit('level-switched', level);
     });
