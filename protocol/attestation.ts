@@ -115,7 +115,8 @@ const bufferOf = (bytes: Uint8Array): ArrayBuffer =>
   bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return toHex(new Uint8Array(await subtle().digest('SHA-256', bufferOf(bytes))));
+  // The view itself (no copy of a whole segment): WebCrypto reads only its range.
+  return toHex(new Uint8Array(await subtle().digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
 }
 
 /** The hash the next record of the chain carries as `prevHash`. */

@@ -6,5 +6,6 @@ export * from './emitter.ts';
 export * from './tracker.ts';
 export * from './tracker-schemas.ts';
 export * from './tracker-validate.ts';
+export * from './figures.ts';
 export * from './wire-types.ts';
 export * from './wire.ts';

@@ -119,8 +119,14 @@ export interface ChannelInfo {
   livePlaylist: string | null;
   recordings: { id: string; title: string; master: string }[];
   viewers: number;
-  /** Share of segment bytes viewers got without the origin sending them (0..1), null before any data. */
+  /**
+   * The channel's offload over the last `offloadWindowS` seconds: 1 − origin segment bytes ÷ segment
+   * bytes the channel's peers received (0..1; see {@link ChannelStatsSample.offload}); null while
+   * nothing was received in the window.
+   */
   offload: number | null;
+  /** The window `offload` is computed over (s); absent from older trackers (then `OFFLOAD_WINDOW_MS`). */
+  offloadWindowS?: number;
 }
 
 export const TRACKER_ERROR_CODES = [
@@ -183,8 +189,11 @@ export interface OverlaySnapshot {
     mode: PeerMode;
     rendition: string;
     natType: NatType;
+    /** Upload capacity (measured by the peer, else declared). */
     uploadKbps: number;
     downloadKbps: number;
+    /** Bytes this peer uploaded to others since it joined (its last report). */
+    uploadedBytes: number;
     bufferS: number;
     firstTier: boolean;
   }[];
@@ -197,16 +206,29 @@ export interface OverlaySnapshot {
 export interface ChannelStatsSample {
   at: number;
   viewers: number;
+  /** Segment bytes the channel's peers received from the origin and from each other (cumulative). */
   httpBytes: number;
   p2pBytes: number;
+  /** Bytes the channel's peers uploaded to each other (cumulative). */
+  uploadedBytes: number;
+  /** Segment bytes the origin sent for this channel since it registered (null: the source sends none). */
   originSegmentBytes: number | null;
+  /**
+   * Offload over the trailing window: 1 − origin segment bytes ÷ segment bytes the peers received,
+   * both counted over the window (from the peers' own HTTP/P2P split when the origin sends no
+   * counters), clamped to 0..1; null while nothing was received in the window.
+   */
   offload: number | null;
+  /** Sum of the peers' measured download rates. */
   downloadKbps: number;
+  /** Measured upload traffic: the peers' uploaded bytes over the last few report intervals, as a rate. */
   uploadKbps: number;
 }
 
 export interface ChannelStats {
   channel: string;
+  /** The window `offload` is computed over (s). */
+  offloadWindowS: number;
   current: ChannelStatsSample;
   history: ChannelStatsSample[];
   overlay: OverlaySnapshot;

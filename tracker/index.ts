@@ -9,6 +9,6 @@ export {
   type ChannelRecord,
   type ChannelPin,
 } from './store.ts';
-export { StatsKeeper, offloadOver, DEFAULT_STATS, type StatsOptions } from './stats.ts';
+export { StatsKeeper, offloadOver, uploadRateOver, DEFAULT_STATS, type StatsOptions } from './stats.ts';
 export { TokenBucket, KeyedBuckets } from './rate-limit.ts';
 export { StaticFiles, DEFAULT_STATIC_FILES, type StaticFilesOptions } from './static-files.ts';

@@ -470,6 +470,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       recordings: r.recordings,
       viewers: peers.filter((p) => p.mode === 'viewer').length,
       offload: current?.offload ?? null,
+      offloadWindowS: this.stats.opts.offloadWindowMs / 1000,
     };
   }
 
@@ -489,12 +490,19 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       viewers: 0,
       httpBytes: 0,
       p2pBytes: 0,
+      uploadedBytes: 0,
       originSegmentBytes: null,
       offload: null,
       downloadKbps: 0,
       uploadKbps: 0,
     };
-    return { channel: id, current, history, overlay: await this.stats.overlay(id) };
+    return {
+      channel: id,
+      offloadWindowS: this.stats.opts.offloadWindowMs / 1000,
+      current,
+      history,
+      overlay: await this.stats.overlay(id),
+    };
   }
 
   /**

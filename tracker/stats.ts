@@ -1,5 +1,9 @@
-/** Per-channel statistics: viewers, HTTP/P2P/origin bytes, offload over time, who feeds whom. */
-import type { ChannelStatsSample, OverlaySnapshot } from '../protocol/index.ts';
+/**
+ * Per-channel statistics: viewers, HTTP/P2P/origin bytes, offload over time, upload traffic, who feeds
+ * whom. This is the one place the channel's offload is computed; the directory (channel cards, the watch
+ * page), the dashboard and `/metrics` all show this figure.
+ */
+import { OFFLOAD_WINDOW_MS, type ChannelStatsSample, type OverlaySnapshot } from '../protocol/index.ts';
 import type { TrackerStore } from './store.ts';
 
 export interface StatsOptions {
@@ -7,13 +11,19 @@ export interface StatsOptions {
   historyLength: number;
   /** Offload is computed over this trailing window. */
   offloadWindowMs: number;
+  /**
+   * Upload traffic is the growth of the peers' uploaded bytes over this trailing window (a few report
+   * intervals: peers report their counters every few seconds, so a shorter one would be lumpy).
+   */
+  rateWindowMs: number;
   /** Peers drawn at most in an overlay snapshot (the dashboard's graph). */
   maxSnapshotPeers: number;
 }
 
 export const DEFAULT_STATS: StatsOptions = {
   historyLength: 900,
-  offloadWindowMs: 30_000,
+  offloadWindowMs: OFFLOAD_WINDOW_MS,
+  rateWindowMs: 10_000,
   maxSnapshotPeers: 300,
 };
 
@@ -24,10 +34,14 @@ interface ChannelSeries {
 export class StatsKeeper {
   readonly #series = new Map<string, ChannelSeries>();
 
+  readonly opts: StatsOptions;
+
   constructor(
     private readonly store: TrackerStore,
-    readonly opts: StatsOptions = DEFAULT_STATS,
-  ) {}
+    opts: Partial<StatsOptions> = {},
+  ) {
+    this.opts = { ...DEFAULT_STATS, ...opts };
+  }
 
   /** Channels that got a new sample in the last `sample()`. */
   readonly #changed = new Set<string>();
@@ -40,8 +54,8 @@ export class StatsKeeper {
       const departed = await this.store.departed(id);
       let httpBytes = departed.httpBytes;
       let p2pBytes = departed.p2pBytes;
+      let uploadedBytes = departed.uploadedBytes;
       let downloadKbps = 0;
-      let uploadKbps = 0;
       let viewers = 0;
       const series: ChannelSeries = this.#series.get(id) ?? { history: [] };
       for (const p of peers) {
@@ -50,8 +64,8 @@ export class StatsKeeper {
         if (!r) continue;
         httpBytes += r.httpBytes;
         p2pBytes += r.p2pBytes;
+        uploadedBytes += r.uploadedBytes;
         downloadKbps += r.downloadKbps;
-        uploadKbps += r.uploadKbps;
       }
       const origin = rec.origin && rec.originBase !== null ? rec.origin.segmentBytes - rec.originBase : null;
       const sample: ChannelStatsSample = {
@@ -59,12 +73,14 @@ export class StatsKeeper {
         viewers,
         httpBytes,
         p2pBytes,
+        uploadedBytes,
         originSegmentBytes: origin,
         offload: null,
         downloadKbps,
-        uploadKbps,
+        uploadKbps: 0,
       };
       sample.offload = offloadOver(series.history, sample, this.opts.offloadWindowMs);
+      sample.uploadKbps = uploadRateOver(series.history, sample, this.opts.rateWindowMs);
       // A channel nobody watches costs one sample, not one per interval (thousands of idle channels
       // must not fill the tracker's memory): an unchanged idle sample is not kept again.
       const last = series.history.at(-1);
@@ -118,6 +134,7 @@ export class StatsKeeper {
         natType: p.natType,
         uploadKbps: p.report?.uploadKbps ?? p.uploadKbps,
         downloadKbps: p.report?.downloadKbps ?? 0,
+        uploadedBytes: p.report?.uploadedBytes ?? 0,
         bufferS: p.report?.bufferS ?? 0,
         firstTier: p.firstTier,
       })),
@@ -134,9 +151,10 @@ export class StatsKeeper {
 }
 
 /**
- * Offload over the trailing window: 1 − origin segment bytes / segment bytes consumed by peers, from
- * the origin's own counters when the source reports them, else from peers' own HTTP/P2P split.
- * Clamped to [0, 1] (viewers outside the swarm, e.g. plain HLS players, also load the origin).
+ * Offload over the trailing window: 1 − origin segment bytes / segment bytes received by peers (from
+ * the origin or from each other), from the origin's own counters when the source reports them, else
+ * from peers' own HTTP/P2P split. Clamped to [0, 1] (viewers outside the swarm, e.g. plain HLS players,
+ * also load the origin).
  */
 export function offloadOver(
   history: readonly ChannelStatsSample[],
@@ -163,6 +181,26 @@ export function offloadOver(
   return Math.min(1, Math.max(0, ratio));
 }
 
+/**
+ * Upload traffic (kbit/s): how much the peers' uploaded-byte counters grew since the newest sample at
+ * least `windowMs` old (the oldest one while the history is younger), per second. 0 without an earlier
+ * sample; never negative (a counter that went back, e.g. a peer's report lost when it left, counts 0).
+ */
+export function uploadRateOver(
+  history: readonly ChannelStatsSample[],
+  now: Pick<ChannelStatsSample, 'at' | 'uploadedBytes'>,
+  windowMs: number,
+): number {
+  let base: ChannelStatsSample | undefined;
+  for (let i = history.length - 1; i >= 0; i--) {
+    base = history[i]!;
+    if (base.at <= now.at - windowMs) break;
+  }
+  if (!base || now.at <= base.at) return 0;
+  const bytes = Math.max(0, now.uploadedBytes - base.uploadedBytes);
+  return Math.round((bytes * 8) / (now.at - base.at));
+}
+
 /** Two samples of a channel without viewers that say the same thing. */
 function sameIdle(a: ChannelStatsSample, b: ChannelStatsSample): boolean {
   return (
@@ -170,6 +208,7 @@ function sameIdle(a: ChannelStatsSample, b: ChannelStatsSample): boolean {
     b.viewers === 0 &&
     a.httpBytes === b.httpBytes &&
     a.p2pBytes === b.p2pBytes &&
+    a.uploadedBytes === b.uploadedBytes &&
     a.originSegmentBytes === b.originSegmentBytes &&
     a.downloadKbps === b.downloadKbps &&
     a.uploadKbps === b.uploadKbps

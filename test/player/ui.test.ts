@@ -173,6 +173,11 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
     );
     assert.equal(await tile.locator('.thumb-viewers').textContent(), '2 watching');
     assert.match((await tile.locator('.card-meta').textContent()) ?? '', /180p · 90p/);
+    // The channel's P2P figure, named as on the dashboard and with its window.
+    assert.match(
+      (await tile.locator('.card-sub').textContent()) ?? '',
+      /^(\d+(\.\d)?% offload \(last 60 s\)|peer-to-peer delivery)$/,
+    );
     const quiet = home.locator('#offline-list a[data-channel="quiet"]');
     assert.equal(await quiet.getAttribute('data-status'), 'idle');
     assert.equal(await quiet.locator('.offline-title').textContent(), 'Quiet channel');
@@ -232,7 +237,6 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
           }),
       );
     const keys = [
-      'p2pShare',
       'peers',
       'downloadKbps',
       'uploadKbps',
@@ -252,19 +256,15 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
       }
       // A second stats() read in the same task: counters agree exactly (rates are measured against
       // the clock, so they may move by the microsecond between two reads).
-      for (const k of [
-        'httpBytes',
-        'p2pBytes',
-        'uploadedBytes',
-        'peers',
-        'rendition',
-        'p2pShare',
-        'latencyS',
-      ] as const)
+      for (const k of ['httpBytes', 'p2pBytes', 'uploadedBytes', 'peers', 'rendition', 'latencyS'] as const)
         assert.equal(dom[k], fresh[k] === null ? '' : String(fresh[k]), `${k} vs a fresh stats()`);
       assert.ok(s.httpBytes + s.p2pBytes > 0);
+      // The panel's P2P figure: this player's own share of segment bytes from peers over the window.
+      const own = dom.ownShare!;
+      assert.ok(own === '' || (Number(own) >= 0 && Number(own) <= 1), `own share ${own}`);
     }
-    assert.match((await page.locator('[data-stat="p2pShare"]').textContent()) ?? '', /%$/);
+    assert.match((await page.locator('[data-stat="ownShare"]').textContent()) ?? '', /%$/);
+    assert.equal(await page.locator('#own-share-window').textContent(), 'last 60 s');
     assert.match((await page.locator('[data-stat="downloadKbps"]').textContent()) ?? '', /bit\/s$/);
     // Give the two viewers a moment to trade segments, for a telling screenshot of whichever got more
     // from its peer (not asserted here: P2P has its own tests).
@@ -290,6 +290,39 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
     assert.ok(chartPixels > 0, 'the chart is drawn');
     await best.mouse.move(640, 200);
     await shot(best, 'watch-stats', true);
+  });
+
+  test('a closed stats panel is not updated, and is current as soon as it opens', async () => {
+    const page = viewerA;
+    if (await page.locator('#stats-panel').isVisible()) await page.click('#stats-button');
+    await page.locator('#stats-panel').waitFor({ state: 'hidden' });
+    const cells = () =>
+      page.evaluate(() =>
+        [...document.querySelectorAll<HTMLElement>('#stats-panel [data-stat]')]
+          .map((dd) => `${dd.dataset.stat}=${dd.dataset.value}`)
+          .join(' '),
+      );
+    const closed = await cells();
+    // A few stats events later (the player's figures moved on), the closed panel is as it was.
+    const moved = await page.evaluate(
+      () =>
+        new Promise<boolean>((resolve) => {
+          const first = window.peertv!.stats();
+          let n = 0;
+          window.peertv!.on('stats', (s) => {
+            if (++n === 3) resolve(s.bufferS !== first.bufferS || s.downloadKbps !== first.downloadKbps);
+          });
+        }),
+    );
+    assert.ok(moved, 'the stats moved on meanwhile');
+    assert.equal(await cells(), closed);
+    await page.click('#stats-button');
+    const bytes = Number(await page.locator('[data-stat="httpBytes"]').getAttribute('data-value'));
+    const now = await page.evaluate(() => window.peertv!.stats().httpBytes);
+    assert.ok(
+      bytes <= now && bytes >= now - 200_000,
+      `opened panel shows the latest stats: ${bytes} vs ${now}`,
+    );
   });
 
   test('a registered channel that is not broadcasting shows the offline overlay', async () => {

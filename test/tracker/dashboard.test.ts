@@ -242,6 +242,14 @@ test('shows the busiest channel: title, status, viewers, offload', async () => {
   });
   const pct = Number.parseInt(offload, 10);
   assert.ok(pct > 0 && pct < 100, `offload ${offload}`);
+  assert.match((await text(page, '#kpi-offload-sub')) ?? '', /^last 60 s/, 'the window is stated');
+  // Upload is the traffic between peers (≈ 190 kB per 100 ms tick here, 15 Mbit/s ± the wave), not the
+  // sum of the capacities they declare (24–30 Mbit/s).
+  const up = await eventually('upload traffic', async () => {
+    const t = (await text(page, '#kpi-up')) ?? '';
+    return /Mbit\/s$/.test(t) ? Number.parseFloat(t) : null;
+  });
+  assert.ok(up > 9 && up < 21, `upload ${up} Mbit/s`);
   assert.equal(await text(page, '#conn-text'), 'connected');
   assert.equal(await page.locator('#banner').isVisible(), false);
   // Two channels: the selector is there and lists both.
@@ -338,9 +346,16 @@ test('peer table: one row per peer with its details', async () => {
     const cells = await row.locator('td').allTextContents();
     assert.equal(cells[0], p.id);
     assert.equal(cells[3], '480p');
-    assert.match(cells[5]!, /bit\/s$/);
-    assert.match(cells[6]!, /^\d+\.\d s$/);
+    assert.match(cells[5]!, /bit\/s$/, 'upload capacity');
+    assert.match(cells[6]!, /B$/, 'bytes uploaded');
+    assert.match(cells[7]!, /^\d+\.\d s$/);
   }
+  // The relay fed others from the start: it has uploaded the most.
+  const uploaded = await page
+    .locator(`#peers tbody tr[data-peer-id="${peers[0]!.id}"] td`)
+    .nth(6)
+    .textContent();
+  assert.match(uploaded ?? '', /^\d+(\.\d)? (kB|MB|GB)$/);
   const relayCells = await page
     .locator(`#peers tbody tr[data-peer-id="${peers[0]!.id}"] td`)
     .allTextContents();

@@ -502,9 +502,12 @@ describe('tracker with a real source channel', () => {
       return x.current.originSegmentBytes === fetched && x.current.p2pBytes === 3 * fetched ? x : undefined;
     });
     assert.equal(s.current.httpBytes, fetched);
+    assert.equal(s.current.uploadedBytes, 3 * fetched, 'uploaded bytes summed from the reports');
     assert.ok(Math.abs(s.current.offload! - 0.75) < 1e-9, `offload ${s.current.offload}`);
+    assert.equal(s.offloadWindowS, 60, 'the stats say which window the offload is over');
     const info = (await getJson<ChannelInfo>(`${t.url}/api/channels/tv`)).body;
     assert.ok(Math.abs(info.offload! - 0.75) < 1e-9, 'directory shows the offload');
+    assert.equal(info.offloadWindowS, 60, 'and over which window');
     const m = await metricsOf(t);
     assert.equal(metric(m, 'peertv_channel_bytes', { channel: 'tv', source: 'origin' }), fetched);
     assert.ok(Math.abs(metric(m, 'peertv_channel_offload_ratio', { channel: 'tv' })! - 0.75) < 1e-9);

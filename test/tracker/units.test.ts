@@ -7,6 +7,7 @@ import {
   StatsKeeper,
   TokenBucket,
   offloadOver,
+  uploadRateOver,
   type ChannelRecord,
   type OverlayPolicy,
   type PeerRecord,
@@ -451,6 +452,7 @@ describe('KeyedBuckets (injected clock)', () => {
 type Totals = Pick<ChannelStatsSample, 'at' | 'httpBytes' | 'p2pBytes' | 'originSegmentBytes'>;
 const sample = (s: Totals): ChannelStatsSample => ({
   viewers: 0,
+  uploadedBytes: 0,
   offload: null,
   downloadKbps: 0,
   uploadKbps: 0,
@@ -513,6 +515,24 @@ describe('offloadOver', () => {
   });
 });
 
+describe('uploadRateOver', () => {
+  const at = (t: number, uploadedBytes: number): ChannelStatsSample => ({
+    ...sample({ at: t, httpBytes: 0, p2pBytes: 0, originSegmentBytes: null }),
+    uploadedBytes,
+  });
+  test('growth of the uploaded bytes since the newest sample at least a window old', () => {
+    const h = [at(0, 0), at(2000, 1000), at(4000, 5000), at(8000, 9000)];
+    // Window 5 s: base = the sample at 4 s; 6000 B in 6 s = 8 kbit/s.
+    assert.equal(uploadRateOver(h, at(10_000, 11_000), 5000), 8);
+    // Younger history than the window: from the oldest sample.
+    assert.equal(uploadRateOver(h, at(10_000, 11_000), 60_000), Math.round((11_000 * 8) / 10_000));
+  });
+  test('0 without an earlier sample, never negative', () => {
+    assert.equal(uploadRateOver([], at(1000, 5000), 10_000), 0);
+    assert.equal(uploadRateOver([at(0, 5000)], at(1000, 100), 10_000), 0);
+  });
+});
+
 // ---------------------------------------------------------------- StatsKeeper
 
 describe('StatsKeeper', () => {
@@ -526,17 +546,25 @@ describe('StatsKeeper', () => {
       }),
     );
     await store.putChannel('quiet', channelRecord());
-    await store.putPeer(
-      peer({ report: report({ httpBytes: 1000, p2pBytes: 500, downloadKbps: 10, uploadKbps: 1 }) }),
-    );
+    const uploader = peer({
+      report: report({
+        httpBytes: 1000,
+        p2pBytes: 500,
+        uploadedBytes: 1000,
+        downloadKbps: 10,
+        uploadKbps: 1,
+      }),
+    });
+    await store.putPeer(uploader);
     await store.putPeer(
       peer({ mode: 'relay', report: report({ httpBytes: 200, p2pBytes: 0, downloadKbps: 5 }) }),
     );
     await store.putPeer(peer()); // no report yet
-    await store.addDeparted('ch', { httpBytes: 300, p2pBytes: 2500, uploadedBytes: 0 });
+    await store.addDeparted('ch', { httpBytes: 300, p2pBytes: 2500, uploadedBytes: 500 });
     const stats = new StatsKeeper(store, {
       historyLength: 3,
       offloadWindowMs: 30_000,
+      rateWindowMs: 2000,
       maxSnapshotPeers: 300,
     });
     assert.equal(stats.current('ch'), undefined);
@@ -549,18 +577,25 @@ describe('StatsKeeper', () => {
         viewers: 2,
         httpBytes: 1500,
         p2pBytes: 3000,
+        uploadedBytes: 1500,
         originSegmentBytes: 1000,
         offload: 1 - 1000 / 4500,
         downloadKbps: 15,
-        uploadKbps: 101,
+        uploadKbps: 0,
       },
+      'upload traffic needs an earlier sample (the declared capacities, 1 and 1000, are not traffic)',
     );
     const q = stats.current('quiet')!;
     assert.equal(q.originSegmentBytes, null);
     assert.equal(q.offload, null);
     assert.equal(q.viewers, 0);
 
-    for (let i = 2; i <= 5; i++) await stats.sample(i * 1000);
+    // Uploaded bytes grow by 1000 B/s: 8 kbit/s of upload traffic, over the rate window.
+    for (let i = 2; i <= 5; i++) {
+      await store.updatePeer({ ...uploader, report: { ...uploader.report!, uploadedBytes: 1000 * i } });
+      await stats.sample(i * 1000);
+      assert.equal(stats.current('ch')!.uploadKbps, 8, `sample ${i}`);
+    }
     const h = stats.history('ch');
     assert.deepEqual(
       h.map((x) => x.at),
@@ -626,7 +661,7 @@ describe('StatsKeeper', () => {
     // Everyone got bytes from the first-tier peer; the last one also fed the first shown one.
     for (const p of others) p.flowsIn = { [first.id]: 10 };
     others[0]!.flowsIn[others[4]!.id] = 20;
-    const stats = new StatsKeeper(store, { historyLength: 10, offloadWindowMs: 30_000, maxSnapshotPeers: 3 });
+    const stats = new StatsKeeper(store, { historyLength: 10, maxSnapshotPeers: 3 });
     const o = await stats.overlay('ch');
     assert.equal(o.totalPeers, 6);
     assert.equal(o.peers.length, 3);
@@ -635,6 +670,7 @@ describe('StatsKeeper', () => {
     assert.equal(o.peers[0]!.uploadKbps, 5000, 'declared upload until a report comes');
     assert.equal(o.peers[1]!.bufferS, 7);
     assert.equal(o.peers[1]!.downloadKbps, 900);
+    assert.equal(o.peers[0]!.uploadedBytes, 0, 'no report: nothing uploaded yet');
     const shown = new Set(o.peers.map((p) => p.id));
     assert.ok(!shown.has(others[4]!.id));
     assert.equal(o.links.length, 2);

@@ -214,10 +214,36 @@ function connect() {
 
 // ---------------------------------------------------------------- rendering
 
+/*
+ * Rendering is coalesced into one animation frame: however many pushes and state changes arrive, the
+ * page renders at most once a frame, and not at all while it is hidden (no frames run then; it renders
+ * once when shown again). Charts, the overlay graph and the peer table are rebuilt only when their data
+ * changed.
+ */
+let renderQueued = false;
 function render() {
+  if (renderQueued) return;
+  renderQueued = true;
+  window.requestAnimationFrame(() => {
+    renderQueued = false;
+    renderNow();
+  });
+}
+
+function renderNow() {
   renderConn();
   renderPicker();
   renderChannel();
+}
+
+function setText(e, text) {
+  if (e.textContent !== text) e.textContent = text;
+}
+
+/** "60 s", "2 min". */
+function windowLabel(seconds) {
+  const s = Math.round(num(seconds, 60));
+  return s % 60 === 0 && s >= 120 ? `${s / 60} min` : `${s} s`;
 }
 
 function renderConn() {
@@ -280,42 +306,64 @@ function renderChannel() {
   section.hidden = false;
   const st = state.stats.get(ch.id);
   const title = str(ch.title) || ch.id;
-  $('channel-title').textContent = title;
-  document.title = `${title} — PeerTV tracker`;
+  setText($('channel-title'), title);
+  if (document.title !== `${title} — PeerTV tracker`) document.title = `${title} — PeerTV tracker`;
   const status = $('channel-status');
   const s = str(ch.status);
-  status.className = `badge status-${STATUSES.includes(s) ? s : 'unknown'}`;
-  status.textContent = s || 'unknown';
+  const cls = `badge status-${STATUSES.includes(s) ? s : 'unknown'}`;
+  if (status.className !== cls) status.className = cls;
+  setText(status, s || 'unknown');
   const renditions = Array.isArray(ch.renditions) ? ch.renditions.map((r) => str(r?.name)).join(', ') : '';
-  $('channel-meta').textContent = [
-    `channel ${ch.id}`,
-    renditions && `renditions ${renditions}`,
-    num(ch.segmentDurationS) ? `${num(ch.segmentDurationS)} s segments` : '',
-    str(ch.originUrl) && `origin ${str(ch.originUrl)}`,
-  ]
-    .filter(Boolean)
-    .join(' · ');
+  setText(
+    $('channel-meta'),
+    [
+      `channel ${ch.id}`,
+      renditions && `renditions ${renditions}`,
+      num(ch.segmentDurationS) ? `${num(ch.segmentDurationS)} s segments` : '',
+      str(ch.originUrl) && `origin ${str(ch.originUrl)}`,
+    ]
+      .filter(Boolean)
+      .join(' · '),
+  );
 
   const cur = st?.current;
-  $('kpi-viewers').textContent = String(cur ? num(cur.viewers) : num(ch.viewers));
-  $('kpi-offload').textContent = formatPercent(cur ? cur.offload : ch.offload);
-  $('kpi-down').textContent = cur ? formatKbps(cur.downloadKbps) : '—';
-  $('kpi-up').textContent = cur ? formatKbps(cur.uploadKbps) : '—';
+  // The channel's offload: the tracker's figure (tracker/stats.ts), the same one the channel cards show.
+  const win = windowLabel(st?.offloadWindowS ?? ch.offloadWindowS);
+  setText($('kpi-viewers'), String(cur ? num(cur.viewers) : num(ch.viewers)));
+  setText($('kpi-offload'), formatPercent(cur ? cur.offload : ch.offload));
+  setText($('kpi-offload-sub'), `last ${win} · segment bytes the origin did not send`);
+  setText($('chart-offload-title'), `Offload (last ${win})`);
+  setText($('kpi-down'), cur ? formatKbps(cur.downloadKbps) : '—');
+  // Upload traffic between peers as the tracker measures it from their uploaded-byte counters.
+  setText($('kpi-up'), cur ? formatKbps(cur.uploadKbps) : '—');
   if (cur) {
     const total = num(cur.httpBytes) + num(cur.p2pBytes);
-    $('kpi-p2p').textContent = formatBytes(cur.p2pBytes);
-    $('kpi-p2p-sub').textContent =
-      total > 0 ? `${formatPercent(num(cur.p2pBytes) / total)} of ${formatBytes(total)}` : 'since start';
+    setText($('kpi-p2p'), formatBytes(cur.p2pBytes));
+    setText($('kpi-p2p-sub'), total > 0 ? `of ${formatBytes(total)} received, since start` : 'since start');
   } else {
-    $('kpi-p2p').textContent = '—';
-    $('kpi-p2p-sub').textContent = 'since start';
+    setText($('kpi-p2p'), '—');
+    setText($('kpi-p2p-sub'), 'since start');
   }
 
   const historyList = Array.isArray(st?.history) ? st.history.filter((h) => h && Number.isFinite(h.at)) : [];
   for (const chart of charts) chart.update(historyList);
-  renderOverlay(st?.overlay, cur);
-  renderPeers(st?.overlay);
+  // The graph and the table are rebuilt only when the snapshot says something new.
+  const key = JSON.stringify([
+    ch.id,
+    st?.overlay?.peers,
+    st?.overlay?.links,
+    st?.overlay?.flows,
+    st?.overlay?.totalPeers,
+    cur?.viewers,
+  ]);
+  if (key !== lastOverlayKey) {
+    lastOverlayKey = key;
+    renderOverlay(st?.overlay, cur);
+    renderPeers(st?.overlay);
+  }
 }
+
+let lastOverlayKey = '';
 
 // ---------------------------------------------------------------- charts (canvas)
 
@@ -387,6 +435,12 @@ class Chart {
   }
 
   update(historyList) {
+    // Redrawn only when the samples changed (a push with a new sample, another channel).
+    const first = historyList[0];
+    const last = historyList.at(-1);
+    const key = `${historyList.length}|${first?.at}|${last?.at}|${last ? this.opts.series.map((s) => s.value(last)).join(',') : ''}`;
+    if (key === this.key) return;
+    this.key = key;
     this.history = historyList;
     this.fig.dataset.samples = String(historyList.length);
     this.refresh();
@@ -867,7 +921,9 @@ function renderPeers(overlay) {
     const tr = el('tr');
     tr.dataset.peerId = p.id;
     if (p.id === state.hoverPeer) tr.classList.add('hl');
-    tr.appendChild(el('td', 'id', p.id));
+    const idCell = el('td', 'id', p.id);
+    idCell.title = p.id;
+    tr.appendChild(idCell);
     const kind = el('td');
     kind.append(
       el('span', `kind-dot kind-${KINDS.includes(p.kind) ? p.kind : 'other'}`),
@@ -878,6 +934,7 @@ function renderPeers(overlay) {
     tr.appendChild(el('td', '', str(p.rendition)));
     tr.appendChild(el('td', '', str(p.natType)));
     tr.appendChild(el('td', 'num', formatKbps(p.uploadKbps)));
+    tr.appendChild(el('td', 'num', formatBytes(p.uploadedBytes)));
     const buffer = num(p.bufferS);
     tr.appendChild(el('td', `num${buffer < 2 ? ' low-buffer' : ''}`, `${buffer.toFixed(1)} s`));
     tr.appendChild(el('td', 'center', p.firstTier ? '✓' : '—'));

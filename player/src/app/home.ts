@@ -4,11 +4,11 @@
  * REST directory every 5 s when socket.io is not available.
  */
 import type { ChannelInfo, ChannelStats, DirectoryUpdate } from '../../../protocol/tracker.ts';
+import { offloadText as channelOffloadText, offloadTitle } from './share.ts';
 import {
   $,
   el,
   formatDate,
-  formatPercent,
   formatViewers,
   getJson,
   hue,
@@ -40,8 +40,9 @@ function thumb(id: string, letter: string, ...overlays: Node[]): HTMLElement {
   return t;
 }
 
+/** The channel's offload over the tracker's window (the same figure and name as the dashboard's). */
 function offloadText(c: ChannelInfo): string {
-  return c.offload !== null ? `${formatPercent(c.offload)} delivered peer-to-peer` : 'peer-to-peer delivery';
+  return c.offload !== null ? channelOffloadText(c) : 'peer-to-peer delivery';
 }
 
 function liveCard(c: ChannelInfo): HTMLElement {
@@ -56,7 +57,7 @@ function liveCard(c: ChannelInfo): HTMLElement {
     className: 'card-meta',
     text: [c.id, ...heights.map((h) => `${h}p`)].join(' · '),
   });
-  const sub = el('div', { className: 'card-sub', text: offloadText(c) });
+  const sub = el('div', { className: 'card-sub', text: offloadText(c), attrs: { title: offloadTitle(c) } });
   const a = el(
     'a',
     { className: 'tile', attrs: { href: watchUrl(c.id), 'data-channel': c.id, 'data-status': c.status } },
@@ -147,7 +148,10 @@ function setViewers(stats: ChannelStats[]): void {
     const c = channels.find((x) => x.id === s.channel);
     if (!c) continue;
     c.viewers = s.current.viewers;
-    if (s.current.offload !== null) c.offload = s.current.offload;
+    // The same figure as the directory's: null (nothing received in the window) is shown as such,
+    // not as the last known value.
+    c.offload = s.current.offload;
+    if (typeof s.offloadWindowS === 'number') c.offloadWindowS = s.offloadWindowS;
     const tile = document.querySelector<HTMLElement>(`#live-grid .tile[data-channel="${CSS.escape(c.id)}"]`);
     if (!tile) continue;
     const viewers = tile.querySelector<HTMLElement>('.thumb-viewers');

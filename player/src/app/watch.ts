@@ -9,6 +9,8 @@
 import type { Level, PeerTVPlayer, PlayerState, PlayerStats } from '../api.ts';
 import type { ChannelInfo } from '../../../protocol/tracker.ts';
 import { RateChart } from './chart.ts';
+import { OwnShare, offloadText, offloadTitle, windowLabel } from './share.ts';
+import { OFFLOAD_WINDOW_MS } from '../../../protocol/figures.ts';
 import {
   $,
   el,
@@ -26,6 +28,33 @@ import {
 
 const INFO_POLL_MS = 5000;
 const CONTROLS_HIDE_MS = 3000;
+
+/*
+ * The page's own CPU: it renders from events (the player's `state` and once-a-second `stats`, the
+ * video's events), writes the DOM only where a value changed, renders nothing while the page is hidden
+ * (it catches up when shown), updates the stats panel and its chart only while the panel is open, and
+ * keeps no timer running that has nothing to do (the channel-info poll sleeps while the page is hidden,
+ * the controls' auto-hide timer stops until the next interaction).
+ */
+
+/** Sets an element's text only when it changes (a write with the same text still costs a layout). */
+function setText(e: HTMLElement, text: string): void {
+  if (e.textContent !== text) e.textContent = text;
+}
+
+function setHidden(e: HTMLElement, hidden: boolean): void {
+  if (e.hidden !== hidden) e.hidden = hidden;
+}
+
+function setData(e: HTMLElement, key: string, value: string): void {
+  if (e.dataset[key] !== value) e.dataset[key] = value;
+}
+
+function setTitle(e: HTMLElement, title: string): void {
+  if (e.title !== title) e.title = title;
+}
+
+const pageHidden = () => document.visibilityState === 'hidden';
 
 type OverlayState = 'none' | 'loading' | 'offline' | 'ended' | 'not-found' | 'error';
 
@@ -84,6 +113,16 @@ class WatchUi {
   #lastStats: PlayerStats | undefined;
   /** The overlay shows its default texts (which name the channel: refreshed once its title is known). */
   #overlayDefault = true;
+  /** This player's own share of segment bytes from peers over the trailing window. */
+  readonly ownShare = new OwnShare();
+  #ownShareNow: number | null = null;
+  #statsOpen = false;
+  #statsCells: Map<string, HTMLElement> | undefined;
+  #pollTimer: ReturnType<typeof setTimeout> | undefined;
+  /** A poll came due while the page was hidden: poll when it is shown again. */
+  #pollDue = false;
+  #latencyText: Text | undefined;
+  #bufferedKey = '';
 
   constructor(page: Page | undefined, video: HTMLVideoElement, playerEl: HTMLElement) {
     this.page = page;
@@ -113,9 +152,34 @@ class WatchUi {
     const external = opt<HTMLAnchorElement>('external-link');
     if (external) external.href = watchUrl(page.channel, page.recording);
     document.title = `${page.channel} — PeerTV`;
+    document.addEventListener('visibilitychange', () => this.#onVisibility());
     this.attach();
-    void this.pollInfo();
-    setInterval(() => void this.pollInfo(), INFO_POLL_MS);
+    void this.#pollAndSchedule();
+  }
+
+  /** Polls the channel's directory entry now, then again in INFO_POLL_MS unless the page is hidden. */
+  async #pollAndSchedule(): Promise<void> {
+    clearTimeout(this.#pollTimer);
+    this.#pollTimer = undefined;
+    this.#pollDue = false;
+    await this.pollInfo();
+    clearTimeout(this.#pollTimer);
+    this.#pollTimer = setTimeout(() => {
+      this.#pollTimer = undefined;
+      if (pageHidden()) this.#pollDue = true;
+      else void this.#pollAndSchedule();
+    }, INFO_POLL_MS);
+  }
+
+  #onVisibility(): void {
+    if (pageHidden()) {
+      this.chart?.setShown(false);
+      return;
+    }
+    // Catch up with what happened while hidden.
+    if (this.#lastStats) this.#renderStatsEvent(this.#lastStats);
+    this.chart?.setShown(this.#statsOpen);
+    if (this.#pollDue) void this.#pollAndSchedule();
   }
 
   // ------------------------------------------------------------------ player
@@ -131,6 +195,7 @@ class WatchUi {
     this.played = false;
     this.endedPending = false;
     this.levels = [];
+    this.ownShare.reset();
     this.banners.clear();
     this.#renderBanner();
     this.#renderQualityMenu();
@@ -242,17 +307,24 @@ class WatchUi {
 
   onStats(s: PlayerStats): void {
     this.#lastStats = s;
-    this.#renderStats(s);
+    const at = Date.now();
+    this.#ownShareNow = this.ownShare.push(at, s.httpBytes, s.p2pBytes);
     this.chart?.push({
-      at: Date.now(),
+      at,
       downloadKbps: s.downloadKbps,
       uploadKbps: s.uploadKbps,
-      p2pShare: s.p2pShare,
+      ownShare: this.#ownShareNow,
     });
+    if (!pageHidden()) this.#renderStatsEvent(s);
+    if (this.endedPending && this.live && s.bufferS < 0.3 && s.state !== 'playing') this.showEnded();
+  }
+
+  /** What a `stats` event changes on screen. */
+  #renderStatsEvent(s: PlayerStats): void {
+    if (this.#statsOpen) this.#renderStats(s);
     this.#renderLive(s);
     this.#renderQualityLabel(s);
     if (!this.live) this.#renderHeld();
-    if (this.endedPending && this.live && s.bufferS < 0.3 && s.state !== 'playing') this.showEnded();
   }
 
   showEnded(): void {
@@ -289,6 +361,7 @@ class WatchUi {
     if (res.status !== 200 || !info || typeof info.id !== 'string') return;
     const before = this.info;
     this.info = info;
+    this.ownShare.windowMs = (info.offloadWindowS ?? OFFLOAD_WINDOW_MS / 1000) * 1000;
     try {
       if (info.originUrl) localStorage.setItem(`peertv:origin:${page.channel}`, info.originUrl);
     } catch {
@@ -545,9 +618,11 @@ class WatchUi {
     seek.addEventListener('change', () => {
       this.seeking = false;
       if (Number.isFinite(v.duration)) v.currentTime = Number(seek.value);
+      this.#pokeControls();
     });
-    for (const ev of ['timeupdate', 'durationchange', 'progress', 'seeked', 'loadedmetadata'])
-      v.addEventListener(ev, () => this.#renderTimeline());
+    if (!this.live)
+      for (const ev of ['timeupdate', 'durationchange', 'progress', 'seeked', 'loadedmetadata'])
+        v.addEventListener(ev, () => this.#renderTimeline());
 
     // Banner.
     $('banner-close').addEventListener('click', () => {
@@ -564,6 +639,8 @@ class WatchUi {
     });
     p.addEventListener('pointerleave', () => this.#scheduleHide(600));
     p.addEventListener('focusin', () => this.#pokeControls());
+    // Focus leaving the controls may end what kept them shown (the hide timer does not poll for it).
+    p.addEventListener('focusout', () => this.#scheduleHide(CONTROLS_HIDE_MS));
     $('controls').addEventListener('pointerdown', () => this.#pokeControls());
 
     // Keyboard.
@@ -664,13 +741,20 @@ class WatchUi {
   }
 
   #pokeControls(): void {
-    this.playerEl.dataset.controls = 'visible';
+    setData(this.playerEl, 'controls', 'visible');
     this.#scheduleHide(CONTROLS_HIDE_MS);
   }
 
+  /**
+   * Hides the controls after `ms` unless something keeps them shown (paused, a menu, an overlay, a
+   * seek, the pointer or the focus on them). Then the timer stops rather than checking again: each of
+   * those ends with an event that arms it again (play, closing the menu, the overlay going, the seek's
+   * change, pointer movement or leaving, focus leaving).
+   */
   #scheduleHide(ms: number): void {
     clearTimeout(this.#hideTimer);
     this.#hideTimer = setTimeout(() => {
+      this.#hideTimer = undefined;
       const v = this.video;
       const busy =
         v.paused ||
@@ -679,8 +763,7 @@ class WatchUi {
         this.seeking ||
         $('controls').matches(':hover') ||
         $('controls').contains(document.activeElement);
-      if (busy) this.#scheduleHide(CONTROLS_HIDE_MS);
-      else this.playerEl.dataset.controls = 'hidden';
+      if (!busy) this.playerEl.dataset.controls = 'hidden';
     }, ms);
   }
 
@@ -761,9 +844,9 @@ class WatchUi {
     const name = this.levels.find((l) => l.index === level)?.name ?? s?.rendition ?? '';
     const qb = $('quality-button');
     const text = auto ? (name ? `Auto · ${name}` : 'Auto') : name;
-    if ($('quality-label').textContent !== text) $('quality-label').textContent = text;
-    qb.dataset.auto = String(auto);
-    qb.title = `Quality: ${text}`;
+    setText($('quality-label'), text);
+    setData(qb, 'auto', String(auto));
+    setTitle(qb, `Quality: ${text}`);
   }
 
   // ------------------------------------------------------------------ live edge
@@ -775,46 +858,58 @@ class WatchUi {
     const segS = this.info?.segmentDurationS ?? this.player?.channelInfo?.segmentDurationS ?? 2;
     const target = this.player?.hls?.targetLatency ?? 3 * segS;
     const behind = this.video.paused || (s.latencyS !== null && s.latencyS > target + Math.max(3, 2 * segS));
-    badge.dataset.atEdge = String(!behind);
-    badge.title = behind ? 'Behind live: click to go to the live edge' : 'You are watching live';
-    $('go-live').hidden = !behind;
-    latency.dataset.value = s.latencyS === null ? '' : String(s.latencyS);
-    if (s.latencyS === null) latency.textContent = '';
-    else
-      latency.replaceChildren(
-        `${s.latencyS.toFixed(1)} s`,
-        el('span', { className: 'long', text: ' behind live' }),
-      );
-    latency.title = 'Delay behind the live edge';
+    setData(badge, 'atEdge', String(!behind));
+    setTitle(badge, behind ? 'Behind live: click to go to the live edge' : 'You are watching live');
+    setHidden($('go-live'), !behind);
+    setData(latency, 'value', s.latencyS === null ? '' : String(s.latencyS));
+    setTitle(latency, 'Delay behind the live edge');
+    if (s.latencyS === null) {
+      if (this.#latencyText) latency.replaceChildren();
+      this.#latencyText = undefined;
+      return;
+    }
+    const text = `${s.latencyS.toFixed(1)} s`;
+    // Built once; then only the number's text node changes.
+    if (!this.#latencyText) {
+      this.#latencyText = document.createTextNode(text);
+      latency.replaceChildren(this.#latencyText, el('span', { className: 'long', text: ' behind live' }));
+    } else if (this.#latencyText.data !== text) this.#latencyText.data = text;
   }
 
   // ------------------------------------------------------------------ recordings: time, seek, download progress
 
   #renderTime(at: number): void {
     const d = this.video.duration;
-    $('time').textContent = `${formatClock(at)} / ${Number.isFinite(d) ? formatClock(d) : '–:––'}`;
+    setText($('time'), `${formatClock(at)} / ${Number.isFinite(d) ? formatClock(d) : '–:––'}`);
   }
 
   #renderTimeline(): void {
-    if (this.live) return;
+    if (this.live || pageHidden()) return;
     const v = this.video;
     const d = v.duration;
     const seek = $('seek') as HTMLInputElement;
     if (Number.isFinite(d) && d > 0) {
-      seek.max = String(d);
+      if (seek.max !== String(d)) seek.max = String(d);
       if (!this.seeking) seek.value = String(v.currentTime);
-      $('tl-played').style.width =
-        `${(Math.min(d, this.seeking ? Number(seek.value) : v.currentTime) / d) * 100}%`;
-      const spans: HTMLElement[] = [];
-      for (let i = 0; i < v.buffered.length; i++) {
-        const s = el('span', {
-          attrs: { 'data-start': v.buffered.start(i).toFixed(2), 'data-end': v.buffered.end(i).toFixed(2) },
-        });
-        s.style.left = `${(v.buffered.start(i) / d) * 100}%`;
-        s.style.width = `${((v.buffered.end(i) - v.buffered.start(i)) / d) * 100}%`;
-        spans.push(s);
+      const played = `${((Math.min(d, this.seeking ? Number(seek.value) : v.currentTime) / d) * 100).toFixed(2)}%`;
+      const playedEl = $('tl-played');
+      if (playedEl.style.width !== played) playedEl.style.width = played;
+      // The buffered ranges change a few times per segment, not with every timeupdate.
+      const ranges: [string, string][] = [];
+      for (let i = 0; i < v.buffered.length; i++)
+        ranges.push([v.buffered.start(i).toFixed(2), v.buffered.end(i).toFixed(2)]);
+      const key = `${d}|${ranges.map((r) => r.join('-')).join(',')}`;
+      if (key !== this.#bufferedKey) {
+        this.#bufferedKey = key;
+        $('tl-buffered').replaceChildren(
+          ...ranges.map(([a, b]) => {
+            const s = el('span', { attrs: { 'data-start': a, 'data-end': b } });
+            s.style.left = `${(Number(a) / d) * 100}%`;
+            s.style.width = `${((Number(b) - Number(a)) / d) * 100}%`;
+            return s;
+          }),
+        );
       }
-      $('tl-buffered').replaceChildren(...spans);
     }
     if (!this.seeking) this.#renderTime(v.currentTime);
   }
@@ -870,17 +965,31 @@ class WatchUi {
     if (!panel || !button) return;
     panel.hidden = !open;
     button.setAttribute('aria-pressed', String(open));
-    if (open) {
-      if (this.#lastStats) this.#renderStats(this.#lastStats);
-      requestAnimationFrame(() => this.chart?.draw());
-    }
+    this.#statsOpen = open;
+    if (open && this.#lastStats) this.#renderStats(this.#lastStats);
+    this.chart?.setShown(open && !pageHidden());
   }
 
+  /** The stats panel (only while it is open): this player's figures, each written when it changed. */
   #renderStats(s: PlayerStats): void {
     const panel = opt('stats-panel');
     if (!panel) return;
+    if (!this.#statsCells) {
+      this.#statsCells = new Map();
+      for (const dd of panel.querySelectorAll<HTMLElement>('[data-stat]'))
+        this.#statsCells.set(dd.dataset.stat!, dd);
+      const windowEl = opt('own-share-window');
+      if (windowEl) this.#statsCells.set('ownShareWindow', windowEl);
+    }
+    const cells = this.#statsCells;
+    const own = cells.get('ownShare');
+    if (own) {
+      setData(own, 'value', this.#ownShareNow === null ? '' : String(this.#ownShareNow));
+      setText(own, this.#ownShareNow === null ? '—' : formatPercent(this.#ownShareNow));
+    }
+    const windowEl = cells.get('ownShareWindow');
+    if (windowEl) setText(windowEl, `last ${windowLabel(this.ownShare.windowMs)}`);
     const fmt: Record<string, (v: never) => string> = {
-      p2pShare: (v: number) => formatPercent(v),
       peers: (v: number) => String(v),
       downloadKbps: (v: number) => formatKbps(v),
       uploadKbps: (v: number) => formatKbps(v),
@@ -894,13 +1003,13 @@ class WatchUi {
       trackerConnected: (v: boolean) => (v ? 'connected' : 'not connected'),
       webrtc: (v: boolean) => (v ? 'available' : 'unavailable'),
     };
-    for (const dd of panel.querySelectorAll<HTMLElement>('[data-stat]')) {
-      const key = dd.dataset.stat as keyof PlayerStats;
-      const value = s[key];
+    for (const [name, dd] of cells) {
+      const key = name as keyof PlayerStats;
       const f = fmt[key];
       if (!(key in s) || !f) continue;
-      dd.dataset.value = value === null ? '' : String(value);
-      dd.textContent = (f as (v: unknown) => string)(value);
+      const value = s[key];
+      setData(dd, 'value', value === null ? '' : String(value));
+      setText(dd, (f as (v: unknown) => string)(value));
     }
   }
 
@@ -913,11 +1022,11 @@ class WatchUi {
     const rec =
       page.recording !== undefined ? info.recordings.find((r) => r.id === page.recording) : undefined;
     const title = rec ? rec.title || info.title : info.title;
-    document.title = `${title} — PeerTV`;
+    if (document.title !== `${title} — PeerTV`) document.title = `${title} — PeerTV`;
     const titleEl = opt('title');
-    if (titleEl && titleEl.textContent !== title) titleEl.textContent = title;
+    if (titleEl) setText(titleEl, title);
     const embedTitle = opt('embed-title');
-    if (embedTitle && embedTitle.textContent !== title) embedTitle.textContent = title;
+    if (embedTitle) setText(embedTitle, title);
     const badge = opt('status-badge');
     if (badge) {
       const [cls, text] = rec
@@ -927,10 +1036,10 @@ class WatchUi {
           : info.status === 'ended'
             ? ['status-ended', 'Ended']
             : ['status-idle', 'Offline'];
-      badge.className = `badge ${cls}`;
-      badge.hidden = false;
-      badge.textContent = text;
-      badge.dataset.status = rec ? 'recording' : info.status;
+      if (badge.className !== `badge ${cls}`) badge.className = `badge ${cls}`;
+      setHidden(badge, false);
+      setText(badge, text);
+      setData(badge, 'status', rec ? 'recording' : info.status);
     }
     const meta = opt('meta');
     if (meta) {
@@ -943,10 +1052,12 @@ class WatchUi {
           .map((r) => r.name)
           .join(', '),
       );
-      if (!rec && info.offload !== null) parts.push(`${formatPercent(info.offload)} delivered peer-to-peer`);
+      const offload = !rec && info.status === 'live' && info.offload !== null;
+      if (offload) parts.push(offloadText(info));
       const text = parts.filter(Boolean).join(' · ');
-      if (meta.textContent !== text) meta.textContent = text;
-      meta.dataset.viewers = String(info.viewers);
+      setText(meta, text);
+      setTitle(meta, offload ? offloadTitle(info) : '');
+      setData(meta, 'viewers', String(info.viewers));
     }
     this.#renderRecordingList();
   }
@@ -956,6 +1067,14 @@ class WatchUi {
     const info = this.info;
     const page = this.page;
     if (!list || !info || !page) return;
+    // What the list shows, to build it only when that changes (the info is polled every few seconds).
+    const want = JSON.stringify([
+      info.status === 'live' && page.recording !== undefined ? info.title : null,
+      page.recording ?? null,
+      info.recordings.map((r) => [r.id, r.title || info.title]),
+    ]);
+    if (list.dataset.want === want) return;
+    list.dataset.want = want;
     const items: HTMLElement[] = [];
     if (info.status === 'live' && page.recording !== undefined) {
       items.push(
