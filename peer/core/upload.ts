@@ -43,6 +43,14 @@ export interface UploadOptions {
   maxOverBudgetRequests: number;
   /** Times a neighbour may ask again for a segment we already sent it in full (one forgiven a minute). */
   maxRepeatedSends: number;
+  /**
+   * Fair share: while we upload more than this many copies of the stream (top bitrate, over the last
+   * 5 s), a request that is not urgent (due in more than `urgentMs`) is answered `busy`, so the
+   * requester takes the segment from another holder (one we fed meanwhile): the load spreads down a
+   * tree instead of one peer feeding everyone. Urgent requests are served. 0: no limit.
+   */
+  fairShareCopies: number;
+  urgentMs: number;
 }
 
 export const DEFAULT_UPLOAD: UploadOptions = {
@@ -58,6 +66,8 @@ export const DEFAULT_UPLOAD: UploadOptions = {
   neighbourBurstSegments: 4,
   maxOverBudgetRequests: 16,
   maxRepeatedSends: 2,
+  fairShareCopies: 1,
+  urgentMs: 2500,
 };
 
 const OVER_BUDGET_LEAK_PER_S = 2;
@@ -192,6 +202,8 @@ export class UploadManager {
         `asks again for ${rendition}/${mediaSequence}, sent in full`,
       );
     if (this.#queue.length >= this.opts.maxQueued) return neighbour.sendAbsent(requestId, 'busy');
+    if (this.#overFairShare(now) && req.deadlineMs > this.opts.urgentMs)
+      return neighbour.sendAbsent(requestId, 'busy');
     a.outstanding++;
     this.#queue.push({ neighbour, ...req, deadlineAt: now + req.deadlineMs, queuedAt: now, offset: 0 });
     this.#queue.sort((a, b) => a.deadlineAt - b.deadlineAt);
@@ -221,6 +233,11 @@ export class UploadManager {
    * Upload capacity estimate (kbit/s): the best rate sustained over a window in which requests were
    * always waiting (so the link or the cap, not demand, was the limit); 0 until measured.
    */
+  #overFairShare(now: number): boolean {
+    const { fairShareCopies } = this.opts;
+    return fairShareCopies > 0 && this.#meter.rate(now) * 8 > fairShareCopies * this.ladder.topBitrateBps();
+  }
+
   measuredCapacityKbps(): number {
     const measured = (this.#bestRateBps * 8) / 1000;
     return this.opts.capKbps > 0 && measured > 0 ? Math.min(this.opts.capKbps, measured) : measured;

@@ -100,7 +100,8 @@ describe('requests: upload to one neighbour is bounded', () => {
   test('a polite leecher (2 requests at a time, distinct segments) gets at most 3× the stream rate after a short burst', async (t) => {
     const w = world(t, { tracker: { introduceOnJoin: false }, segments: 100 });
     w.net.setUploadBandwidth(pid('E'), 4_000_000);
-    const E = await addPeer(w, 'E');
+    // The per-neighbour budget alone (no fair-share limit over all neighbours: see qoe.test.ts).
+    const E = await addPeer(w, 'E', { upload: { fairShareCopies: 0 } });
     give(w, E, ...Array.from({ length: 100 }, (_, i) => i));
     const A = await rawNeighbour(w, 'A', E);
     // Like an honest engine: at most 2 requests at a time, and after `busy`, that segment again 1 s later.

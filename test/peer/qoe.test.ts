@@ -18,6 +18,7 @@ import {
   push,
   R,
   rawNeighbour,
+  request,
   settled,
   world,
   type World,
@@ -74,6 +75,41 @@ describe('spreading requests', () => {
     const seg = w.origin.segment(R, 2).bytes.byteLength;
     t.diagnostic(`segments from H1, H2, H3: ${from.map((b) => (b / seg).toFixed(1)).join(', ')}`);
     for (const [i, b] of from.entries()) assert.ok(b >= 2 * seg, `H${i + 1} served ${b} B`);
+  });
+});
+
+describe('fair share', () => {
+  test('an uploader over one stream copy answers busy to requests that can wait, and still serves urgent ones', async (t) => {
+    const w = world(t, { tracker: { introduceOnJoin: false }, segments: 40 });
+    w.net.setUploadBandwidth(pid('E'), 4_000_000);
+    const E = await addPeer(w, 'E');
+    give(w, E, ...Array.from({ length: 40 }, (_, i) => i));
+    const raws = [await rawNeighbour(w, 'A', E), await rawNeighbour(w, 'B', E)];
+    const answers = { busy: 0, urgentBusy: 0, data: new Set<string>() };
+    const urgent = new Set<string>();
+    for (const raw of raws)
+      raw.on('message', (_from, msg) => {
+        if (msg.type === 'data') answers.data.add(`${raw.id}/${msg.requestId}`);
+        if (msg.type === 'absent' && msg.reason === 'busy') {
+          answers.busy++;
+          if (urgent.has(`${raw.id}/${msg.requestId}`)) answers.urgentBusy++;
+        }
+      });
+    // Two neighbours take a segment each every 400 ms (2.5 copies of a 2 s stream each), half of
+    // them due in 1 s (urgent), half in 8 s.
+    let id = 1;
+    for (let i = 0; i < 40; i++) {
+      const raw = raws[i % 2]!;
+      const due = i % 4 < 2 ? 1000 : 8000;
+      if (due === 1000) urgent.add(`${raw.id}/${id}`);
+      raw.send(E.id, request(id++, i, due));
+      await w.sim.run(400);
+    }
+    await w.sim.run(3000);
+    t.diagnostic(`${answers.busy} busy answers, ${answers.data.size} requests served`);
+    assert.ok(answers.busy > 0, 'requests that could wait were sent elsewhere');
+    assert.equal(answers.urgentBusy, 0, 'urgent requests are served');
+    assert.ok(E.engine.uploads.uploadedBytes > 0);
   });
 });
 
