@@ -268,7 +268,15 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     assert.ok(Array.isArray(ja.iceServers));
     assert.equal(a.connected, true);
 
-    const aHearsOfB = waitFor(a, 'neighbours', 5000);
+    // The introduction (a's first-tier change may come in a push of its own, before or after it).
+    const aHearsOfB = new Promise<[{ add: string[]; remove: string[]; firstTier: boolean }]>((resolve) => {
+      const on = (u: { add: string[]; remove: string[]; firstTier: boolean }) => {
+        if (u.add.length === 0) return;
+        a.off('neighbours', on);
+        resolve([u]);
+      };
+      a.on('neighbours', on);
+    });
     const jb = ok(await b.join({ ...JOIN, uploadKbps: 500, natType: 'open' }));
     assert.deepEqual(jb.neighbours, [ja.peerId]);
     const [update] = await aHearsOfB;
