@@ -1,6 +1,8 @@
 /**
  * Builds the web player into player/dist (esbuild; everything bundled, no CDN): `peertv.js` (the
- * `PeerTV` API), `app.js` (the pages), and the static files; writes a brotli (`.br`) and a gzip (`.gz`)
+ * `PeerTV` API), `app.js` (the pages), and the static files; and the tracker's dashboard
+ * (tracker/dashboard/dashboard.ts, which shares the player's chart and formatters) into
+ * tracker/dashboard/dist/dashboard.js, where the tracker serves it as `/dashboard/dist/dashboard.js`; writes a brotli (`.br`) and a gzip (`.gz`)
  * copy next to each text file for the tracker to serve (tracker/static-files.ts), and a size report,
  * `size.json`: raw, gzip and brotli bytes of the page's JavaScript against hls.js's own minified build,
  * and what each bundle is made of. Skips the work when nothing changed.
@@ -15,7 +17,9 @@ import * as esbuild from 'esbuild';
 
 const root = path.resolve(import.meta.dirname, '..');
 const dist = path.join(root, 'player/dist');
-const inputs = ['player', 'peer', 'protocol'].map((d) => path.join(root, d));
+const dashboardDir = path.join(root, 'tracker/dashboard');
+const dashboardDist = path.join(dashboardDir, 'dist');
+const inputs = ['player', 'peer', 'protocol', 'tracker/dashboard'].map((d) => path.join(root, d));
 /** Files whose content changes the output besides the sources: this script, package.json (`sideEffects`). */
 const buildFiles = [
   import.meta.filename,
@@ -65,7 +69,7 @@ function fingerprint(): string {
       .readdirSync(dir, { withFileTypes: true })
       .sort((a, b) => a.name.localeCompare(b.name))) {
       const p = path.join(dir, e.name);
-      if (p === dist) continue;
+      if (p === dist || p === dashboardDist) continue;
       if (e.isDirectory()) walk(p);
       else h.update(p).update(String(fs.statSync(p).mtimeMs));
     }
@@ -75,16 +79,9 @@ function fingerprint(): string {
   return h.digest('hex');
 }
 
-/** Builds (unless up to date) and returns the size report. */
-export async function buildPlayer(force = false): Promise<SizeReport> {
-  const stamp = path.join(dist, '.build-stamp');
-  const report = path.join(dist, 'size.json');
-  const fp = fingerprint();
-  if (!force && fs.existsSync(stamp) && fs.readFileSync(stamp, 'utf8') === fp && fs.existsSync(report))
-    return JSON.parse(fs.readFileSync(report, 'utf8')) as SizeReport;
-  fs.rmSync(dist, { recursive: true, force: true });
-  fs.mkdirSync(dist, { recursive: true });
-  const common: esbuild.BuildOptions = {
+/** What every bundle is built with. */
+function esbuildOptions(): esbuild.BuildOptions {
+  return {
     bundle: true,
     minify: process.env.PEERTV_NO_MINIFY !== '1',
     sourcemap: true,
@@ -100,6 +97,24 @@ export async function buildPlayer(force = false): Promise<SizeReport> {
     // interstitials: 360 KB minified instead of 575. Types still come from 'hls.js' (same API).
     alias: { 'hls.js': 'hls.js/light' },
   };
+}
+
+/** Builds (unless up to date) and returns the size report. */
+export async function buildPlayer(force = false): Promise<SizeReport> {
+  const stamp = path.join(dist, '.build-stamp');
+  const report = path.join(dist, 'size.json');
+  const fp = fingerprint();
+  if (
+    !force &&
+    fs.existsSync(stamp) &&
+    fs.readFileSync(stamp, 'utf8') === fp &&
+    fs.existsSync(report) &&
+    fs.existsSync(path.join(dashboardDist, 'dashboard.js'))
+  )
+    return JSON.parse(fs.readFileSync(report, 'utf8')) as SizeReport;
+  fs.rmSync(dist, { recursive: true, force: true });
+  fs.mkdirSync(dist, { recursive: true });
+  const common = esbuildOptions();
   const composition: SizeReport['composition'] = {};
   const bundle = async (entry: string, out: string, extra: esbuild.BuildOptions = {}): Promise<void> => {
     const r = await esbuild.build({
@@ -117,6 +132,7 @@ export async function buildPlayer(force = false): Promise<SizeReport> {
   });
   const app = path.join(root, 'player/src/app/main.ts');
   if (fs.existsSync(app)) await bundle(app, 'app.js');
+  await buildDashboard();
   if (fs.existsSync(path.join(root, 'player/static')))
     fs.cpSync(path.join(root, 'player/static'), dist, { recursive: true });
 
@@ -166,6 +182,28 @@ export async function buildPlayer(force = false): Promise<SizeReport> {
   fs.writeFileSync(report, `${JSON.stringify(result, null, 2)}\n`);
   fs.writeFileSync(stamp, fp);
   return result;
+}
+
+/**
+ * The dashboard's script, written next to the dashboard's page. Each file is written under a temporary
+ * name and renamed, so a tracker serving the dashboard while a test rebuilds never sends half a file
+ * (the directory is not emptied first, unlike player/dist). `buildPlayer` calls it; the dashboard's
+ * test calls it alone (quick, and it leaves player/dist to the tests that rebuild it).
+ */
+export async function buildDashboard(): Promise<void> {
+  const r = await esbuild.build({
+    ...esbuildOptions(),
+    metafile: false,
+    write: false,
+    entryPoints: [path.join(dashboardDir, 'dashboard.ts')],
+    outfile: path.join(dashboardDist, 'dashboard.js'),
+  });
+  fs.mkdirSync(dashboardDist, { recursive: true });
+  for (const f of r.outputFiles) {
+    const tmp = `${f.path}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, f.contents);
+    fs.renameSync(tmp, f.path);
+  }
 }
 
 /**

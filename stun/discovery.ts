@@ -14,7 +14,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import createDebug from 'debug';
-import type { NatType } from '../protocol/tracker.ts';
+import type { NatType } from '../protocol/index.ts';
 import {
   STUN_ATTR,
   STUN_METHOD,

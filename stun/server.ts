@@ -20,7 +20,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import createDebug from 'debug';
-import { TypedEmitter } from '../protocol/emitter.ts';
+import { TypedEmitter } from '../protocol/index.ts';
 import {
   STUN_ATTR,
   STUN_ERROR_REASON,

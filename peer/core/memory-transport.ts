@@ -20,7 +20,7 @@
  */
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
 import type { IceServer, SignalData } from '../../protocol/index.ts';
-import type { Clock, PeerLink, PeerLinkEvents, Transport } from './seams.ts';
+import { REMOTE_CLOSED, type Clock, type PeerLink, type PeerLinkEvents, type Transport } from './seams.ts';
 
 export interface MemoryNetworkConfig {
   /** Default one-way latency between two peers (ms); `setLatency` overrides per pair. */
@@ -36,9 +36,6 @@ export const DEFAULT_MEMORY_NETWORK: MemoryNetworkConfig = {
   uploadBytesPerS: Infinity,
   lowWaterMarkBytes: 256 * 1024,
 };
-
-/** Close reason a link gets when the remote end destroyed it. */
-export const REMOTE_CLOSED = 'remote-closed';
 
 const OFFER_PREFIX = 'memory-offer:';
 const ANSWER_PREFIX = 'memory-answer:';

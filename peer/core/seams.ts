@@ -113,3 +113,6 @@ export interface TrackerConnection extends TypedEmitter<TrackerConnectionEvents>
   leave(): void;
   close(): void;
 }
+
+/** Close reason a link gets when the remote end destroyed it (every Transport uses it). */
+export const REMOTE_CLOSED = 'remote-closed';

@@ -11,7 +11,7 @@ import createDebug from 'debug';
 import SimplePeer from 'simple-peer';
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
 import type { IceServer, SignalData } from '../../protocol/index.ts';
-import { REMOTE_CLOSED } from '../core/memory-transport.ts';
+import { REMOTE_CLOSED } from '../core/seams.ts';
 import type {
   CandidateType,
   Clock,

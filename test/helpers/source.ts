@@ -3,7 +3,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { waitFor, type Attestation } from '../../protocol/index.ts';
+import type { Attestation } from '../../protocol/index.ts';
+import { waitFor } from './wait-for.ts';
 import {
   channelSettings,
   Origin,

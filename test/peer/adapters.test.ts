@@ -8,13 +8,13 @@ import { io as ioClient, type Socket as ClientSocket } from 'socket.io-client';
 import {
   GENESIS_HASH,
   TRACKER_PROTOCOL_VERSION,
-  waitFor,
   type Ack,
   type Attestation,
   type JoinRequest,
   type PeerReport,
   type SignalData,
 } from '../../protocol/index.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 import { Tracker } from '../../tracker/index.ts';
 import { createHttpFetcher, fetchHttp, fetchText, HttpBodyTooLargeError } from '../../peer/platform/http.ts';
 import { SocketIoTrackerConnection } from '../../peer/platform/tracker-connection.ts';

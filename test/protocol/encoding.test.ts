@@ -13,10 +13,10 @@ import {
   toHex,
   TypedEmitter,
   utf8,
-  waitFor,
   type ListenerErrorInfo,
   type SegmentId,
 } from '../../protocol/index.ts';
+import { waitFor } from '../helpers/wait-for.ts';
 
 const randomBytes = (n: number): Uint8Array => new Uint8Array(crypto.randomBytes(n));
 

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
+import { buildDashboard } from '../../scripts/build-player.ts';
 import { DEFAULT_STATS, Tracker } from '../../tracker/index.ts';
 import { signedRegistration } from '../helpers/registration.ts';
 import type {
@@ -125,6 +126,8 @@ const pageErrors: string[] = [];
 
 before(async () => {
   fs.mkdirSync(SHOTS, { recursive: true });
+  // The dashboard's script is bundled with the player (tracker/dashboard/dist/dashboard.js).
+  await buildDashboard();
   tracker = new Tracker({ statsIntervalMs: 300, rebalanceIntervalMs: 1000 });
   await tracker.listen(0, '127.0.0.1');
   url = tracker.url;

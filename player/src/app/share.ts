@@ -4,7 +4,9 @@
  * is the newest sample at least a window old; while the player is younger than the window, its start.
  */
 import { OFFLOAD_WINDOW_MS } from '../../../protocol/figures.ts';
-import { formatPercent } from './util.ts';
+import { formatPercent, windowLabel } from './format.ts';
+
+export { windowLabel };
 
 interface Totals {
   at: number;
@@ -41,12 +43,6 @@ export class OwnShare {
   reset(): void {
     this.#samples.length = 0;
   }
-}
-
-/** "60 s", "2 min": a window for labels. */
-export function windowLabel(ms: number): string {
-  const s = Math.round(ms / 1000);
-  return s % 60 === 0 && s >= 120 ? `${s / 60} min` : `${s} s`;
 }
 
 /** The channel's offload as the directory gives it (`ChannelInfo.offload` over `offloadWindowS`). */

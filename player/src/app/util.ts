@@ -56,40 +56,6 @@ export function icon(name: string): Node {
   return t.content.cloneNode(true);
 }
 
-export function formatKbps(kbps: number): string {
-  if (!Number.isFinite(kbps) || kbps <= 0) return '0 kbit/s';
-  if (kbps >= 1000) return `${(kbps / 1000).toFixed(kbps >= 10_000 ? 0 : 1)} Mbit/s`;
-  return `${kbps.toFixed(kbps >= 100 ? 0 : 1)} kbit/s`;
-}
-
-export function formatBytes(bytes: number): string {
-  if (!Number.isFinite(bytes) || bytes <= 0) return '0 B';
-  const units = ['B', 'kB', 'MB', 'GB', 'TB'];
-  let i = 0;
-  let v = bytes;
-  while (v >= 1000 && i < units.length - 1) {
-    v /= 1000;
-    i++;
-  }
-  return `${v.toFixed(i === 0 || v >= 100 ? 0 : 1)} ${units[i]}`;
-}
-
-export function formatPercent(ratio: number): string {
-  if (!Number.isFinite(ratio)) return '—';
-  const p = ratio * 100;
-  return `${p > 0 && p < 1 ? p.toFixed(1) : Math.round(p)}%`;
-}
-
-/** 75 → "1:15", 3700 → "1:01:40". */
-export function formatClock(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) return '0:00';
-  const s = Math.floor(seconds);
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
-
 export function formatViewers(n: number): string {
   return n === 1 ? '1 watching' : `${n.toLocaleString()} watching`;
 }
@@ -139,4 +105,50 @@ export async function getJson<T>(url: string): Promise<{ status: number; body: T
 
 export function cssVar(name: string, fallback: string): string {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || fallback;
+}
+
+/** An element that only some pages have (the watch page's panels; the embed page has none). */
+export const opt = <T extends HTMLElement>(id: string): T | null => document.getElementById(id) as T | null;
+
+/** Sets an element's text only when it changes (a write with the same text still costs a layout). */
+export function setText(e: HTMLElement, text: string): void {
+  if (e.textContent !== text) e.textContent = text;
+}
+
+export function setHidden(e: HTMLElement, hidden: boolean): void {
+  if (e.hidden !== hidden) e.hidden = hidden;
+}
+
+export function setData(e: HTMLElement, key: string, value: string): void {
+  if (e.dataset[key] !== value) e.dataset[key] = value;
+}
+
+export function setTitle(e: HTMLElement, title: string): void {
+  if (e.title !== title) e.title = title;
+}
+
+export const pageHidden = (): boolean => document.visibilityState === 'hidden';
+
+/**
+ * The DOM listeners one component added, removed together by its `destroy()` (each component of a page
+ * adds and removes its own, as hls.js's controllers register and unregister theirs on the event bus).
+ */
+export class Listeners {
+  readonly #off: (() => void)[] = [];
+
+  on<E extends Event = Event>(
+    target: EventTarget,
+    type: string,
+    fn: (e: E) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void {
+    const listener = fn as EventListener;
+    target.addEventListener(type, listener, options);
+    this.#off.push(() => target.removeEventListener(type, listener, options));
+  }
+
+  /** Removes every listener added so far (idempotent). */
+  removeAll(): void {
+    for (const off of this.#off.splice(0)) off();
+  }
 }
