@@ -1,0 +1,226 @@
+/** The scheduler alone: a pure decision step (demands, neighbours, estimates, now in; actions out). */
+import { test, describe } from 'node:test';
+import assert from 'node:assert/strict';
+import {
+  schedule,
+  type DemandView,
+  type NeighbourView,
+  type SchedulerInput,
+  type TransferView,
+} from '../../peer/core/scheduler.ts';
+
+const NOW = 100_000;
+const SEGMENT_BYTES = 500_000;
+
+/** A neighbour holding `seqs` of rendition 'r', 1 MB/s, 50 ms to first byte, idle. */
+function neighbour(id: string, seqs: number[], over: Partial<NeighbourView> = {}): NeighbourView {
+  return {
+    id,
+    open: true,
+    demoted: false,
+    busyUntil: 0,
+    inFlight: 0,
+    firstByteMs: 50,
+    throughputBps: 1_000_000,
+    receivedBytes: 0,
+    holdsSegment: (r, s) => r === 'r' && seqs.includes(s),
+    ...over,
+  };
+}
+
+function demand(seq: number, deadlineInMs: number, createdAgoMs = 0): DemandView {
+  return {
+    rendition: 'r',
+    mediaSequence: seq,
+    deadlineAt: NOW + deadlineInMs,
+    createdAt: NOW - createdAgoMs,
+  };
+}
+
+/** HTTP: 100 ms to first byte, 2 MB/s (a segment in 350 ms). */
+function input(
+  over: Partial<SchedulerInput> & { transfers?: Map<number, TransferView> } = {},
+): SchedulerInput {
+  const transfers = over.transfers ?? new Map<number, TransferView>();
+  return {
+    now: NOW,
+    opts: {
+      p2p: true,
+      safetyMarginMs: 700,
+      p2pStallMs: 1000,
+      schedulerTickMs: 100,
+      followPlayerRendition: false,
+    },
+    demands: [],
+    neighbours: [],
+    estimates: {
+      expectedBytes: () => SEGMENT_BYTES,
+      httpEstimateMs: (bytes) => 100 + (bytes / 2_000_000) * 1000,
+      topBitrateBps: 4_000_000,
+    },
+    transfer: (_r, s) => transfers.get(s),
+    unverified: () => false,
+    held: () => false,
+    firstTier: {
+      active: false,
+      rendition: 'r',
+      newestPublished: -1,
+      renditionSet: false,
+      isGap: () => false,
+    },
+    ...over,
+  };
+}
+
+describe('scheduler', () => {
+  test('P2P from a holder that can make the deadline with the margin', () => {
+    // 50 ms + 500 ms from the neighbour, + 700 ms margin: 1 250 ms < 3 000 ms.
+    const actions = schedule(input({ demands: [demand(7, 3000)], neighbours: [neighbour('a', [7])] }));
+    assert.deepEqual(actions, [
+      { type: 'p2p', rendition: 'r', mediaSequence: 7, neighbourId: 'a', deadlineAt: NOW + 3000 },
+    ]);
+  });
+
+  test('no holder can make it and time is short: HTTP', () => {
+    // The holder needs 550 ms + 700 ms margin > 1 000 ms; HTTP needs 350 + 700 (+ 700 to wait) ≥ 1 000.
+    const actions = schedule(input({ demands: [demand(7, 1000, 500)], neighbours: [neighbour('a', [7])] }));
+    assert.deepEqual(actions, [{ type: 'http', rendition: 'r', mediaSequence: 7, waitedForP2p: true }]);
+  });
+
+  test('nobody holds it yet but time is left: wait for P2P (no action)', () => {
+    const actions = schedule(input({ demands: [demand(7, 5000)], neighbours: [neighbour('a', [])] }));
+    assert.deepEqual(actions, []);
+  });
+
+  test('without neighbours or without P2P: HTTP at once', () => {
+    assert.deepEqual(schedule(input({ demands: [demand(7, 5000)] })), [
+      { type: 'http', rendition: 'r', mediaSequence: 7 },
+    ]);
+    const noP2p = input({ demands: [demand(7, 5000)], neighbours: [neighbour('a', [7])] });
+    noP2p.opts.p2p = false;
+    assert.deepEqual(schedule(noP2p), [{ type: 'http', rendition: 'r', mediaSequence: 7 }]);
+  });
+
+  test('a stalled transfer is switched to HTTP and the neighbour blamed', () => {
+    const transfers = new Map<number, TransferView>([
+      [
+        7,
+        {
+          via: 'p2p',
+          neighbourId: 'a',
+          neighbourThroughputBps: 1_000_000,
+          inFlight: true,
+          download: {
+            startedAt: NOW - 2000,
+            lastProgressAt: NOW - 1500,
+            firstByteAt: NOW - 1900,
+            received: 100_000,
+            totalBytes: SEGMENT_BYTES,
+          },
+        },
+      ],
+    ]);
+    const actions = schedule(
+      input({ demands: [demand(7, 4000)], neighbours: [neighbour('a', [7], { inFlight: 1 })], transfers }),
+    );
+    assert.deepEqual(actions, [
+      { type: 'switch', rendition: 'r', mediaSequence: 7, neighbourId: 'a', why: 'stalled', blame: true },
+    ]);
+  });
+
+  test('a transfer making progress in time is left alone; one in flight over HTTP too', () => {
+    const transfers = new Map<number, TransferView>([
+      [
+        7,
+        {
+          via: 'p2p',
+          neighbourId: 'a',
+          neighbourThroughputBps: 1_000_000,
+          inFlight: true,
+          download: {
+            startedAt: NOW - 200,
+            lastProgressAt: NOW - 10,
+            firstByteAt: NOW - 150,
+            received: 150_000,
+            totalBytes: SEGMENT_BYTES,
+          },
+        },
+      ],
+      [8, { via: 'http' }],
+    ]);
+    const actions = schedule(
+      input({
+        demands: [demand(7, 3000), demand(8, 100)],
+        neighbours: [neighbour('a', [7, 8], { inFlight: 1 })],
+        transfers,
+      }),
+    );
+    assert.deepEqual(actions, []);
+  });
+
+  test('requests spread over holders: least taken from first, and within one round', () => {
+    const neighbours = [
+      neighbour('a', [1, 2, 3], { receivedBytes: 5_000_000 }),
+      neighbour('b', [1, 2, 3], { receivedBytes: 1_000_000 }),
+      neighbour('c', [1, 2, 3], { receivedBytes: 3_000_000 }),
+    ];
+    const actions = schedule(
+      input({ demands: [demand(1, 5000), demand(2, 5000), demand(3, 5000)], neighbours }),
+    );
+    assert.deepEqual(
+      actions.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
+      ['b', 'c', 'a'],
+    );
+  });
+
+  test('a busy, demoted or saturated holder is not asked', () => {
+    const neighbours = [
+      neighbour('busy', [1], { busyUntil: NOW + 1000 }),
+      neighbour('demoted', [1], { demoted: true }),
+      neighbour('full', [1], { inFlight: 2 }),
+      neighbour('ok', [1], { receivedBytes: 9e9 }),
+    ];
+    const actions = schedule(input({ demands: [demand(1, 5000)], neighbours }));
+    assert.deepEqual(
+      actions.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
+      ['ok'],
+    );
+  });
+
+  test('first tier pulls the newest two segments, once the player set the rendition if it follows it', () => {
+    const firstTier = {
+      active: true,
+      rendition: 'r',
+      newestPublished: 9,
+      renditionSet: false,
+      isGap: () => false,
+    };
+    const follow = input({ firstTier });
+    follow.opts.followPlayerRendition = true;
+    assert.deepEqual(schedule(follow), []);
+    const set = input({ firstTier: { ...firstTier, renditionSet: true } });
+    set.opts.followPlayerRendition = true;
+    assert.deepEqual(schedule(set), [
+      { type: 'pull', rendition: 'r', mediaSequence: 8 },
+      { type: 'pull', rendition: 'r', mediaSequence: 9 },
+    ]);
+    // Not following the player: pulls at once; held or gap segments are skipped.
+    const own = input({ firstTier: { ...firstTier, isGap: (s) => s === 8 }, held: (_r, s) => s === 9 });
+    assert.deepEqual(schedule(own), []);
+  });
+
+  test('a demand for a segment the first tier pulls this round waits for that pull', () => {
+    const firstTier = {
+      active: true,
+      rendition: 'r',
+      newestPublished: 9,
+      renditionSet: true,
+      isGap: () => false,
+    };
+    const actions = schedule(input({ firstTier, demands: [demand(9, 200)] }));
+    assert.deepEqual(actions, [
+      { type: 'pull', rendition: 'r', mediaSequence: 8 },
+      { type: 'pull', rendition: 'r', mediaSequence: 9 },
+    ]);
+  });
+});
