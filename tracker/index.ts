@@ -1,4 +1,21 @@
 export { Tracker, DEFAULT_TRACKER, pinFilePath, type TrackerOptions, type TrackerEvents } from './server.ts';
+export {
+  Sessions,
+  DEFAULT_SESSIONS,
+  type SessionOptions,
+  type SessionDeps,
+  type SessionEvents,
+  type PeerHandle,
+  type PeerSession,
+  type PeerPlace,
+  type PeerEvent,
+  type JoinOrder,
+  type LeaveReason,
+} from './sessions.ts';
+export { Overlay, type OverlayOptions, type NotifyNeighbours } from './overlay.ts';
+export { iceServersFor, type TurnOptions } from './turn.ts';
+export { TrackerMetrics } from './metrics.ts';
+export { Refusal } from './refusal.ts';
 export { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ownership.ts';
 export { Reputation, DEFAULT_REPUTATION, type ReputationOptions } from './reputation.ts';
 export { RandomPolicy, DEFAULT_RANDOM_POLICY, type OverlayPolicy, type PolicyContext } from './policy.ts';

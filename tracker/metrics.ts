@@ -1,5 +1,7 @@
 /** Prometheus metrics (prom-client), one registry per tracker. */
 import client from 'prom-client';
+import type { StatsKeeper } from './stats.ts';
+import type { TrackerStore } from './store.ts';
 
 export class TrackerMetrics {
   readonly registry = new client.Registry();
@@ -81,5 +83,27 @@ export class TrackerMetrics {
       labelNames: ['channel'],
       registers: [r],
     });
+  }
+
+  /** Refreshes the per-channel gauges from the store and the stats (before each scrape). */
+  async collect(store: TrackerStore, stats: StatsKeeper): Promise<void> {
+    this.peers.reset();
+    this.viewers.reset();
+    this.channelBytes.reset();
+    this.offload.reset();
+    for (const [id] of await store.listChannels()) {
+      const peers = await store.channelPeers(id);
+      const kinds = new Map<string, number>();
+      for (const p of peers) kinds.set(p.kind, (kinds.get(p.kind) ?? 0) + 1);
+      for (const [kind, n] of kinds) this.peers.set({ channel: id, kind }, n);
+      const s = stats.current(id);
+      this.viewers.set({ channel: id }, peers.filter((p) => p.mode === 'viewer').length);
+      if (!s) continue;
+      this.channelBytes.set({ channel: id, source: 'http' }, s.httpBytes);
+      this.channelBytes.set({ channel: id, source: 'p2p' }, s.p2pBytes);
+      if (s.originSegmentBytes !== null)
+        this.channelBytes.set({ channel: id, source: 'origin' }, s.originSegmentBytes);
+      if (s.offload !== null) this.offload.set({ channel: id }, s.offload);
+    }
   }
 }

@@ -1,0 +1,83 @@
+/**
+ * Runs the {@link OverlayPolicy}: neighbours for a peer that joins or switches rendition, the first tier
+ * of a channel, and each round's rebalancing (first tiers revisited, peers that lost neighbours topped
+ * up). It changes links in the store and says whom to tell through `notify`; it never talks to a peer.
+ */
+import type { OverlayPolicy, PolicyContext } from './policy.ts';
+import type { PeerRecord, TrackerStore } from './store.ts';
+
+export interface OverlayOptions {
+  /** Neighbours recommended per peer, and the cap on links per peer. */
+  targetNeighbours: number;
+  maxNeighbours: number;
+}
+
+/** Queues a `neighbours` push to a peer (its first-tier flag goes with it, even with no changes). */
+export type NotifyNeighbours = (peerId: string, add: string[], remove: string[]) => void;
+
+export class Overlay {
+  readonly #ctx: PolicyContext;
+
+  constructor(
+    readonly store: TrackerStore,
+    readonly policy: OverlayPolicy,
+    readonly opts: OverlayOptions,
+    private readonly notify: NotifyNeighbours,
+  ) {
+    if (opts.targetNeighbours > opts.maxNeighbours)
+      throw new RangeError('targetNeighbours must not exceed maxNeighbours');
+    this.#ctx = { store, maxNeighbours: opts.maxNeighbours };
+  }
+
+  /**
+   * Links a peer without neighbours (it just joined, or starts over in another rendition) to fresh ones
+   * and returns them. The new neighbours are told; the peer itself is not (its caller answers it).
+   */
+  async introduce(peer: PeerRecord, notifyPartners = true): Promise<string[]> {
+    const fresh = await this.policy.neighboursFor(peer, [], this.opts.targetNeighbours, this.#ctx);
+    for (const n of fresh) {
+      await this.store.addLink(peer.id, n);
+      if (notifyPartners) this.notify(n, [peer.id], []);
+    }
+    return fresh;
+  }
+
+  /** Asks the policy for the channel's first tier and tells each peer whose flag changed. */
+  async updateFirstTier(channel: string): Promise<void> {
+    const peers = await this.store.channelPeers(channel);
+    const tier = await this.policy.firstTier(peers, this.#ctx);
+    for (const p of peers) {
+      const want = tier.has(p.id);
+      if (p.firstTier === want) continue;
+      p.firstTier = want;
+      if (!(await this.store.updatePeer(p))) continue; // left meanwhile
+      this.notify(p.id, [], []);
+    }
+  }
+
+  /** One round over every channel: first tiers revisited, peers below half their target topped up. */
+  async rebalanceAll(): Promise<void> {
+    for (const [id] of await this.store.listChannels()) {
+      const peers = await this.store.channelPeers(id);
+      if (peers.length === 0) continue;
+      await this.updateFirstTier(id);
+      const min = Math.max(1, Math.floor(this.opts.targetNeighbours / 2));
+      for (const p of peers) {
+        const current = await this.store.linksOf(p.id);
+        if (current.length >= min) continue;
+        const more = await this.policy.neighboursFor(
+          p,
+          current,
+          this.opts.targetNeighbours - current.length,
+          this.#ctx,
+        );
+        if (more.length === 0) continue;
+        for (const n of more) {
+          await this.store.addLink(p.id, n);
+          this.notify(n, [p.id], []);
+        }
+        this.notify(p.id, more, []);
+      }
+    }
+  }
+}
