@@ -26,7 +26,7 @@ import { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ow
 import { Refusal } from './refusal.ts';
 import { DEFAULT_REPUTATION, Reputation, type ReputationOptions } from './reputation.ts';
 import { DEFAULT_SESSIONS, Sessions, type SessionEvents } from './sessions.ts';
-import { SocketGateway, type TrackerIo } from './socket-gateway.ts';
+import { SocketGateway, type SocketGatewayOptions, type TrackerIo } from './socket-gateway.ts';
 import { DEFAULT_STATS, StatsKeeper, type StatsOptions } from './stats.ts';
 import { MemoryTrackerStore, type ChannelRecord, type TrackerStore } from './store.ts';
 import { checkTurnOptions, iceServersFor, type TurnOptions } from './turn.ts';
@@ -37,7 +37,8 @@ const PUSHED_HISTORY = 150;
 /** Directory changes are pushed to watchers at most this often, batched. */
 const DIRECTORY_PUSH_MS = 250;
 
-export interface TrackerOptions {
+/** The socket gateway's options (CORS origins, message size, rate and connection limits) apply to REST too. */
+export interface TrackerOptions extends SocketGatewayOptions {
   /** ICE servers handed to peers (STUN, TURN). Never public ones in tests. */
   iceServers: IceServer[];
   /**
@@ -46,18 +47,6 @@ export interface TrackerOptions {
    * no long-term password reaches a browser.
    */
   turn: TurnOptions | undefined;
-  /** Origins allowed by CORS (REST and socket.io); `['*']` allows any. */
-  corsOrigins: string[];
-  /** Largest socket.io message accepted. */
-  maxHttpBufferSize: number;
-  /** Events per second per socket, and burst. */
-  socketEventRate: number;
-  socketEventBurst: number;
-  /** New connections per second per IP, and burst (0 = unlimited). */
-  ipConnectRate: number;
-  ipConnectBurst: number;
-  /** Concurrent connections per IP (0 = unlimited). */
-  maxConnectionsPerIp: number;
   maxPeers: number;
   /** Neighbours recommended per peer, and the cap on links per peer. */
   targetNeighbours: number;
