@@ -4,6 +4,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { emptyReport } from '../helpers/tracker-clients.ts';
 import {
   MemoryTrackerStore,
   RandomPolicy,
@@ -79,19 +80,8 @@ const channel: ChannelRecord = {
   updatedAt: 0,
 };
 
-const report = (over: Partial<PeerReport> = {}): PeerReport => ({
-  rendition: '180p',
-  bufferS: 4,
-  held: null,
-  uploadKbps: 800,
-  downloadKbps: 200,
-  httpBytes: 1000,
-  p2pBytes: 0,
-  uploadedBytes: 0,
-  neighbours: [],
-  receivedFrom: {},
-  ...over,
-});
+const report = (over: Partial<PeerReport> = {}): PeerReport =>
+  emptyReport({ bufferS: 4, uploadKbps: 800, downloadKbps: 200, httpBytes: 1000, ...over });
 
 const store = new MemoryTrackerStore();
 const sessions = new Sessions(
