@@ -1,6 +1,6 @@
 /** `peertv demo`: everything on this machine with one command (what `npm start` runs). */
 import path from 'node:path';
-import { startNodePeer, type NodePeer } from '../peer/index.ts';
+import { startNodePeer, type NodePeer } from '../peer/node/index.ts';
 import { StunServer } from '../stun/index.ts';
 import { parseFlags, intFlag } from './args.ts';
 import { runSourceCli } from './source.ts';

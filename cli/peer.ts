@@ -1,6 +1,7 @@
 /** `peertv peer`: a headless Node viewer, or a relay super-peer that only forwards. */
 import { isChannelId, isRenditionName, NAT_TYPES, type NatType } from '../protocol/index.ts';
-import { startNodePeer, type LinkRoute, type NodePeer } from '../peer/index.ts';
+import type { LinkRoute } from '../peer/index.ts';
+import { startNodePeer, type NodePeer } from '../peer/node/index.ts';
 import { discoverNat } from '../stun/index.ts';
 import { CliError, intFlag, ipPortFlag, parseFlags, UsageError, urlFlag } from './args.ts';
 import { natLine } from './nat.ts';

@@ -1,6 +1,6 @@
 /** `peertv tracker`: channel directory, peer sessions, signaling relay, Chandelier, stats and dashboard. */
 import path from 'node:path';
-import { buildPlayer } from '../scripts/build-player.ts';
+import { buildPlayer } from '../player/build/index.ts';
 import { ConfigError } from '../source/index.ts';
 import {
   DEFAULT_TRACKER,
@@ -113,7 +113,7 @@ export function trackerOptionsFromArgv(
   };
 }
 
-/** The built web player (`npm start`/`npm test` build it; see scripts/build-player.ts). */
+/** The built web player (`npm start`/`npm test` build it; see player/build). */
 export const PLAYER_DIST = path.resolve(import.meta.dirname, '../player/dist');
 
 export async function startTracker(

@@ -1,3 +1,4 @@
+/** The peer room's portable face (browser and Node); Node-only parts: `peer/node/index.ts`. */
 export {
   PeerEngine,
   DEFAULT_ENGINE,
@@ -27,4 +28,3 @@ export { realClock } from './platform/clock.ts';
 export { fetchHttp, createHttpFetcher } from './platform/http.ts';
 export { SimplePeerTransport, loopbackCandidatesOnly } from './platform/simple-peer-transport.ts';
 export { SocketIoTrackerConnection } from './platform/tracker-connection.ts';
-export { startNodePeer, type NodePeer, type NodePeerOptions } from './node/node-peer.ts';

@@ -9,3 +9,4 @@ export * from './tracker-validate.ts';
 export * from './figures.ts';
 export * from './wire-types.ts';
 export * from './wire.ts';
+export * from './origin-layout.ts';

@@ -7,8 +7,6 @@
 export const CHANNEL_ID_PATTERN = /^[a-z0-9][a-z0-9_-]{0,63}$/;
 /** Rendition names (e.g. `720p`): same alphabet, 1–32 characters. */
 export const RENDITION_NAME_PATTERN = /^[a-z0-9][a-z0-9_-]{0,31}$/;
-/** Largest media sequence we accept on the wire (fits a double exactly). */
-export const MAX_MEDIA_SEQUENCE = Number.MAX_SAFE_INTEGER;
 
 export interface SegmentId {
   readonly channel: string;

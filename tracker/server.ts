@@ -2,7 +2,7 @@
  * The tracker: channel directory, peer sessions, signaling relay, overlay policy, stats and metrics.
  * A composition: the session core (sessions.ts) with the overlay (overlay.ts), driven by the socket.io
  * gateway (socket-gateway.ts); the REST API and pages (http-api.ts); TURN credentials (turn.ts). What
- * stays here is the channel directory (registration, info, stats, expiry) and the timers.
+ * stays here is the composition, the channel directory's (directory.ts) wiring, and the timers.
  * It never touches media bytes.
  */
 import http from 'node:http';
@@ -16,26 +16,23 @@ import {
   type ChannelRegistration,
   type ChannelStats,
   type IceServer,
-  type OriginCounters,
   type TrackerErrorCode,
 } from '../protocol/index.ts';
+import { ChannelDirectory } from './directory.ts';
 import { createHttpApi } from './http-api.ts';
 import { TrackerMetrics } from './metrics.ts';
 import { RandomPolicy, type OverlayPolicy } from './policy.ts';
 import { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ownership.ts';
-import { Refusal } from './refusal.ts';
 import { DEFAULT_REPUTATION, Reputation, type ReputationOptions } from './reputation.ts';
 import { DEFAULT_SESSIONS, Sessions, type SessionEvents } from './sessions.ts';
 import { SocketGateway, type SocketGatewayOptions, type TrackerIo } from './socket-gateway.ts';
 import { DEFAULT_STATS, StatsKeeper, type StatsOptions } from './stats.ts';
-import { MemoryTrackerStore, type ChannelRecord, type TrackerStore } from './store.ts';
+import { MemoryTrackerStore, type TrackerStore } from './store.ts';
 import { checkTurnOptions, iceServersFor, type TurnOptions } from './turn.ts';
 
 const debug = createDebug('peertv:tracker');
 /** Samples sent with each stats push to dashboards (5 minutes at the default interval); REST has all. */
 const PUSHED_HISTORY = 150;
-/** Directory changes are pushed to watchers at most this often, batched. */
-const DIRECTORY_PUSH_MS = 250;
 
 /** The socket gateway's options (CORS origins, message size, rate and connection limits) apply to REST too. */
 export interface TrackerOptions extends SocketGatewayOptions {
@@ -123,12 +120,10 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
   readonly server: http.Server;
   readonly io: TrackerIo;
   readonly #gateway: SocketGateway;
-  /** Channels whose directory entry changed since the last directory push (coalesced). */
-  readonly #directoryChanged = new Set<string>();
-  #directoryTimer: NodeJS.Timeout | undefined;
+  /** The channel directory (registrations, info, stats, expiry, pushes to watchers). */
+  readonly channels: ChannelDirectory;
   readonly #timers: NodeJS.Timeout[] = [];
   #destroyed = false;
-  readonly #startedAt = Date.now();
 
   constructor(
     opts: Partial<TrackerOptions> = {},
@@ -183,10 +178,23 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       metrics: this.metrics,
       register: (reg, ip) => this.register(reg, ip),
       directory: () => this.directory(),
-      originCounters: (id, counters) => this.#originCounters(id, counters),
+      originCounters: (id, counters) => this.channels.originCounters(id, counters),
       rejected,
     });
     this.io = this.#gateway.io;
+    const gateway = this.#gateway;
+    this.channels = new ChannelDirectory({
+      store: this.store,
+      stats: this.stats,
+      ownership: this.ownership,
+      idleChannelTtlMs: o.idleChannelTtlMs,
+      watched: () => gateway.watched(),
+      pushDirectory: (delta) => gateway.pushDirectory(delta),
+      channelChanged: (info) => gateway.channelChanged(info),
+      hasSource: (id) => gateway.hasSource(id),
+      registered: (id) => this.emit('channel-registered', id),
+      expired: (id) => this.emit('channel-expired', id),
+    });
     this.#timers.push(
       setInterval(() => void this.#sweep(), Math.min(1000, o.reportIntervalMs)),
       setInterval(() => void this.sessions.rebalance(), o.rebalanceIntervalMs),
@@ -215,7 +223,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     if (this.#destroyed) return;
     this.#destroyed = true;
     for (const t of this.#timers) clearInterval(t);
-    clearTimeout(this.#directoryTimer);
+    this.channels.destroy();
     // No `disconnect` packet: clients see the transport close and reconnect with their usual backoff
     // (a server-side disconnect would read as a kick, after which clients wait longer).
     const closed = this.#gateway.close();
@@ -238,119 +246,22 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
 
   // ---------------------------------------------------------------- directory
 
-  async channelInfo(id: string): Promise<ChannelInfo | undefined> {
-    const rec = await this.store.getChannel(id);
-    if (!rec) return undefined;
-    return this.#info(id, rec);
+  channelInfo(id: string): Promise<ChannelInfo | undefined> {
+    return this.channels.channelInfo(id);
   }
 
-  async #info(id: string, rec: ChannelRecord): Promise<ChannelInfo> {
-    const r = rec.registration;
-    const current = this.stats.current(id);
-    const peers = await this.store.channelPeers(id);
-    return {
-      id,
-      title: r.title,
-      status: r.status,
-      originUrl: r.originUrl,
-      publicKey: r.publicKey,
-      segmentDurationS: r.segmentDurationS,
-      renditions: r.renditions,
-      livePlaylist: r.livePlaylist,
-      recordings: r.recordings,
-      viewers: peers.filter((p) => p.mode === 'viewer').length,
-      offload: current?.offload ?? null,
-      offloadWindowS: this.stats.opts.offloadWindowMs / 1000,
-    };
-  }
-
-  async directory(): Promise<ChannelInfo[]> {
-    const out: ChannelInfo[] = [];
-    for (const [id, rec] of await this.store.listChannels()) out.push(await this.#info(id, rec));
-    return out;
+  directory(): Promise<ChannelInfo[]> {
+    return this.channels.list();
   }
 
   /** Stats of a channel with its last `historyLength` samples (all kept when not given). */
-  async channelStats(id: string, historyLength?: number): Promise<ChannelStats | undefined> {
-    if (!(await this.store.getChannel(id))) return undefined;
-    const full = this.stats.history(id);
-    const history = historyLength === undefined ? full : full.slice(-historyLength);
-    const current = history.at(-1) ?? {
-      at: Date.now(),
-      viewers: 0,
-      httpBytes: 0,
-      p2pBytes: 0,
-      uploadedBytes: 0,
-      originSegmentBytes: null,
-      offload: null,
-      downloadKbps: 0,
-      uploadKbps: 0,
-    };
-    return {
-      channel: id,
-      offloadWindowS: this.stats.opts.offloadWindowMs / 1000,
-      current,
-      history,
-      overlay: await this.stats.overlay(id),
-    };
+  channelStats(id: string, historyLength?: number): Promise<ChannelStats | undefined> {
+    return this.channels.channelStats(id, historyLength);
   }
 
-  /**
-   * Registers or updates a channel. The registration must be signed by the channel's key; the first one
-   * accepted pins the channel id to that key, durably (see {@link ChannelOwnership}).
-   */
-  async register(reg: ChannelRegistration, ip: string): Promise<void> {
-    const { claimed } = await this.ownership.accept(reg, ip);
-    const { protocolVersion: _v, signature: _s, signedAtMs: _t, ...registration } = reg;
-    const existing = await this.store.getChannel(reg.channel);
-    const now = Date.now();
-    await this.store.putChannel(reg.channel, {
-      registration,
-      origin: existing?.origin ?? null,
-      originBase: existing?.originBase ?? null,
-      registeredAt: existing?.registeredAt ?? now,
-      updatedAt: now,
-    });
-    if (claimed) debug('channel %s claimed by key %s from %s', reg.channel, reg.publicKey, ip);
-    const info = await this.channelInfo(reg.channel);
-    if (info) this.#gateway.channelChanged(info);
-    this.#directoryChange(reg.channel);
-    this.emit('channel-registered', reg.channel);
-  }
-
-  /** The origin's byte counters, from the channel's source. */
-  async #originCounters(id: string, counters: OriginCounters): Promise<void> {
-    const rec = await this.store.getChannel(id);
-    if (!rec) throw new Refusal('unknown-channel', 'channel vanished');
-    // Offload counts from the first report on; if the origin restarted (counters went back), keep the
-    // running total continuous.
-    if (rec.originBase === null) rec.originBase = counters.segmentBytes;
-    else if (rec.origin && counters.segmentBytes < rec.origin.segmentBytes)
-      rec.originBase -= rec.origin.segmentBytes;
-    rec.origin = counters;
-    await this.store.putChannel(id, rec);
-  }
-
-  /** Watchers get the entries that changed, batched (never the whole directory per change). */
-  #directoryChange(id: string): void {
-    this.#directoryChanged.add(id);
-    this.#directoryTimer ??= setTimeout(() => void this.#pushDirectory(), DIRECTORY_PUSH_MS);
-  }
-
-  async #pushDirectory(): Promise<void> {
-    this.#directoryTimer = undefined;
-    if (this.#destroyed) return;
-    const ids = [...this.#directoryChanged];
-    this.#directoryChanged.clear();
-    if (!this.#gateway.watched()) return;
-    const upsert: ChannelInfo[] = [];
-    const remove: string[] = [];
-    for (const id of ids) {
-      const info = await this.channelInfo(id);
-      if (info) upsert.push(info);
-      else remove.push(id);
-    }
-    this.#gateway.pushDirectory({ upsert, remove });
+  /** Registers or updates a channel (signed by its key; see {@link ChannelDirectory.register}). */
+  register(reg: ChannelRegistration, ip: string): Promise<void> {
+    return this.channels.register(reg, ip);
   }
 
   // ---------------------------------------------------------------- timers
@@ -360,26 +271,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     this.#gateway.sweep();
     this.ownership.sweep();
     this.reputation.sweep();
-    await this.#expireIdleChannels();
-  }
-
-  /**
-   * A channel that never went live is forgotten (entry and pin) once its source is gone and it was
-   * not registered again for `idleChannelTtlMs`: claims that lead nowhere do not pile up.
-   */
-  async #expireIdleChannels(): Promise<void> {
-    const cutoff = Date.now() - this.opts.idleChannelTtlMs;
-    for (const [id, pin] of await this.store.listPins()) {
-      if (pin.everLive || this.#gateway.hasSource(id)) continue;
-      const rec = await this.store.getChannel(id);
-      if (Math.max(rec?.updatedAt ?? 0, pin.pinnedAtMs, this.#startedAt) > cutoff) continue;
-      await this.store.deleteChannel(id);
-      this.stats.forget(id);
-      await this.ownership.release(id);
-      this.#directoryChange(id);
-      this.emit('channel-expired', id);
-      debug('channel %s expired (never went live)', id);
-    }
+    await this.channels.expireIdle();
   }
 
   async #sampleStats(): Promise<void> {

@@ -1,7 +1,7 @@
 /**
  * Static files (the web player's `player/dist`, the dashboard), compressed: each file goes out as
  * brotli or gzip when the client accepts it, from the `.br` / `.gz` file the build wrote next to it
- * (scripts/build-player.ts), or compressed once in memory for small files that have none (the
+ * (player/build), or compressed once in memory for small files that have none (the
  * dashboard). Every response carries a strong ETag (a hash of the bytes sent; one per encoding),
  * `Vary: Accept-Encoding` when the file has an encoded form, a Content-Type and a Content-Length, and
  * `If-None-Match` gets a 304.

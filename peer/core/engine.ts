@@ -11,9 +11,11 @@
  * Isomorphic: time, network, HTTP and the tracker session are injected (see seams.ts).
  */
 import {
+  atOrigin,
+  attestationUrlOf,
+  originPaths,
   segmentKey,
   TypedEmitter,
-  checkSegmentBytes,
   type Attestation,
   type ChannelInfo,
   type IceServer,
@@ -21,22 +23,17 @@ import {
 } from '../../protocol/index.ts';
 import { AttestationCache } from './attestations.ts';
 import { budgetOptions, type StreamLadder } from './budget.ts';
-import { Ewma, RateMeter } from './estimators.ts';
+import { RateMeter, type Ewma } from './estimators.ts';
 import { parseMasterPlaylist } from './hls.ts';
 import { Links } from './links.ts';
-import { DownloadAbort, type Download, type Neighbour } from './neighbour.ts';
+import { peerLogs, type Log, type LogComponent } from './log.ts';
+import type { Neighbour } from './neighbour.ts';
 import { PlaylistFollower, type KnownSegment } from './playlist-follower.ts';
-import {
-  schedule,
-  type NeighbourView,
-  type SchedulerAction,
-  type SchedulerInput,
-  type TransferView,
-} from './scheduler.ts';
+import { schedule, type NeighbourView, type SchedulerAction, type SchedulerInput } from './scheduler.ts';
 import { toRanges } from './segment-store.ts';
 import type { Clock, TimerHandle, TrackerConnection } from './seams.ts';
 import { TrackerSession } from './tracker-session.ts';
-import { UnverifiedHold } from './unverified.ts';
+import { Transfers, type Delivery } from './transfers.ts';
 import { UploadManager } from './upload.ts';
 
 export type { KnownSegment } from './playlist-follower.ts';
@@ -62,9 +59,6 @@ import {
   type Variant,
 } from './engine-options.ts';
 
-/** Where a segment's attestation lives: beside the segment, `.json` for `.ts`. */
-const segmentRecordUrl = (segmentUrl: string): string => segmentUrl.replace(/\.ts$/, '.json');
-
 /** Top bitrate and segment duration assumed until the channel's ladder is known. */
 const FALLBACK_TOP_BITRATE_BPS = 8_000_000;
 /** Segments fetched by the player before the engine was ready, kept for verification at most. */
@@ -81,11 +75,6 @@ interface Demand {
   waiters: { resolve: (r: LoadResult) => void; reject: (e: Error) => void }[];
 }
 
-/** A segment being fetched: from the origin (abortable), or from a neighbour (a download). */
-type Fetch = { rendition: string; mediaSequence: number; startedAt: number } & (
-  { via: 'http'; abort: AbortController } | { via: 'p2p'; neighbour: Neighbour; download: Download }
-);
-
 export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly opts: EngineOptions;
   readonly #deps: EngineDeps;
@@ -101,17 +90,13 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   p2pBytes = 0;
   readonly receivedFrom: Record<string, number> = {};
   readonly downloadRate = new RateMeter(5000);
-  /** Segment download throughput over HTTP (bytes/s) and its time to first byte (ms). */
-  readonly httpThroughput = new Ewma(0.3, 500_000);
-  readonly httpFirstByteMs = new Ewma(0.3, 100);
   readonly ladder: StreamLadder;
   readonly #links: Links;
   readonly #playlist: PlaylistFollower;
   readonly #attestations: AttestationCache;
   readonly #session: TrackerSession | undefined;
   readonly #demands = new Map<string, Demand>();
-  readonly #fetches = new Map<string, Fetch>();
-  readonly #unverified: UnverifiedHold<Fetch>;
+  readonly #transfers: Transfers;
   /** Rendition names of the ladder (master playlist and tracker's channel info). */
   readonly #ladderNames = new Set<string>();
   #variantUrls = new Map<string, string>();
@@ -123,6 +108,16 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly #adopted = new Map<string, { rendition: string; mediaSequence: number; bytes: Uint8Array }>();
   #destroyed = false;
   readonly #unsubscribe: (() => void)[] = [];
+  /** Debug logs per component of this peer: `peertv:peer:<id>:<component>`. */
+  readonly #logs: (component: LogComponent) => Log = peerLogs(() => this.peerId);
+  readonly #log = {
+    scheduler: this.#logs('scheduler'),
+    transfers: this.#logs('transfers'),
+    links: this.#logs('links'),
+    tracker: this.#logs('tracker'),
+    playlist: this.#logs('playlist'),
+    attestations: this.#logs('attestations'),
+  };
 
   constructor(opts: Partial<EngineOptions> & Pick<EngineOptions, 'channel'>, deps: EngineDeps) {
     super();
@@ -140,26 +135,6 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       },
       segmentDurationS: () => this.channelInfo?.segmentDurationS ?? FALLBACK_SEGMENT_DURATION_S,
     };
-    this.#unverified = new UnverifiedHold(
-      deps.clock,
-      {
-        maxEntries: o.unverifiedHoldSegments,
-        maxHoldMs: o.unverifiedHoldMs,
-        retryMs: o.attestationRetryMs,
-        retryMaxMs: o.attestationRetryMaxMs,
-      },
-      {
-        retry: (key, held) => void this.#retryAttestation(key, held),
-        bytesDropped: (_key, held) =>
-          this.emit('segment-rejected', {
-            rendition: held.rendition,
-            mediaSequence: held.mediaSequence,
-            reason: 'attestation-unavailable',
-            ...(held.via === 'p2p' && { from: held.neighbour.id }),
-          }),
-        released: () => this.#scheduleTick(0),
-      },
-    );
     this.uploads = new UploadManager(
       deps.clock,
       {
@@ -177,8 +152,44 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     );
     this.#attestations = new AttestationCache(o.channel, {
       getJson: (url) => this.#getJson(url),
-      recordUrl: (rendition, seq) => segmentRecordUrl(this.#segmentUrl(rendition, seq)),
-      rejected: (info) => this.emit('segment-rejected', info),
+      recordUrl: (rendition, seq) => attestationUrlOf(this.#segmentUrl(rendition, seq)),
+      rejected: (info) => {
+        this.#log.attestations('rejected %s/%d: %s', info.rendition, info.mediaSequence, info.reason);
+        this.emit('segment-rejected', info);
+      },
+    });
+    this.#transfers = new Transfers({
+      clock: deps.clock,
+      http: deps.http,
+      store: deps.store,
+      attestations: this.#attestations,
+      channel: o.channel,
+      hold: {
+        maxEntries: o.unverifiedHoldSegments,
+        maxHoldMs: o.unverifiedHoldMs,
+        retryMs: o.attestationRetryMs,
+        retryMaxMs: o.attestationRetryMaxMs,
+      },
+      segmentUrl: (rendition, seq) => this.#segmentUrl(rendition, seq),
+      delivered: (d) => this.#delivered(d),
+      rejected: (info) => {
+        this.#log.transfers(
+          'rejected %s/%d from %s: %s',
+          info.rendition,
+          info.mediaSequence,
+          info.from ?? 'origin',
+          info.reason,
+        );
+        this.emit('segment-rejected', info);
+      },
+      failed: (message) => {
+        this.#log.transfers('origin failed: %s', message);
+        this.emit('error', { code: 'origin-unavailable', message });
+      },
+      wake: (delayMs) =>
+        delayMs === 0
+          ? this.#scheduleTick(0)
+          : void this.#deps.clock.setTimeout(() => this.#scheduleTick(0), delayMs),
     });
     this.#playlist = new PlaylistFollower(o.keepSegments, {
       clock: deps.clock,
@@ -186,10 +197,12 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       updated: (u) => {
         if (u.windowStart !== undefined) this.#attestations.pruneBefore(u.windowStart);
         deps.store.setWindow(u.rendition, Math.max(0, u.newest - o.keepSegments));
+        this.#log.playlist('%s: %d..%d%s', u.rendition, u.oldest, u.newest, u.ended ? ' (ended)' : '');
         this.emit('playlist', { newest: u.newest, oldest: u.oldest, ended: u.ended });
         this.#scheduleTick(0);
       },
       failed: (message) => {
+        this.#log.playlist('failed: %s', message);
         if (!this.#destroyed) this.emit('error', { code: 'origin-unavailable', message });
       },
     });
@@ -204,9 +217,16 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       iceServers: () => this.iceServers,
       heldRanges: () => ({ rendition: this.rendition, ranges: deps.store.heldRanges(this.rendition) }),
       wantsRoutes: () => this.listenerCount('peer-route') > 0,
-      connected: (info) => this.emit('peer-connected', info),
+      log: this.#log.links,
+      connected: (info) => {
+        this.#log.links('connected to %s in %d ms', info.id, info.connectMs);
+        this.emit('peer-connected', info);
+      },
       route: (info) => this.emit('peer-route', info),
-      closed: (info) => this.emit('peer-closed', info),
+      closed: (info) => {
+        this.#log.links('closed %s: %s%s', info.id, info.reason, info.code ? ` (${info.code})` : '');
+        this.emit('peer-closed', info);
+      },
       changed: () => this.#scheduleTick(0),
     });
     this.#session = deps.tracker && this.#createSession(deps.tracker, deps.random ?? Math.random);
@@ -241,10 +261,14 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         this.#setFirstTier(ack.firstTier);
         for (const id of ack.neighbours) this.#links.introduce(id);
       },
-      joined: (peerId) => this.emit('joined', { peerId }),
+      joined: (peerId) => {
+        this.#log.tracker('joined as %s (first tier: %s)', peerId, this.firstTier);
+        this.emit('joined', { peerId });
+      },
       report: () => this.#report(),
       failed: (message) => this.emit('error', { code: 'tracker-unavailable', message }),
       neighbours: (u) => {
+        this.#log.tracker('neighbours +%d -%d, first tier: %s', u.add.length, u.remove.length, u.firstTier);
         this.#setFirstTier(u.firstTier);
         for (const id of u.add) this.#links.introduce(id);
         for (const id of u.remove) this.#links.unintroduce(id);
@@ -257,6 +281,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   get clock(): Clock {
     return this.#deps.clock;
+  }
+
+  /** Segment download throughput over HTTP (bytes/s), as measured so far. */
+  get httpThroughput(): Ewma {
+    return this.#transfers.httpThroughput;
   }
 
   get destroyed(): boolean {
@@ -330,7 +359,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         'no origin URL: the tracker is unreachable and none was given',
       );
     // The channel's public key comes from the origin, never from a peer (nor from the tracker).
-    const meta = await this.#getJson(`${this.originUrl}/channels/${this.opts.channel}/channel.json`);
+    const meta = await this.#getJson(atOrigin(this.originUrl, originPaths.channelJson(this.opts.channel)));
     const o = meta as { publicKey?: unknown; live?: { master?: unknown } | null; status?: unknown };
     if (typeof o.publicKey !== 'string')
       throw new EngineError('origin-unavailable', 'channel.json without a public key');
@@ -359,7 +388,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     this.rendition = wanted;
     await this.#playlist.follow(wanted, playlistUrl);
     this.#ready = true;
-    for (const [key, a] of this.#adopted) this.#adoptNow(key, a.rendition, a.mediaSequence, a.bytes);
+    for (const a of this.#adopted.values()) this.#transfers.adopt(a.rendition, a.mediaSequence, a.bytes);
     this.#adopted.clear();
     this.#scheduleTick(0);
     this.emit('ready');
@@ -376,24 +405,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
    * shared with neighbours, counted as HTTP bytes.
    */
   adopt(rendition: string, mediaSequence: number, bytes: Uint8Array): void {
-    const key = this.#keyOf(rendition, mediaSequence);
-    if (this.#destroyed || this.#deps.store.has(rendition, mediaSequence) || this.#fetches.has(key)) return;
-    if (this.#ready) return this.#adoptNow(key, rendition, mediaSequence, bytes);
+    if (this.#destroyed || this.#deps.store.has(rendition, mediaSequence)) return;
+    if (this.#transfers.has(rendition, mediaSequence)) return;
+    if (this.#ready) return this.#transfers.adopt(rendition, mediaSequence, bytes);
     if (this.#adopted.size >= MAX_ADOPTED_BEFORE_READY) return;
-    this.#adopted.set(key, { rendition, mediaSequence, bytes });
-  }
-
-  #adoptNow(key: string, rendition: string, mediaSequence: number, bytes: Uint8Array): void {
-    if (this.#deps.store.has(rendition, mediaSequence) || this.#fetches.has(key)) return;
-    const adopted: Fetch = {
-      rendition,
-      mediaSequence,
-      via: 'http',
-      startedAt: this.#deps.clock.now(),
-      abort: new AbortController(),
-    };
-    this.#fetches.set(key, adopted);
-    void this.#onBytes(adopted, bytes);
+    this.#adopted.set(this.#keyOf(rendition, mediaSequence), { rendition, mediaSequence, bytes });
   }
 
   #setChannelInfo(info: ChannelInfo): void {
@@ -414,8 +430,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     void this.#attestations.push(att).then((kept) => {
       if (!kept || this.#destroyed) return;
       // Bytes that were waiting for this record can be checked now.
-      const heldKey = segmentKey(att);
-      if (this.#unverified.has(heldKey)) void this.#retryAttestation(heldKey);
+      this.#transfers.attestationKnown(att);
       if (att.rendition === this.rendition) {
         this.#playlist.notePublished(att.mediaSequence);
         // A first-tier peer fetches a fresh segment as soon as it is published.
@@ -426,7 +441,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   #segmentUrl(rendition: string, seq: number): string {
     const k = rendition === this.rendition ? this.known.get(seq) : undefined;
-    return k?.url ?? `${this.originUrl}/channels/${this.opts.channel}/segments/${rendition}/${seq}.ts`;
+    return k?.url ?? atOrigin(this.originUrl, originPaths.segment(this.opts.channel, rendition, seq));
   }
 
   // ------------------------------------------------------------------ loading
@@ -506,23 +521,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       neighbours,
       estimates: {
         expectedBytes: (r, s) => this.#expectedSize(r, s),
-        httpEstimateMs: (bytes) =>
-          this.httpFirstByteMs.value + (bytes / Math.max(1, this.httpThroughput.value)) * 1000,
+        httpEstimateMs: (bytes) => this.#transfers.httpEstimateMs(bytes),
         topBitrateBps: this.ladder.topBitrateBps(),
       },
-      transfer: (r, s): TransferView | undefined => {
-        const f = this.#fetches.get(this.#keyOf(r, s));
-        if (!f) return undefined;
-        if (f.via === 'http') return { via: 'http' };
-        return {
-          via: 'p2p',
-          neighbourId: f.neighbour.id,
-          neighbourThroughputBps: f.neighbour.throughput.value,
-          inFlight: f.neighbour.downloads.get(f.download.requestId) === f.download,
-          download: f.download,
-        };
-      },
-      unverified: (r, s) => this.#unverified.has(this.#keyOf(r, s)),
+      transfer: (r, s) => this.#transfers.view(r, s),
+      unverified: (r, s) => this.#transfers.unverified(r, s),
       held: (r, s) => this.#deps.store.has(r, s),
       firstTier: {
         active: this.firstTier,
@@ -536,31 +539,37 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   #perform(action: SchedulerAction): void {
     const { rendition, mediaSequence: seq } = action;
-    const key = this.#keyOf(rendition, seq);
+    this.#log.scheduler(
+      '%s %s/%d%s',
+      action.type,
+      rendition,
+      seq,
+      action.type === 'p2p'
+        ? ` from ${action.neighbourId}`
+        : action.type === 'switch'
+          ? `: ${action.why}`
+          : '',
+    );
     switch (action.type) {
       case 'pull':
-        return this.#startHttp(rendition, seq);
+        return this.#transfers.startHttp(rendition, seq);
       case 'http': {
-        const demand = this.#demands.get(key);
+        const demand = this.#demands.get(this.#keyOf(rendition, seq));
         if (demand && action.waitedForP2p !== undefined) demand.waitedForP2p = action.waitedForP2p;
-        return this.#startHttp(rendition, seq);
+        return this.#transfers.startHttp(rendition, seq);
       }
       case 'p2p': {
         const n = this.neighbours.get(action.neighbourId);
-        if (n) this.#startP2p(n, rendition, seq, action.deadlineAt);
+        if (n) this.#transfers.startP2p(n, rendition, seq, action.deadlineAt);
         return;
       }
       case 'switch': {
-        const f = this.#fetches.get(key);
-        if (f?.via !== 'p2p') return;
-        const n = f.neighbour;
         const { why } = action;
-        n.cancel(f.download, why);
-        this.#fetches.delete(key);
-        this.#startHttp(rendition, seq);
+        const n = this.#transfers.switchToHttp(rendition, seq, why);
+        if (!n) return;
         this.emit('p2p-late', { rendition, mediaSequence: seq, why, from: n.id });
         // Demoted for a while; a few failures in a row close the link (peer-unresponsive).
-        if (action.blame) n.failed(action.why);
+        if (action.blame) n.failed(why);
         return;
       }
     }
@@ -574,149 +583,38 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     return v ? (v.bandwidthBps / 8) * dur : 1_000_000;
   }
 
-  #startP2p(n: Neighbour, rendition: string, seq: number, deadlineAt: number): void {
+  /** A segment verified and stored: counted, announced, and handed to whoever waits for it. */
+  #delivered(d: Delivery): void {
+    const { rendition, mediaSequence: seq, via, bytes, from } = d;
     const key = this.#keyOf(rendition, seq);
-    const att = this.#attestations.known(rendition, seq);
-    const download = n.request(rendition, seq, deadlineAt - this.#deps.clock.now(), att?.byteLength);
-    const transfer: Fetch = {
-      rendition,
-      mediaSequence: seq,
-      via: 'p2p',
-      startedAt: this.#deps.clock.now(),
-      neighbour: n,
-      download,
-    };
-    this.#fetches.set(key, transfer);
-    download.promise.then(
-      (bytes) => void this.#onBytes(transfer, bytes),
-      (err: Error) => {
-        if (this.#fetches.get(key) !== transfer) return;
-        this.#fetches.delete(key);
-        if (err instanceof DownloadAbort && err.reason === 'bad-data')
-          this.emit('segment-rejected', {
-            rendition,
-            mediaSequence: seq,
-            reason: 'peer-protocol-violation',
-            from: n.id,
-          });
-        if (!(err instanceof DownloadAbort) || err.reason !== 'cancelled') this.#scheduleTick(0);
-      },
-    );
-  }
-
-  #startHttp(rendition: string, seq: number): void {
-    const key = this.#keyOf(rendition, seq);
-    const abort = new AbortController();
-    const request: Fetch = {
-      rendition,
-      mediaSequence: seq,
-      via: 'http',
-      startedAt: this.#deps.clock.now(),
-      abort,
-    };
-    this.#fetches.set(key, request);
-    let firstByteAt: number | undefined;
-    this.#deps.http
-      .get(this.#segmentUrl(rendition, seq), {
-        signal: abort.signal,
-        onProgress: () => (firstByteAt ??= this.#deps.clock.now()),
-      })
-      .then((res) => {
-        if (res.status !== 200)
-          throw new EngineError('origin-unavailable', `segment ${rendition}/${seq}: HTTP ${res.status}`);
-        const now = this.#deps.clock.now();
-        if (firstByteAt !== undefined) this.httpFirstByteMs.add(firstByteAt - request.startedAt);
-        if (res.bytes.byteLength > 32 * 1024)
-          this.httpThroughput.add(
-            res.bytes.byteLength / Math.max(0.001, (now - (firstByteAt ?? request.startedAt)) / 1000),
-          );
-        return this.#onBytes(request, res.bytes);
-      })
-      .catch((err: Error) => {
-        if (this.#fetches.get(key) === request) this.#fetches.delete(key);
-        if (this.#destroyed || abort.signal.aborted) return; // dropped on purpose
-        this.emit('error', { code: 'origin-unavailable', message: err.message });
-        // Retry soon; a demand past its deadline is still wanted (the player is stalled on it).
-        this.#deps.clock.setTimeout(() => this.#scheduleTick(0), 300);
-      });
-  }
-
-  async #onBytes(got: Fetch, bytes: Uint8Array): Promise<void> {
-    const { rendition, mediaSequence: seq } = got;
-    const key = this.#keyOf(rendition, seq);
-    const att = await this.#attestations.get(rendition, seq);
-    if (this.#destroyed || this.#fetches.get(key) !== got) return;
-    this.#fetches.delete(key);
-    if (!att) {
-      // Cannot be checked yet (origin down, no push yet): hold the bytes and fetch the record again
-      // with backoff; the sender is not blamed, and the segment is not downloaded again meanwhile.
-      if (!this.#deps.store.has(rendition, seq)) this.#unverified.hold(key, got, bytes);
-      return;
-    }
-    await this.#accept(got, bytes, att);
-  }
-
-  /** Fetches the attestation of held bytes again; checks and delivers them once it is known. */
-  async #retryAttestation(key: string, meta?: Fetch): Promise<void> {
-    const f = meta ?? this.#unverified.peek(key);
-    if (!f) return;
-    const att = await this.#attestations.get(f.rendition, f.mediaSequence);
-    if (this.#destroyed || !att) return;
-    const held = this.#unverified.take(key);
-    if (!held || this.#deps.store.has(f.rendition, f.mediaSequence)) return;
-    // Bytes let go meanwhile: fetch the segment again, now that it can be checked.
-    if (!held.bytes) return this.#scheduleTick(0);
-    await this.#accept(held.meta, held.bytes, att);
-  }
-
-  /** Checks bytes against their attestation; stores and delivers them, or rejects them. */
-  async #accept(got: Fetch, bytes: Uint8Array, att: Attestation): Promise<void> {
-    const { rendition, mediaSequence: seq } = got;
-    const key = this.#keyOf(rendition, seq);
-    const from = got.via === 'p2p' ? got.neighbour.id : undefined;
-    const check = await checkSegmentBytes(att, bytes);
-    if (this.#destroyed) return;
-    if (!check.ok) {
-      const reason = check.code;
-      this.emit('segment-rejected', { rendition, mediaSequence: seq, reason, ...(from && { from }) });
-      // Drop the bytes; a neighbour that sent bad data is cut off; fetch again from the origin.
-      if (got.via === 'p2p') got.neighbour.close('peer-sent-bad-segment', `${rendition}/${seq}: ${reason}`);
-      if (this.#fetches.has(key)) return;
-      if (got.via === 'p2p') this.#startHttp(rendition, seq);
-      else this.#deps.clock.setTimeout(() => this.#scheduleTick(0), 500);
-      return;
-    }
-    const ms = this.#deps.clock.now() - got.startedAt;
     const now = this.#deps.clock.now();
     this.downloadRate.add(now, bytes.byteLength);
-    if (got.via === 'http') this.httpBytes += bytes.byteLength;
+    if (via === 'http') this.httpBytes += bytes.byteLength;
     else {
       this.p2pBytes += bytes.byteLength;
-      const id = got.neighbour.id;
-      this.receivedFrom[id] = (this.receivedFrom[id] ?? 0) + bytes.byteLength;
+      if (from) this.receivedFrom[from] = (this.receivedFrom[from] ?? 0) + bytes.byteLength;
     }
-    this.#deps.store.put(rendition, seq, bytes, att);
     const demand = this.#demands.get(key);
     const late = demand !== undefined && now > demand.deadlineAt;
     this.emit('segment-loaded', {
       rendition,
       mediaSequence: seq,
-      source: got.via,
+      source: via,
       bytes: bytes.byteLength,
-      ms,
+      ms: now - d.startedAt,
       late,
       ...(from && { from }),
     });
-    if (late && (got.via === 'p2p' || demand.waitedForP2p))
+    if (late && (via === 'p2p' || demand.waitedForP2p))
       this.emit('p2p-late', {
         rendition,
         mediaSequence: seq,
-        why: got.via === 'p2p' ? 'after deadline' : 'waited',
+        why: via === 'p2p' ? 'after deadline' : 'waited',
         ...(from && { from }),
       });
     if (demand) {
       this.#demands.delete(key);
-      for (const w of demand.waiters) w.resolve({ bytes, source: got.via, attestation: att });
+      for (const w of demand.waiters) w.resolve({ bytes, source: via, attestation: d.attestation });
     }
   }
 
@@ -732,11 +630,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     if (!demand) return;
     this.#demands.delete(key);
     for (const w of demand.waiters) w.reject(new EngineError('dropped', 'no longer needed'));
-    const f = this.#fetches.get(key);
-    if (!f) return;
-    this.#fetches.delete(key);
-    if (f.via === 'p2p') f.neighbour.cancel(f.download, 'dropped');
-    else f.abort.abort();
+    this.#transfers.cancel(rendition, mediaSequence, 'dropped');
   }
 
   // ------------------------------------------------------------------ reports and stats
@@ -800,12 +694,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     this.#destroyed = true;
     this.#deps.clock.clearTimeout(this.#tickTimer);
     this.#playlist.destroy();
-    this.#unverified.destroy();
-    for (const f of this.#fetches.values()) {
-      if (f.via === 'http') f.abort.abort();
-      else f.neighbour.cancel(f.download, 'destroyed');
-    }
-    this.#fetches.clear();
+    this.#transfers.destroy();
     for (const d of this.#demands.values())
       for (const w of d.waiters) w.reject(new EngineError('destroyed', 'engine destroyed'));
     this.#demands.clear();

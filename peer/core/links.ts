@@ -13,6 +13,7 @@ import {
 } from '../../protocol/index.ts';
 import { BanList, type BudgetOptions, type StreamLadder } from './budget.ts';
 import { Neighbour } from './neighbour.ts';
+import type { Log } from './log.ts';
 import type { Clock, LinkRoute, TimerHandle, TrackerConnection, Transport } from './seams.ts';
 import type { UploadManager } from './upload.ts';
 
@@ -51,6 +52,8 @@ export interface LinksDeps {
   closed(info: { id: string; reason: string; code?: PeerErrorCode }): void;
   /** Something a scheduling decision depends on changed (a `have`, a link closing). */
   changed(): void;
+  /** Debug log (`peertv:peer:<id>:links`). */
+  log?: Log;
 }
 
 export class Links {
@@ -118,6 +121,7 @@ export class Links {
     const attempt = (this.#redials.get(id) ?? 0) + 1;
     if (attempt > 3) return;
     this.#redials.set(id, attempt);
+    this.#deps.log?.('redialling %s in %d s (attempt %d)', id, 2 ** attempt, attempt);
     this.#deps.clock.setTimeout(
       () => {
         if (!this.#destroyed && !this.neighbours.has(id) && this.neighbours.size < this.#opts.maxNeighbours)
@@ -218,6 +222,7 @@ export class Links {
       if (code && code !== 'peer-timeout') {
         const ms = code === 'peer-unresponsive' ? this.#opts.unresponsiveBanMs : this.#opts.banMs;
         this.#banned.ban(remoteId, clock.now() + ms);
+        this.#deps.log?.('not dialling %s for %d s (%s)', remoteId, Math.round(ms / 1000), code);
       } else this.#redial(remoteId);
       this.#deps.changed();
     });

@@ -4,7 +4,7 @@
  */
 import Hls from 'hls.js';
 import type { ChannelInfo } from '../../protocol/index.ts';
-import { TypedEmitter } from '../../protocol/index.ts';
+import { atOrigin, originPaths, TypedEmitter } from '../../protocol/index.ts';
 import {
   fetchHttp,
   loopbackCandidatesOnly,
@@ -176,9 +176,10 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
         ended ? 'the broadcast has ended' : 'the channel is offline',
       );
     }
-    const masterUrl = live
-      ? `${originUrl}/channels/${channel}/live/master.m3u8`
-      : `${originUrl}/channels/${channel}/recordings/${encodeURIComponent(this.opts.recording!)}/master.m3u8`;
+    const masterUrl = atOrigin(
+      originUrl,
+      live ? originPaths.liveMaster(channel) : originPaths.recordingMaster(channel, this.opts.recording!),
+    );
 
     const p2p = this.opts.p2p !== false && webrtcAvailable();
     if (this.opts.p2p !== false && !webrtcAvailable())

@@ -15,18 +15,18 @@ import type {
   LoaderStats,
 } from 'hls.js';
 import type { PeerEngine } from '../../peer/index.ts';
+import { parseSegmentUrl } from '../../protocol/index.ts';
 
 type LoaderClass = new (config: HlsConfig) => Loader<FragmentLoaderContext>;
 
-/** `/channels/<ch>/segments/<rendition>/<seq>.ts` (the origin's layout) → rendition and sequence. */
+/** A segment of `channel` at the origin (its URL layout, protocol's) → rendition and sequence. */
 export function segmentFromUrl(
   url: string,
   channel: string,
 ): { rendition: string; mediaSequence: number } | undefined {
-  const m =
-    /\/channels\/([a-z0-9][a-z0-9_-]*)\/segments\/([a-z0-9][a-z0-9_-]*)\/(0|[1-9]\d*)\.ts(?:$|\?)/.exec(url);
-  if (!m || m[1] !== channel) return undefined;
-  return { rendition: m[2]!, mediaSequence: Number(m[3]) };
+  const seg = parseSegmentUrl(url);
+  if (!seg || seg.channel !== channel) return undefined;
+  return { rendition: seg.rendition, mediaSequence: seg.mediaSequence };
 }
 
 export interface LoaderEnv {

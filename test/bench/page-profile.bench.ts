@@ -35,8 +35,8 @@ import {
   type Rendition,
 } from '../../source/index.ts';
 import { Tracker } from '../../tracker/index.ts';
-import { startNodePeer, type NodePeer } from '../../peer/index.ts';
-import { buildPlayer } from '../../scripts/build-player.ts';
+import { startNodePeer, type NodePeer } from '../../peer/node/index.ts';
+import { buildPlayer } from '../../player/build/index.ts';
 import { launchChromium } from '../helpers/browser.ts';
 import { liveOrigin, segments, waitFor } from '../helpers/source.ts';
 import { findDescendant, statCpuMs } from './lib/machine.ts';

@@ -36,7 +36,7 @@ import {
   type Rendition,
 } from '../../source/index.ts';
 import { StunServer } from '../../stun/index.ts';
-import { buildPlayer } from '../../scripts/build-player.ts';
+import { buildPlayer } from '../../player/build/index.ts';
 import {
   launchChromium,
   openPlayerPage,

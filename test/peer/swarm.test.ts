@@ -5,7 +5,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startNodePeer, type NodePeer } from '../../peer/index.ts';
+import { startNodePeer, type NodePeer } from '../../peer/node/index.ts';
 import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
 import { Tracker } from '../../tracker/index.ts';
 import { liveOrigin, segments, tinyChannel, waitFor } from '../helpers/source.ts';

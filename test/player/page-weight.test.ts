@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import zlib from 'node:zlib';
-import { buildPlayer, type SizeReport } from '../../scripts/build-player.ts';
+import { buildPlayer, type SizeReport } from '../../player/build/index.ts';
 import type { Tracker } from '../../tracker/index.ts';
 import { startTracker, stopTrackers } from '../helpers/tracker-fixture.ts';
 import { decodeBody, rawRequest } from '../helpers/raw-http.ts';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { launchChromium, openPlayerPage, type PlayerLog } from '../helpers/browser.ts';
-import { buildPlayer } from '../../scripts/build-player.ts';
+import { buildPlayer } from '../../player/build/index.ts';
 import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
 import { Tracker } from '../../tracker/index.ts';
 import { liveOrigin, segments, tinyChannel, waitFor } from '../helpers/source.ts';

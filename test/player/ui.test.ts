@@ -13,7 +13,7 @@ import { io, type Socket } from 'socket.io-client';
 import type { Ack } from '../../protocol/index.ts';
 import { Tracker } from '../../tracker/index.ts';
 import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
-import { buildPlayer } from '../../scripts/build-player.ts';
+import { buildPlayer } from '../../player/build/index.ts';
 import type { Level, PeerTVPlayer, PlayerStats } from '../../player/src/api.ts';
 import { liveOrigin, segments, tempDir, tinyChannel, waitFor } from '../helpers/source.ts';
 import { signedRegistration } from '../helpers/registration.ts';

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
 import { Tracker } from '../../tracker/index.ts';
-import { buildPlayer } from '../../scripts/build-player.ts';
+import { buildPlayer } from '../../player/build/index.ts';
 import { launchChromium } from '../helpers/browser.ts';
 
 const SHOTS = path.resolve('results/screenshots');

@@ -9,7 +9,7 @@ import path from 'node:path';
 import { io, type Socket } from 'socket.io-client';
 import type { Browser, Page } from 'playwright-core';
 import { launchChromium } from '../helpers/browser.ts';
-import { buildDashboard } from '../../scripts/build-player.ts';
+import { buildDashboard } from '../../player/build/index.ts';
 import { DEFAULT_STATS, Tracker } from '../../tracker/index.ts';
 import { signedRegistration } from '../helpers/registration.ts';
 import type {

@@ -1,6 +1,6 @@
 /**
  * PeerTV tracker dashboard: plain DOM, no framework; bundled by esbuild with the player's pages
- * (scripts/build-player.ts → tracker/dashboard/dist/dashboard.js), sharing the player's chart
+ * (player/build → tracker/dashboard/dist/dashboard.js), sharing the player's chart
  * (player/src/app/chart.ts) and formatters (player/src/app/format.ts). The overlay graph is in
  * overlay-graph.ts.
  *
@@ -14,15 +14,15 @@
  * data changed.
  */
 import type { ChannelInfo, ChannelStats, ChannelStatsSample, DirectoryUpdate } from '../../protocol/index.ts';
-import { TimeChart, bitrateUnit, type ChartOptions } from '../../player/src/app/chart.ts';
+import { TimeChart, bitrateUnit, type ChartOptions } from '../../player/index.ts';
 import {
   formatBytes,
   formatKbps,
   formatPercent,
   formatTimeOfDay,
   windowLabel,
-} from '../../player/src/app/format.ts';
-import type { IoSocket } from '../../player/src/app/util.ts';
+} from '../../player/index.ts';
+import type { IoSocket } from '../../player/index.ts';
 import { KINDS, num, peersOf, renderOverlay, str, type OverlayPeer } from './overlay-graph.ts';
 
 const STATUSES: readonly string[] = ['live', 'ended', 'idle'];

@@ -4,7 +4,7 @@
  * from the server goes in through textContent or setAttribute, never as markup.
  */
 import type { ChannelStatsSample, OverlaySnapshot } from '../../protocol/index.ts';
-import { formatBytes, formatKbps } from '../../player/src/app/format.ts';
+import { formatBytes, formatKbps } from '../../player/index.ts';
 
 export type OverlayPeer = OverlaySnapshot['peers'][number];
 

@@ -3,7 +3,7 @@
  * meta line (viewers, renditions, the channel's offload), the list of recordings, and (watch page) the
  * share link and embed snippet with their Copy buttons.
  */
-import type { ChannelInfo } from '../../../protocol/tracker.ts';
+import type { ChannelInfo } from '../../../protocol/index.ts';
 import { offloadText, offloadTitle } from './share.ts';
 import {
   $,

@@ -3,7 +3,7 @@
  * current by socket.io (directory pushes, viewer counts from the stats pushes), or by polling the
  * REST directory every 5 s when socket.io is not available.
  */
-import type { ChannelInfo, ChannelStats, DirectoryUpdate } from '../../../protocol/tracker.ts';
+import type { ChannelInfo, ChannelStats, DirectoryUpdate } from '../../../protocol/index.ts';
 import { offloadText as channelOffloadText, offloadTitle } from './share.ts';
 import {
   $,

@@ -3,7 +3,7 @@
  * a title, a text and what to do next) and the notice banner above it (one notice at a time, the
  * newest; some hide by themselves).
  */
-import type { ChannelInfo } from '../../../protocol/tracker.ts';
+import type { ChannelInfo } from '../../../protocol/index.ts';
 import type { WatchPage } from './channel-info.ts';
 import { $, el, icon, Listeners, opt, watchUrl } from './util.ts';
 

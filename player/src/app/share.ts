@@ -3,7 +3,7 @@
  * window, computed like the tracker's channel offload (`tracker/stats.ts` `offloadOver`): the baseline
  * is the newest sample at least a window old; while the player is younger than the window, its start.
  */
-import { OFFLOAD_WINDOW_MS } from '../../../protocol/figures.ts';
+import { OFFLOAD_WINDOW_MS } from '../../../protocol/index.ts';
 import { formatPercent, windowLabel } from './format.ts';
 
 export { windowLabel };

@@ -16,8 +16,8 @@
  * the controls' auto-hide timer stops until the next interaction).
  */
 import type { Level, PeerTVPlayer, PlayerState, PlayerStats } from '../api.ts';
-import type { ChannelInfo } from '../../../protocol/tracker.ts';
-import { OFFLOAD_WINDOW_MS } from '../../../protocol/figures.ts';
+import type { ChannelInfo } from '../../../protocol/index.ts';
+import { OFFLOAD_WINDOW_MS } from '../../../protocol/index.ts';
 import { ChannelInfoView, pageFromUrl, type WatchPage } from './channel-info.ts';
 import { Controls } from './controls.ts';
 import { Banners, StateOverlay, type OverlayState } from './overlay.ts';

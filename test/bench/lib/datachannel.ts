@@ -4,7 +4,7 @@
  * one segment-sized payload over an idle link, with the same backpressure the engine uses.
  */
 import type { PeerLink } from '../../../peer/core/seams.ts';
-import { loadWrtc } from '../../../peer/node/wrtc.ts';
+import { loadWrtc } from '../../../peer/node/index.ts';
 import { loopbackCandidatesOnly, SimplePeerTransport } from '../../../peer/platform/simple-peer-transport.ts';
 import { signalDataSchema, type SignalData } from '../../../protocol/index.ts';
 import { quantile } from './stats.ts';

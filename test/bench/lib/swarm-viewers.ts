@@ -12,7 +12,8 @@
  */
 import crypto from 'node:crypto';
 import { decodeMessage, encodeMessage } from '../../../protocol/index.ts';
-import { startNodePeer, type NodePeer, type PeerLink, type Transport } from '../../../peer/index.ts';
+import type { PeerLink, Transport } from '../../../peer/index.ts';
+import { startNodePeer, type NodePeer } from '../../../peer/node/index.ts';
 import { serve } from './rpc.ts';
 
 export type ViewerRole = 'honest' | 'poison' | 'slow';

@@ -4,7 +4,7 @@
  *   {"type":"tick", …totals}  every second;  {"type":"final", viewers:[…], cpu, rssMaxBytes}  at the end.
  * argv: trackerUrl channel viewers staggerMs durationS rendition uploadKbps
  */
-import { startNodePeer, type NodePeer } from '../../../peer/index.ts';
+import { startNodePeer, type NodePeer } from '../../../peer/node/index.ts';
 
 const [trackerUrl, channel, viewersArg, staggerArg, durationArg, rendition, uploadArg] =
   process.argv.slice(2);
