@@ -80,14 +80,14 @@ export async function runDemo(argv: string[]): Promise<void> {
         onStarted: (running) =>
           running.channel.on('broadcast-ended', () => {
             clearInterval(relayTimer);
-            relay?.stop();
+            relay?.destroy();
             relay = undefined;
           }),
       },
     );
   } finally {
     clearInterval(relayTimer);
-    relay?.stop();
+    relay?.destroy();
     await tracker.destroy();
     await stun.close();
   }

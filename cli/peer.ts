@@ -159,7 +159,7 @@ export async function runPeerCli(argv: string[]): Promise<void> {
     peer.player?.on('ended', () => resolve());
   });
   clearInterval(timer);
-  peer.stop();
+  peer.destroy();
   // wrtc keeps native handles a moment after close.
   setTimeout(() => process.exit(process.exitCode ?? 0), 500).unref();
 }

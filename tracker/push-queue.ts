@@ -45,7 +45,8 @@ export class PushQueue {
     }
   }
 
-  close(): void {
+  /** Drops what is pending and sends nothing more. Idempotent. */
+  destroy(): void {
     this.#closed = true;
     clearTimeout(this.#timer);
     this.#pending.clear();

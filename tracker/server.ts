@@ -226,7 +226,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
     this.channels.destroy();
     // No `disconnect` packet: clients see the transport close and reconnect with their usual backoff
     // (a server-side disconnect would read as a kick, after which clients wait longer).
-    const closed = this.#gateway.close();
+    const closed = this.#gateway.destroy();
     this.server.closeAllConnections();
     await closed;
     this.sessions.destroy();

@@ -167,7 +167,7 @@ export class Sessions extends TypedEmitter<SessionEvents> {
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
-    this.#pushes.close();
+    this.#pushes.destroy();
     this.#byPeer.clear();
     this.removeAllListeners();
   }

@@ -121,6 +121,7 @@ export class SocketGateway {
   readonly io: TrackerIo;
   readonly #opts: SocketGatewayOptions;
   readonly #deps: SocketGatewayDeps;
+  #destroyed: Promise<void> | undefined;
   readonly #ipConnects: KeyedBuckets;
   readonly #ipConnections = new Map<string, number>();
   /** Channel id → its registered source connections. */
@@ -174,9 +175,13 @@ export class SocketGateway {
     this.io.to(`watch:${scope}`).emit('stats', stats);
   }
 
-  /** Closes every connection (no `disconnect` packet: clients reconnect with their usual backoff). */
-  close(): Promise<void> {
-    return new Promise<void>((resolve) => this.io.close(() => resolve()));
+  /**
+   * Closes every connection (no `disconnect` packet: clients reconnect with their usual backoff).
+   * Idempotent: a second call returns the same promise.
+   */
+  destroy(): Promise<void> {
+    this.#destroyed ??= new Promise<void>((resolve) => this.io.close(() => resolve()));
+    return this.#destroyed;
   }
 
   // ---------------------------------------------------------------- connections

@@ -111,7 +111,8 @@ export interface TrackerConnection extends TypedEmitter<TrackerConnectionEvents>
   /** Tells the tracker that a neighbour misbehaved (fire and forget). */
   reportPeer(peer: string, code: PeerComplaintCode): void;
   leave(): void;
-  close(): void;
+  /** Closes the connection for good. Idempotent. */
+  destroy(): void;
 }
 
 /** Close reason a link gets when the remote end destroyed it (every Transport uses it). */

@@ -33,7 +33,8 @@ export interface NodePeer {
   tracker: SocketIoTrackerConnection;
   /** The verified segments this peer holds. */
   store: MemorySegmentStore;
-  stop(): void;
+  /** Leaves: the player, the engine (its links and fetches) and the tracker connection. Idempotent. */
+  destroy(): void;
 }
 
 export async function startNodePeer(opts: NodePeerOptions): Promise<NodePeer> {
@@ -58,20 +59,20 @@ export async function startNodePeer(opts: NodePeerOptions): Promise<NodePeer> {
   // A relay keeps a virtual playhead too (it decides what to fetch), but it is not a viewer.
   const relayHead =
     engine.opts.mode === 'relay' ? new HeadlessPlayer(engine, { ...opts.player, abr: false }) : undefined;
-  let stopped = false;
-  const stop = () => {
-    if (stopped) return;
-    stopped = true;
+  let destroyed = false;
+  const destroy = () => {
+    if (destroyed) return;
+    destroyed = true;
     player?.destroy();
     relayHead?.destroy();
     engine.destroy();
-    tracker.close();
+    tracker.destroy();
   };
   try {
     await engine.start();
   } catch (err) {
-    stop();
+    destroy();
     throw err;
   }
-  return { engine, player, tracker, store, stop };
+  return { engine, player, tracker, store, destroy };
 }

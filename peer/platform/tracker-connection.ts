@@ -199,7 +199,7 @@ export class SocketIoTrackerConnection
   }
 
   /** Closes the connection for good (idempotent; no event is emitted afterwards). */
-  close(): void {
+  destroy(): void {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#kickTimer);

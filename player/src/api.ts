@@ -430,7 +430,7 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     for (const c of this.#cleanup) c();
     this.hls?.destroy();
     this.engine?.destroy();
-    this.#tracker?.close();
+    this.#tracker?.destroy();
     this.removeAllListeners();
   }
 }

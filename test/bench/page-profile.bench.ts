@@ -254,7 +254,7 @@ const cleanup = () =>
   (cleaning ??= (async () => {
     await browser?.close().catch(() => {});
     for (const b of builds) {
-      for (const p of b.peers) p.stop();
+      for (const p of b.peers) p.destroy();
       b.link.destroy();
       await b.tracker.destroy().catch(() => {});
     }

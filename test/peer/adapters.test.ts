@@ -250,7 +250,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
   });
 
   after(async () => {
-    for (const c of conns) c.close();
+    for (const c of conns) c.destroy();
     source.disconnect();
     await tracker.destroy();
   });
@@ -314,7 +314,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     await until('a refused report', () => a.stats.reportsRefused === 1);
     assert.match(a.stats.lastReportError!, /^invalid-input: /);
 
-    for (const c of [a, b]) c.close();
+    for (const c of [a, b]) c.destroy();
   });
 
   test('refusals resolve with the tracker’s error', async () => {
@@ -330,7 +330,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     await until('the leave', async () => (await tracker.store.getPeer(assigned.peerId)) === undefined);
     const s = await c.signal('AAAAAAAAAAAAAAAA', { renegotiate: true });
     assert.equal(!s.ok && s.error.code, 'not-joined');
-    c.close();
+    c.destroy();
   });
 
   test('pushes: attestations and channel updates arrive; invalid pushes are dropped and counted', async () => {
@@ -378,7 +378,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     assert.deepEqual(events, ['neighbours']);
     assert.deepEqual(a.stats.invalidPushes, { neighbours: 3, signal: 3, attestation: 2, channel: 2 });
     assert.match(a.stats.lastInvalid!, /^channel: /);
-    a.close();
+    a.destroy();
   });
 
   test('a dropped transport: disconnected, reconnected, join again', async () => {
@@ -403,7 +403,7 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     assert.notEqual(again.peerId, ja.peerId);
 
     // The tracker kicking the session: socket.io would not come back by itself; the connection does.
-    a.close();
+    a.destroy();
     const k = connect({ reconnectAfterKickMs: 50 });
     const jk = ok(await k.join(JOIN));
     const kickedK = waitFor(k, 'disconnected', 5000);
@@ -412,8 +412,8 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     assert.deepEqual(await kickedK, ['io server disconnect']);
     await backK;
     ok(await k.join(JOIN));
-    k.close();
-    b.close();
+    k.destroy();
+    b.destroy();
   });
 
   test('leave and close', async () => {
@@ -424,8 +424,8 @@ describe('SocketIoTrackerConnection against a real tracker', () => {
     assert.deepEqual((await left)[0], { id: ja.peerId, channel: 'demo', reason: 'leave' });
     const again = ok(await a.join(JOIN));
     const gone = waitFor(tracker, 'peer-left', 5000);
-    a.close();
-    a.close(); // idempotent
+    a.destroy();
+    a.destroy(); // idempotent
     assert.deepEqual((await gone)[0], { id: again.peerId, channel: 'demo', reason: 'disconnect' });
     assert.equal(a.closed, true);
     await assert.rejects(a.join(JOIN), /closed/);
@@ -465,7 +465,7 @@ describe('SocketIoTrackerConnection against a misbehaving server', () => {
   });
 
   after(async () => {
-    for (const c of conns) c.close();
+    for (const c of conns) c.destroy();
     await new Promise<void>((resolve) => ioServer.close(() => resolve()));
   });
 
@@ -515,6 +515,6 @@ describe('SocketIoTrackerConnection against a misbehaving server', () => {
     await assert.rejects(c.join(JOIN), /did not answer join/);
     assert.ok(c.stats.connectErrors >= 1);
     assert.equal(c.connected, false);
-    c.close();
+    c.destroy();
   });
 });

@@ -842,7 +842,7 @@ export class FakeTrackerConnection
     if (id) this.hub.later(() => this.hub.depart(id));
   }
 
-  close(): void {
+  destroy(): void {
     if (this.closed) return;
     this.leave();
     this.closed = true;

@@ -34,7 +34,7 @@ before(async () => {
 });
 
 after(async () => {
-  for (const p of peers) p.stop();
+  for (const p of peers) p.destroy();
   link?.destroy();
   await tracker?.destroy();
   await channel?.destroy();

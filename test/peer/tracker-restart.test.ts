@@ -104,7 +104,7 @@ before(async () => {
 after(async () => {
   for (const { engine, conn } of engines) {
     engine.destroy();
-    conn.close();
+    conn.destroy();
   }
   await tracker?.destroy();
   origin?.close();

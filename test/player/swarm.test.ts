@@ -51,7 +51,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
-  relay?.stop();
+  relay?.destroy();
   link?.destroy();
   await tracker?.destroy();
   await channel?.destroy();

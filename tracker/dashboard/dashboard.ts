@@ -15,13 +15,7 @@
  */
 import type { ChannelInfo, ChannelStats, ChannelStatsSample, DirectoryUpdate } from '../../protocol/index.ts';
 import { TimeChart, bitrateUnit, type ChartOptions } from '../../player/index.ts';
-import {
-  formatBytes,
-  formatKbps,
-  formatPercent,
-  formatTimeOfDay,
-  windowLabel,
-} from '../../player/index.ts';
+import { formatBytes, formatKbps, formatPercent, formatTimeOfDay, windowLabel } from '../../player/index.ts';
 import type { IoSocket } from '../../player/index.ts';
 import { KINDS, num, peersOf, renderOverlay, str, type OverlayPeer } from './overlay-graph.ts';
 

@@ -216,7 +216,7 @@ const { emit } = serve<SwarmViewerCommands>(
       while (n < count && live.length > 0) {
         const v = live.splice(Math.floor(Math.random() * live.length), 1)[0]!;
         gone.push({ ...snapshot(v), leftAtMs: Date.now() - t0 });
-        v.peer.stop();
+        v.peer.destroy();
         n++;
       }
       return n;
@@ -250,7 +250,7 @@ const { emit } = serve<SwarmViewerCommands>(
   },
   async () => {
     clearInterval(sampler);
-    for (const v of live) v.peer.stop();
+    for (const v of live) v.peer.destroy();
     // wrtc keeps native handles a moment after close.
     await new Promise((r) => setTimeout(r, 500));
   },

@@ -95,5 +95,5 @@ out({
     ...logs[i],
   })),
 });
-for (const p of peers) p.stop();
+for (const p of peers) p.destroy();
 setTimeout(() => process.exit(0), 500);
