@@ -20,7 +20,14 @@
  */
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
 import type { IceServer, SignalData } from '../../protocol/index.ts';
-import { REMOTE_CLOSED, type Clock, type PeerLink, type PeerLinkEvents, type Transport } from './seams.ts';
+import {
+  DESTROYED,
+  REMOTE_CLOSED,
+  type Clock,
+  type PeerLink,
+  type PeerLinkEvents,
+  type Transport,
+} from './seams.ts';
 
 export interface MemoryNetworkConfig {
   /** Default one-way latency between two peers (ms); `setLatency` overrides per pair. */
@@ -356,14 +363,15 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       throw new TypeError(`send: message of ${bytes.byteLength} bytes > ${MAX_MESSAGE_BYTES}`);
     if (this.#closed) return;
     if (!this.#connected) throw new Error('send: link not connected yet');
-    const copy = bytes.slice();
+    // A fresh Uint8Array: `slice` of a Node Buffer would be a view sharing the caller's memory.
+    const copy = new Uint8Array(bytes);
     this.#bufferedBytes += copy.byteLength;
     forward({ link: this, bytes: copy, path: this.network.uplinkPath(this.localId, this.remoteId) });
     // Set after forwarding, so that a message put on the wire at once never triggers a drain.
     if (this.#bufferedBytes > this.network.config.lowWaterMarkBytes) this.#aboveLowWater = true;
   }
 
-  destroy(reason = 'destroyed'): void {
+  destroy(reason = DESTROYED): void {
     if (this.#closed) return;
     this.#close(reason);
     const peer = this.#peer;

@@ -34,7 +34,7 @@ export type PeerLinkEvents = {
   signal: (data: SignalData) => void;
   connect: () => void;
   data: (bytes: Uint8Array) => void;
-  /** `bufferedAmount` fell below the low-water mark. */
+  /** `bufferedAmount` fell from above the low-water mark to at or below it. */
   drain: () => void;
   close: (reason: string) => void;
 };
@@ -52,7 +52,34 @@ export interface LinkRoute {
   protocol?: string;
 }
 
-/** A data channel to one remote peer. */
+/**
+ * A data channel to one remote peer: ordered, reliable, whole binary messages.
+ *
+ * The contract every `Transport` keeps (test/peer/transport-contract.ts checks it against each one):
+ *
+ * - Handshake: the initiator emits the first `signal`; the responder emits none before it was fed
+ *   one. Signals are JSON-serialisable `SignalData` (the tracker relays and validates them). Each end
+ *   emits `connect` at most once, with `connected` already true, and before any `data`.
+ * - `send(bytes)`: misuse throws at once, whatever the state: a non-`Uint8Array` or a message over
+ *   `MAX_MESSAGE_BYTES` throws `TypeError`. Before `connect` it throws `Error` ('not connected') and
+ *   sends nothing; once closed it is silently ignored (a close may race any send). The bytes are copied
+ *   (changing the buffer after `send` changes nothing; a view sends only its own bytes), and each
+ *   message arrives whole, in order, as a `Uint8Array` the receiver owns.
+ * - Backpressure: `bufferedAmount` counts the bytes sent and not yet handed to the network; `drain`
+ *   fires once each time it falls from above the transport's low-water mark to at or below it (never
+ *   within the `send` call). 0 before `connect` and once closed.
+ * - Close: `close` fires exactly once per end and nothing is emitted after it. `destroy(reason)` emits
+ *   `close(reason)` synchronously (default {@link DESTROYED}) and is idempotent. The remote end of a
+ *   connected link then closes with {@link REMOTE_CLOSED}, after receiving an in-order prefix of what was
+ *   sent (bytes still queued locally may be lost). Both ends destroyed at once each keep their own
+ *   reason. Failures close with an implementation-specific stable reason ('webrtc-error: …',
+ *   'memory-signal-invalid: …').
+ * - Destroy before `connect`: the local end closes once, never connects and signals no more. The remote
+ *   end is not necessarily told: it never connects and stays so until its owner destroys it (the
+ *   engine's connect timeout), or it closes (any reason; a responder that won the race and connected
+ *   closes with {@link REMOTE_CLOSED}). A link destroyed before its first signal is never heard of.
+ * - `route()` (optional) resolves undefined before `connect` and once closed.
+ */
 export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
   readonly remoteId: string;
   readonly connected: boolean;
@@ -67,6 +94,7 @@ export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
   route?(): Promise<LinkRoute | undefined>;
 }
 
+/** Creates links; each keeps the {@link PeerLink} contract. */
 export interface Transport {
   createLink(opts: {
     localId: string;
@@ -117,3 +145,6 @@ export interface TrackerConnection extends TypedEmitter<TrackerConnectionEvents>
 
 /** Close reason a link gets when the remote end destroyed it (every Transport uses it). */
 export const REMOTE_CLOSED = 'remote-closed';
+
+/** Close reason of `destroy()` called without one (every Transport uses it). */
+export const DESTROYED = 'destroyed';

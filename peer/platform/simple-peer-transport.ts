@@ -11,7 +11,7 @@ import createDebug from 'debug';
 import SimplePeer from 'simple-peer';
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
 import type { IceServer, SignalData } from '../../protocol/index.ts';
-import { REMOTE_CLOSED } from '../core/seams.ts';
+import { DESTROYED, REMOTE_CLOSED } from '../core/seams.ts';
 import type {
   CandidateType,
   Clock,
@@ -181,6 +181,10 @@ class SimplePeerLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
     peer.on('connect', () => this.#onConnect());
     peer.on('data', (data: Uint8Array | string) => {
       if (this.#closed) return;
+      // simple-peer emits 'connect' only after an asynchronous getStats(), and the channel may deliver
+      // the remote's first messages before that: the channel is open, so connect first (the contract:
+      // `connect` precedes `data`).
+      if (!this.#connected) this.#onConnect();
       // simple-peer gives a Buffer (a Uint8Array) over the received ArrayBuffer: re-view, don't copy.
       const bytes =
         typeof data === 'string'
@@ -243,7 +247,7 @@ class SimplePeerLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
     return routeFromStats(entries);
   }
 
-  destroy(reason = 'destroyed'): void {
+  destroy(reason = DESTROYED): void {
     if (this.#closed) return;
     this.#finish(reason);
     this.#peer.destroy();

@@ -4,7 +4,6 @@ import { signalDataSchema, type SignalData } from '../../protocol/index.ts';
 import { ManualClock } from '../../peer/core/clock.ts';
 import { MemoryNetwork, type MemoryNetworkConfig } from '../../peer/core/memory-transport.ts';
 import type { Clock, PeerLink } from '../../peer/core/seams.ts';
-import { realClock } from '../../peer/platform/clock.ts';
 import {
   loopbackCandidatesOnly,
   routeFromStats,
@@ -298,7 +297,7 @@ describe('MemoryNetwork', () => {
     assert.equal(rb.data.length, 1);
   });
 
-  test('messages arrive whole and in order, even when latency drops mid-flight; sends are copied', () => {
+  test('messages stay whole and in order when latency drops mid-flight', () => {
     const { clock, net, la, rb } = connected({ latencyMs: 100 });
     const buf = new Uint8Array(300);
     for (let i = 0; i < 300; i++) {
@@ -316,27 +315,13 @@ describe('MemoryNetwork', () => {
     for (let i = 1; i < 300; i++) assert.ok(rb.data[i]!.atMs >= rb.data[i - 1]!.atMs);
   });
 
-  test('oversize and non-binary sends throw; sending before connect throws', () => {
-    const { clock, net } = memNet();
-    const { la } = pair(net, 'a', 'b');
-    assert.throws(() => la.send(filled(10, 0)), /not connected/);
-    clock.runUntilIdle();
-    assert.throws(() => la.send(filled(64 * KiB + 1, 0)), TypeError);
-    assert.throws(() => la.send('hello' as unknown as Uint8Array), TypeError);
-    la.send(filled(64 * KiB, 0));
-  });
-
-  test('destroy: idempotent, close once on both ends, remote-closed after the latency and after in-flight data', () => {
+  test('destroy: data on the wire arrives one latency after it was sent, then remote-closed one latency after the destroy', () => {
     const { clock, net, la, lb, ra, rb } = connected({ latencyMs: 50 });
     const t0 = clock.now();
     la.send(filled(100, 1));
     clock.advance(20);
     la.destroy('bye');
-    la.destroy('again');
-    assert.deepEqual(ra.closes, [{ atMs: t0 + 20, reason: 'bye' }], 'local close is synchronous');
-    assert.equal(la.connected, false);
-    la.send(filled(100, 2)); // ignored
-    assert.throws(() => la.send(filled(64 * KiB + 1, 0)), TypeError, 'misuse still throws');
+    assert.deepEqual(ra.closes, [{ atMs: t0 + 20, reason: 'bye' }]);
     clock.runUntilIdle();
     assert.deepEqual(
       rb.data.map((d) => d.atMs),
@@ -344,10 +329,6 @@ describe('MemoryNetwork', () => {
     );
     assert.deepEqual(rb.closes, [{ atMs: t0 + 70, reason: 'remote-closed' }]);
     assert.equal(lb.connected, false);
-    lb.destroy();
-    clock.runUntilIdle();
-    assert.equal(ra.closes.length, 1);
-    assert.equal(rb.closes.length, 1);
     assert.equal(net.openLinks, 0);
   });
 
@@ -365,17 +346,6 @@ describe('MemoryNetwork', () => {
       [1],
     );
     assert.equal(rb.closes[0]?.reason, 'remote-closed');
-  });
-
-  test('destroy before connecting closes the local end without connect', () => {
-    const { clock, net } = memNet();
-    const { la, ra, rb } = pair(net, 'a', 'b');
-    la.destroy();
-    clock.runUntilIdle();
-    assert.equal(ra.signals.length, 0, 'no offer after destroy');
-    assert.deepEqual(ra.connects, []);
-    assert.deepEqual(rb.connects, []);
-    assert.equal(ra.closes.length, 1);
   });
 
   test('partition: messages silently dropped, no close; heal lets traffic (and a lost close) through', () => {
@@ -436,21 +406,6 @@ describe('MemoryNetwork', () => {
     lb2.signal(rx.signals[0]!);
     assert.match(rb2.closes[0]?.reason ?? '', /another link/);
   });
-
-  test('works with the real clock', async () => {
-    const net = new MemoryNetwork(realClock, { latencyMs: 5 });
-    const { la, lb } = pair(net, 'a', 'b');
-    await Promise.all([once(la, 'connect'), once(lb, 'connect')]);
-    const got = once(lb, 'data');
-    const t0 = performance.now();
-    la.send(filled(3, 7));
-    const [bytes] = (await got) as [Uint8Array];
-    assert.deepEqual([...bytes], [7, 7, 7]);
-    assert.ok(performance.now() - t0 >= 4);
-    const closed = once(lb, 'close');
-    la.destroy();
-    assert.deepEqual(await closed, ['remote-closed']);
-  });
 });
 
 function once(
@@ -469,27 +424,6 @@ function once(
 
 // ---------------------------------------------------------------------------------------------------
 // Real WebRTC on loopback
-
-const MESSAGES = 200;
-const MESSAGE_BYTES = 64 * KiB;
-const HIGH_WATER_BYTES = 1024 * KiB;
-
-/** Message i of direction d: its index in the first 4 bytes, then a pattern. */
-function message(i: number, d: number): Uint8Array {
-  // Sent as a view at an offset into a larger buffer: the transport must honour byteOffset.
-  const backing = new Uint8Array(MESSAGE_BYTES + 13);
-  const m = backing.subarray(13);
-  for (let j = 4; j < m.length; j++) m[j] = (i * 131 + j * 7 + d * 17) & 0xff;
-  new DataView(m.buffer, m.byteOffset).setUint32(0, i);
-  return m;
-}
-
-function checkMessage(bytes: Uint8Array, i: number, d: number): void {
-  assert.equal(bytes.byteLength, MESSAGE_BYTES, `message ${i} size`);
-  assert.equal(new DataView(bytes.buffer, bytes.byteOffset).getUint32(0), i, 'in order');
-  for (let j = 4; j < bytes.length; j++)
-    if (bytes[j] !== ((i * 131 + j * 7 + d * 17) & 0xff)) assert.fail(`message ${i} byte ${j} differs`);
-}
 
 describe('routeFromStats', () => {
   const cand = (id: string, candidateType: string, type = 'local-candidate') => ({
@@ -543,17 +477,15 @@ describe('routeFromStats', () => {
 });
 
 describe('SimplePeerTransport over @roamhq/wrtc on loopback', () => {
+  // Connecting, data, backpressure and close: the contract suite (transport-contract.test.ts).
   test(
-    'connects, moves 2 × 200 × 64 KiB with backpressure, closes both ends',
-    { timeout: 20_000 },
+    'signals only loopback candidates (offer, answer, trickled candidates) and reports a host route',
+    { timeout: 120_000 },
     async () => {
       const wrtc = await loadWrtc();
       const transport = new SimplePeerTransport({ wrtc, candidateFilter: loopbackCandidatesOnly });
       const a = transport.createLink({ localId: 'a', remoteId: 'b', initiator: true, iceServers: [] });
       const b = transport.createLink({ localId: 'b', remoteId: 'a', initiator: false, iceServers: [] });
-      const closes: Record<string, string[]> = { a: [], b: [] };
-      a.on('close', (r) => closes.a!.push(r));
-      b.on('close', (r) => closes.b!.push(r));
       try {
         // The relay (our tracker stand-in) checks that only loopback candidates leave a peer, and drops
         // any other as a second line of defence.
@@ -573,66 +505,16 @@ describe('SimplePeerTransport over @roamhq/wrtc on loopback', () => {
         };
         a.on('signal', relay(b));
         b.on('signal', relay(a));
-        await Promise.all([once(a, 'connect'), once(b, 'connect')]);
+        await Promise.all([once(a, 'connect', 60_000), once(b, 'connect', 60_000)]);
         assert.deepEqual(foreign, [], 'only 127.0.0.1 candidates are signalled');
         assert.equal(kinds[0], 'offer');
         assert.ok(kinds.includes('answer'));
         assert.ok(kinds.includes('candidate'));
-        assert.ok(a.connected && b.connected);
         // The selected pair, from the connection's stats: loopback host candidates, no relay.
         const route = await a.route!();
         assert.equal(route?.local, 'host');
         assert.ok(route && ['host', 'prflx'].includes(route.remote), JSON.stringify(route));
         assert.equal(route?.relayed, false);
-
-        const received = (link: PeerLink, d: number) =>
-          new Promise<number>((resolve, reject) => {
-            let n = 0;
-            let bytes = 0;
-            link.on('data', (m) => {
-              try {
-                checkMessage(m, n++, d);
-              } catch (err) {
-                reject(err);
-              }
-              bytes += m.byteLength;
-              if (n === MESSAGES) resolve(bytes);
-            });
-          });
-        let maxBuffered = 0;
-        let drainWaits = 0;
-        const sendAll = async (link: PeerLink, d: number) => {
-          for (let i = 0; i < MESSAGES; i++) {
-            if (link.bufferedAmount > HIGH_WATER_BYTES) {
-              drainWaits++;
-              await once(link, 'drain');
-              assert.ok(link.bufferedAmount <= 256 * KiB);
-            }
-            link.send(message(i, d));
-            maxBuffered = Math.max(maxBuffered, link.bufferedAmount);
-          }
-        };
-        const toB = received(b, 0);
-        const toA = received(a, 1);
-        await Promise.all([sendAll(a, 0), sendAll(b, 1)]);
-        assert.deepEqual(await Promise.all([toB, toA]), [MESSAGES * MESSAGE_BYTES, MESSAGES * MESSAGE_BYTES]);
-        assert.ok(maxBuffered > 0, 'bufferedAmount reflects the channel');
-        assert.ok(
-          maxBuffered <= HIGH_WATER_BYTES + MESSAGE_BYTES,
-          `bufferedAmount stayed bounded (${maxBuffered})`,
-        );
-        assert.ok(drainWaits > 0, 'backpressure was exercised');
-
-        assert.throws(() => a.send(new Uint8Array(64 * KiB + 1)), TypeError);
-        const bClosed = once(b, 'close');
-        a.destroy('test-done');
-        a.destroy('twice');
-        assert.deepEqual(closes.a, ['test-done'], 'local close is synchronous, once');
-        assert.equal(a.connected, false);
-        a.send(new Uint8Array(1)); // ignored after close
-        assert.deepEqual(await bClosed, ['remote-closed']);
-        await new Promise((r) => setTimeout(r, 50));
-        assert.deepEqual(closes, { a: ['test-done'], b: ['remote-closed'] });
       } finally {
         a.destroy();
         b.destroy();
