@@ -89,6 +89,6 @@ export async function runDemo(argv: string[]): Promise<void> {
     clearInterval(relayTimer);
     relay?.destroy();
     await tracker.destroy();
-    await stun.close();
+    await stun.destroy();
   }
 }

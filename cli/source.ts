@@ -191,9 +191,10 @@ export interface RunningSource {
   link: TrackerLink | undefined;
   /**
    * Ends the broadcast (ENDLIST, recording finalized, the tracker told), keeps serving viewers that still
-   * fetch for up to `lingerMs` so they play to the end, then closes the servers. Idempotent.
+   * fetch for up to `lingerMs` so they play to the end, then destroys the servers and the channel.
+   * Idempotent.
    */
-  stop(): Promise<void>;
+  end(): Promise<void>;
 }
 
 /** Starts what {@link sourceFromArgv} built; prints the URLs a broadcaster needs. */
@@ -248,24 +249,24 @@ export async function startSource(
     }
   } catch (err) {
     link?.destroy();
-    await rtmp?.close();
-    await origin.close();
+    await rtmp?.destroy();
+    await origin.destroy();
     await channel.destroy();
     throw err;
   }
   log(`live: ${origin.publicUrl}/channels/${channel.settings.id}/live/master.m3u8`);
-  let stopping: Promise<void> | undefined;
+  let ending: Promise<void> | undefined;
   return {
     channel,
     origin,
     rtmp,
     link,
-    stop: () =>
-      (stopping ??= (async () => {
-        await rtmp?.close();
+    end: () =>
+      (ending ??= (async () => {
+        await rtmp?.destroy();
         // The link registers the channel again when the broadcast ends: wait for the tracker's answer.
         const told = link?.registered ? nextRegistration(link, 5000) : undefined;
-        await channel.stop();
+        await channel.end();
         await told;
         // Viewers still polling have not seen ENDLIST yet, or still fetch the last segments: serve them
         // until they go quiet (they stop polling at ENDLIST), at most lingerMs.
@@ -275,7 +276,7 @@ export async function startSource(
           await origin.waitQuiet(quietMs, cfg.lingerMs);
         }
         link?.destroy();
-        await origin.close(2000);
+        await origin.destroy(2000);
         await channel.destroy();
       })()),
   };
@@ -296,7 +297,7 @@ function nextRegistration(link: TrackerLink, timeoutMs: number): Promise<void> {
 
 /**
  * Runs until SIGINT/SIGTERM (or the end of a file input). The first signal, from the moment the flags
- * are read, ends the broadcast properly (see {@link RunningSource.stop}) and then returns; a second one
+ * are read, ends the broadcast properly (see {@link RunningSource.end}) and then returns; a second one
  * exits at once (the recording is then finalized at the next start). `onStarted` sees the running source.
  */
 export async function runSourceCli(
@@ -350,7 +351,7 @@ export async function runSourceCli(
     }),
   );
   await Promise.race([stopRequest, inputEnded]);
-  await running.stop();
+  await running.end();
   clearInterval(status);
 }
 

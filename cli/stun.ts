@@ -65,7 +65,7 @@ export async function runStunCli(argv: string[]): Promise<void> {
   try {
     ports = await server.listen();
   } catch (err) {
-    server.close();
+    void server.destroy();
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EADDRINUSE') throw new ConfigError(`STUN port ${port} is in use`);
     if (code === 'EACCES') throw new ConfigError(`no permission to listen on STUN port ${port}`);
@@ -75,7 +75,7 @@ export async function runStunCli(argv: string[]): Promise<void> {
     let signals = 0;
     const stop = () => {
       if (++signals > 1) process.exit(130);
-      void server.close().then(resolve);
+      void server.destroy().then(resolve);
     };
     process.on('SIGINT', stop);
     process.on('SIGTERM', stop);

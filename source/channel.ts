@@ -52,7 +52,8 @@ export interface IngestSession {
   openFlv(): Readable;
   /** Resolves when the publisher is gone: `clean` when it unpublished, false when the connection dropped. */
   readonly closed: Promise<{ clean: boolean }>;
-  close(reason: string): void;
+  /** Closes the publisher's connection. Idempotent. */
+  destroy(reason: string): void;
 }
 
 export type ChannelStatus = 'idle' | 'live' | 'ended';
@@ -136,7 +137,8 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
   #restartRun: Run | undefined;
   #incoming: Incoming | undefined;
   #graceTimer: NodeJS.Timeout | undefined;
-  #stopping: Promise<void> | undefined;
+  #ending: Promise<void> | undefined;
+  #destroying: Promise<void> | undefined;
   #destroyed = false;
 
   constructor(opts: {
@@ -161,7 +163,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     this.#takeover = { ...DEFAULT_TAKEOVER, ...opts.takeover };
     if (!(this.#takeover.silentPublisherMs > 0) || !(this.#takeover.encoderStopGraceMs > 0))
       throw new ConfigError('takeover silentPublisherMs and encoderStopGraceMs must be positive');
-    this.#debug = createDebug(`peertv:source:${opts.settings.id}`);
+    this.#debug = createDebug(`peertv:source:channel:${opts.settings.id}`);
     this.store = new ChannelStore(opts.dataDir, opts.settings.id);
     fs.rmSync(this.store.workRoot, { recursive: true, force: true });
   }
@@ -189,7 +191,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
    * publishers handed over by the ingest server ({@link acceptPublisher}). Bad input throws a ConfigError.
    */
   async start(): Promise<void> {
-    if (this.#destroyed || this.#stopping) throw new Error('channel was stopped');
+    if (this.#destroyed || this.#ending) throw new Error('channel was stopped');
     this.#bins ??= findFfmpeg();
     if (this.input.kind === 'file') {
       const probe = await probeMediaFile(this.input.path, this.#bins);
@@ -206,7 +208,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
    * `silentPublisherMs`) or its encoder is restarting. It is refused while another one is actively on air.
    */
   acceptPublisher(session: IngestSession): boolean {
-    if (this.#destroyed || this.#stopping || this.input.kind !== 'rtmp') return false;
+    if (this.#destroyed || this.#ending || this.input.kind !== 'rtmp') return false;
     const refuse = (): false => {
       this.emit('error', {
         code: 'publisher-refused',
@@ -223,7 +225,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       const reason = incoming.end ? 'gone' : silent(incoming.session) ? 'silent' : undefined;
       if (!reason) return refuse();
       this.#replaced(incoming.session, session, reason);
-      incoming.session.close('replaced by a new publisher');
+      incoming.session.destroy('replaced by a new publisher');
       this.#waitFor(session);
       return true;
     }
@@ -236,7 +238,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       this.#restartRun = undefined;
       if (waiting.session) {
         this.#replaced(waiting.session, session, 'encoder-restarting');
-        waiting.session.close('replaced by a new publisher');
+        waiting.session.destroy('replaced by a new publisher');
       }
       this.#startPublisherRun(session);
       return true;
@@ -255,8 +257,8 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
       // The run must exit (flushing its last segment) before the next one starts: numbers come from the store.
       this.#replaced(run.session, session, reason);
       run.replaced = true;
-      run.session.close('replaced by a new publisher');
-      run.ffmpeg.stop(this.#takeover.encoderStopGraceMs);
+      run.session.destroy('replaced by a new publisher');
+      run.ffmpeg.end(this.#takeover.encoderStopGraceMs);
       this.#waitFor(session);
       return true;
     }
@@ -453,7 +455,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     const runMs = Date.now() - run.ffmpeg.startedAtMs;
     const base = { code: info.code, signal: info.signal, runMs, stderrTail: info.stderrTail };
 
-    if (this.#stopping || this.#destroyed) {
+    if (this.#ending || this.#destroyed) {
       this.emit('encoder-exit', { ...base, next: 'end' });
       return;
     }
@@ -488,7 +490,7 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
       this.#restartRun = undefined;
-      if (this.#stopping || this.#destroyed) return;
+      if (this.#ending || this.#destroyed) return;
       // A publisher that left while we waited ends (or suspends) the broadcast instead.
       if (run.session && run.sessionEnd) this.#afterPublisherRun(run, base, run.sessionEnd.clean);
       else this.#startRun(run.session);
@@ -510,33 +512,41 @@ export class SourceChannel extends TypedEmitter<SourceChannelEvents> {
     this.#debug('publisher %s lost; waiting %d ms', run.session?.id, this.#reconnectGraceMs);
   }
 
-  /** Ends the broadcast: the encoder flushes its last segment and the recording is finalized. */
-  stop(): Promise<void> {
-    this.#stopping ??= (async () => {
+  /**
+   * Ends the broadcast gracefully: publishers are let go, the encoder flushes its last segment, the
+   * recording is finalized (ENDLIST). The channel takes no new broadcast afterwards. Idempotent.
+   */
+  end(): Promise<void> {
+    this.#ending ??= (async () => {
       clearTimeout(this.#restartTimer);
       clearTimeout(this.#graceTimer);
-      this.#restartRun?.session?.close('broadcast stopped');
+      this.#restartRun?.session?.destroy('broadcast stopped');
       this.#restartRun = undefined;
-      this.#incoming?.session.close('broadcast stopped');
+      this.#incoming?.session.destroy('broadcast stopped');
       this.#incoming = undefined;
       const run = this.#run;
       if (run && !run.ffmpeg.exited) {
         const exited = new Promise<void>((resolve) => run.ffmpeg.once('exit', () => setImmediate(resolve)));
-        if (run.session) run.session.close('broadcast stopped');
-        run.ffmpeg.stop();
+        if (run.session) run.session.destroy('broadcast stopped');
+        run.ffmpeg.end();
         await exited;
       }
       this.#endBroadcast();
     })();
-    return this.#stopping;
+    return this.#ending;
   }
 
-  /** Stops and releases the store. Idempotent. */
-  async destroy(): Promise<void> {
-    if (this.#destroyed) return;
-    await this.stop();
-    this.#destroyed = true;
-    this.store.close();
-    this.removeAllListeners();
+  /**
+   * Tears the channel down: ends the broadcast (see {@link end}), then releases the store (indexes,
+   * directory lock) and drops every listener. Idempotent: every call returns the same promise.
+   */
+  destroy(): Promise<void> {
+    this.#destroying ??= (async () => {
+      await this.end();
+      this.#destroyed = true;
+      this.store.destroy();
+      this.removeAllListeners();
+    })();
+    return this.#destroying;
   }
 }

@@ -164,7 +164,7 @@ export type FfmpegRunEvents = {
   exit: (info: { code: number | null; signal: string | null; stderrTail: string[] }) => void;
 };
 
-/** One ffmpeg process. `stop()` asks it to finish cleanly (last segment flushed); `kill()` does not. */
+/** One ffmpeg process. `end()` asks it to finish cleanly (last segment flushed); `kill()` does not. */
 export class FfmpegRun extends TypedEmitter<FfmpegRunEvents> {
   readonly #command: ffmpeg.FfmpegCommand;
   readonly #stderrTail: string[] = [];
@@ -230,7 +230,7 @@ export class FfmpegRun extends TypedEmitter<FfmpegRunEvents> {
   }
 
   /** Graceful: SIGINT makes ffmpeg flush the current segment; SIGKILL after `graceMs`. */
-  stop(graceMs = 5000): void {
+  end(graceMs = 5000): void {
     if (this.#exited) return;
     this.#signal('SIGINT');
     const t = setTimeout(() => this.kill(), graceMs);

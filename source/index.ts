@@ -17,27 +17,27 @@ export {
   type SourceChannelEvents,
   type TakeoverPolicy,
 } from './channel.ts';
+export { Origin, DEFAULT_ORIGIN, type OriginOptions } from './origin.ts';
 export {
-  Origin,
-  DEFAULT_ORIGIN,
+  ConnectionGuard,
+  DEFAULT_CONNECTION_GUARD,
   descriptorLimit,
   raiseDescriptorLimit,
-  parseRange,
-  type ChannelCounters,
+  type ConnectionGuardOptions,
   type ConnectionStats,
   type OriginLimits,
-  type OriginOptions,
-} from './origin.ts';
+} from './connection-guard.ts';
+export { parseRange, type ByteKind, type ChannelCounters } from './origin-responses.ts';
+export { addressBucket } from './address-bucket.ts';
 export { masterPlaylist, mediaPlaylist } from './playlists.ts';
+export { RtmpIngestServer, streamKeyMatches } from './rtmp/server.ts';
 export {
-  RtmpIngestServer,
-  streamKeyMatches,
-  addressBucket,
   DEFAULT_RTMP,
   type RtmpIngestOptions,
   type RtmpIngestConfig,
   type RtmpLimits,
   type RtmpRefusalCode,
   type RtmpIngestStats,
-} from './rtmp/server.ts';
+  type RtmpTarget,
+} from './rtmp/options.ts';
 export { TrackerLink, type TrackerLinkOptions } from './tracker-link.ts';

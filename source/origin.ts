@@ -1,6 +1,8 @@
 /**
- * The origin: serves playlists, segments, attestations and channel metadata over HTTP (express),
- * with correct content types, cache headers, CORS and byte ranges, and counts every byte it sends.
+ * The origin: the routes that serve playlists, segments, attestations and channel metadata over HTTP
+ * (express), with CORS. How it answers (content types, cache headers, byte ranges, byte counting) is in
+ * origin-responses.ts; which connections and requests it admits (descriptor budget, per-address caps,
+ * timeouts, pipelining) is the {@link ConnectionGuard}'s.
  *
  * URL layout (all under `/channels/<id>/`):
  *   channel.json                          metadata, public key, live and recorded playlists
@@ -10,192 +12,63 @@
  *   segments/<r>/<seq>.json               its attestation (immutable)
  *   attestations/<r>?from=N&limit=M       a run of attestations (for peers catching up)
  */
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
-import http from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import express, { type Request, type Response, type NextFunction } from 'express';
 import createDebug from 'debug';
 import { isChannelId, isRenditionName } from '../protocol/index.ts';
 import type { SourceChannel } from './channel.ts';
-import { ConfigError } from './config.ts';
+import {
+  ConnectionGuard,
+  DEFAULT_CONNECTION_GUARD,
+  type ConnectionGuardOptions,
+  type ConnectionStats,
+  type OriginLimits,
+} from './connection-guard.ts';
+import {
+  IMMUTABLE,
+  newCounters,
+  sendError,
+  sendJson,
+  sendSegmentFile,
+  sendText,
+  TYPES,
+  type ChannelCounters,
+} from './origin-responses.ts';
 import { masterPlaylist, mediaPlaylist } from './playlists.ts';
-import { addressBucket } from './rtmp/server.ts';
 import { BROADCAST_ID_PATTERN, type Broadcast, type Entry } from './store.ts';
 
 const debug = createDebug('peertv:source:origin');
 
-export type ByteKind = 'playlist' | 'segment' | 'attestation' | 'metadata';
-export type ChannelCounters = Record<ByteKind, { bytes: number; requests: number }>;
-
-const newCounters = (): ChannelCounters => ({
-  playlist: { bytes: 0, requests: 0 },
-  segment: { bytes: 0, requests: 0 },
-  attestation: { bytes: 0, requests: 0 },
-  metadata: { bytes: 0, requests: 0 },
-});
-
-const TYPES = {
-  m3u8: 'application/vnd.apple.mpegurl',
-  ts: 'video/mp2t',
-  json: 'application/json; charset=utf-8',
-} as const;
-
-const IMMUTABLE = 'public, max-age=31536000, immutable';
 const MAX_ATTESTATION_BATCH = 500;
 
-/**
- * How the origin protects the process it runs in. Every connection costs a file descriptor (two while
- * it is sent a segment), and publication needs descriptors too (segment files, indexes, ffmpeg's pipes,
- * file watchers, the tracker link): the origin keeps its connections to what the descriptor limit
- * leaves after a reserve for publication, so no number of clients can starve publication.
- */
-export interface OriginOptions {
+/** The origin's options: where it is reached, CORS, and how it protects its process (see connection-guard.ts). */
+export interface OriginOptions extends ConnectionGuardOptions {
   /** Base URL that players and peers are told to fetch from (CDN / reverse proxy); default: as bound. */
   publicUrl: string | undefined;
   /** Value of Access-Control-Allow-Origin (segments are public and signed). */
   corsOrigin: string;
-  /**
-   * Connections served at once. `'auto'`: (soft descriptor limit − `reservedFds`) / 2, at most 16 384.
-   * At the cap a new connection closes the longest-idle one (keep-alive, or not sent a request yet), as
-   * nginx reuses connections; when none is idle it is refused.
-   */
-  maxConnections: number | 'auto';
-  /**
-   * Connections one client address (an IPv4 address, an IPv6 /64) may hold. `'auto'`: a quarter of
-   * `maxConnections` (at least 8); 0: no per-address cap (behind a CDN or reverse proxy, whose own
-   * address every request comes from).
-   */
-  maxConnectionsPerAddress: number | 'auto';
-  /** Descriptors left for publication and the rest of the process when the cap is derived. */
-  reservedFds: number;
-  /**
-   * How long an idle keep-alive connection is kept. Longer than clients keep theirs (browsers, undici,
-   * load balancers' 60 s), so a client never reuses a connection the origin is closing.
-   */
-  keepAliveTimeoutMs: number;
-  /** A request's headers must arrive within this (also a new connection's first request): slowloris. */
-  headersTimeoutMs: number;
-  /** A whole request must arrive within this. */
-  requestTimeoutMs: number;
-  /** A connection with a request open and no byte moving either way for this long is closed (slow readers). */
-  idleTimeoutMs: number;
-  /** Requests pipelined on one connection before it is closed (they are answered one at a time). */
-  maxPipelinedRequests: number;
 }
 
 export const DEFAULT_ORIGIN: OriginOptions = {
   publicUrl: undefined,
   corsOrigin: '*',
-  maxConnections: 'auto',
-  maxConnectionsPerAddress: 'auto',
-  reservedFds: 256,
-  keepAliveTimeoutMs: 65_000,
-  headersTimeoutMs: 30_000,
-  requestTimeoutMs: 60_000,
-  idleTimeoutMs: 60_000,
-  maxPipelinedRequests: 16,
+  ...DEFAULT_CONNECTION_GUARD,
 };
-
-/** Descriptors a connection may hold: its socket and the segment file it is being sent. */
-const FDS_PER_CONNECTION = 2;
-const MAX_AUTO_CONNECTIONS = 16_384;
-
-/** The limits in force once the origin listens. */
-export interface OriginLimits {
-  maxConnections: number;
-  /** 0: none. */
-  maxConnectionsPerAddress: number;
-  /** The process's soft RLIMIT_NOFILE when it was read (undefined where it cannot be read). */
-  descriptorLimit: number | undefined;
-}
-
-/** What the origin did with connections (also under `connections` in `GET /stats`). */
-export interface ConnectionStats {
-  open: number;
-  /** Turned away at the cap with none idle to close (total or per address). */
-  refused: number;
-  /** Idle connections closed to make room for a new one. */
-  evicted: number;
-  /** Connections closed for sending more pipelined requests than allowed. */
-  pipelineOverflows: number;
-  /** Most segment files open at once. */
-  openFilesPeak: number;
-}
-
-/** The process's RLIMIT_NOFILE (Linux: /proc/self/limits; elsewhere `ulimit -n`); undefined if unknown. */
-export function descriptorLimit(): { soft: number; hard: number } | undefined {
-  const num = (v: string): number => (v === 'unlimited' ? Number.MAX_SAFE_INTEGER : Number(v));
-  try {
-    const line = fs
-      .readFileSync('/proc/self/limits', 'utf8')
-      .split('\n')
-      .find((l) => l.startsWith('Max open files'));
-    const m = line && /^Max open files\s+(\d+|unlimited)\s+(\d+|unlimited)/.exec(line);
-    if (m) return { soft: num(m[1]!), hard: num(m[2]!) };
-  } catch {
-    /* not Linux */
-  }
-  const r = spawnSync('sh', ['-c', 'ulimit -Sn; ulimit -Hn'], { encoding: 'utf8' });
-  const [soft, hard] = (r.stdout ?? '').trim().split('\n');
-  if (r.status === 0 && soft && hard && /^(\d+|unlimited)$/.test(soft) && /^(\d+|unlimited)$/.test(hard))
-    return { soft: num(soft), hard: num(hard) };
-  return undefined;
-}
-
-/**
- * Raises the soft descriptor limit to the hard one (no privilege needed). Node does this itself at
- * start-up; this covers runtimes and embedders that do not. Returns the limit in force afterwards.
- */
-export function raiseDescriptorLimit(): { soft: number; hard: number } | undefined {
-  const before = descriptorLimit();
-  if (!before || before.soft >= before.hard || before.hard === Number.MAX_SAFE_INTEGER) return before;
-  const r = spawnSync('prlimit', ['--pid', String(process.pid), `--nofile=${before.hard}:${before.hard}`], {
-    encoding: 'utf8',
-  });
-  if (r.status !== 0) debug('could not raise the descriptor limit: %s', r.stderr || r.error?.message);
-  return descriptorLimit();
-}
-
-/** One client connection as the origin accounts for it. */
-interface Conn {
-  readonly socket: Socket;
-  readonly bucket: string;
-  /** Requests received and not yet answered (pipelined ones wait for the one before). */
-  pending: number;
-  /** The request being answered finishes: the next pipelined one may start. */
-  turn: Promise<void>;
-  /** Closes when the segment file being sent is closed. */
-  file: Promise<void> | undefined;
-}
 
 export class Origin {
   readonly app: express.Express;
   readonly #channels = new Map<string, SourceChannel>();
   readonly #counters = new Map<string, ChannelCounters>();
-  readonly #opts: OriginOptions;
+  readonly #guard: ConnectionGuard;
   #server: http.Server | undefined;
   #publicUrl: string | undefined;
-  #limits: OriginLimits | undefined;
-  /** Every open connection. */
-  readonly #conns = new Map<Socket, Conn>();
-  /** Connections with no request open, longest idle first (a Set keeps insertion order). */
-  readonly #idle = new Set<Conn>();
-  readonly #perBucket = new Map<string, number>();
-  readonly #stats: ConnectionStats = {
-    open: 0,
-    refused: 0,
-    evicted: 0,
-    pipelineOverflows: 0,
-    openFilesPeak: 0,
-  };
-  #openFiles = 0;
   #lastRequestAtMs = 0;
+  #destroyed: Promise<void> | undefined;
 
   constructor(opts: Partial<OriginOptions> = {}) {
     const o: OriginOptions = { ...DEFAULT_ORIGIN, ...opts };
-    validateOptions(o);
-    this.#opts = o;
+    this.#guard = new ConnectionGuard(o);
     this.#publicUrl = o.publicUrl?.replace(/\/+$/, '');
     const app = express();
     app.disable('x-powered-by');
@@ -213,16 +86,16 @@ export class Origin {
       }
       if (req.method !== 'GET' && req.method !== 'HEAD') {
         res.setHeader('Allow', 'GET, HEAD, OPTIONS');
-        this.#error(res, 405, 'method not allowed');
+        sendError(res, 405, 'method not allowed');
         return;
       }
       next();
     });
     app.get('/', (_req, res) =>
-      this.#json(res, undefined, { channels: [...this.#channels.keys()] }, 'no-cache'),
+      sendJson(res, undefined, { channels: [...this.#channels.keys()] }, 'no-cache'),
     );
     app.get('/stats', (_req, res) =>
-      this.#json(
+      sendJson(
         res,
         undefined,
         { channels: this.counters(), connections: this.connectionStats() },
@@ -230,10 +103,10 @@ export class Origin {
       ),
     );
     app.use('/channels', (req, res, next) => this.#route(req, res, next));
-    app.use((_req: Request, res: Response) => this.#error(res, 404, 'not found'));
+    app.use((_req: Request, res: Response) => sendError(res, 404, 'not found'));
     app.use((err: Error, _req: Request, res: Response, _next: NextFunction) => {
       debug('request failed: %s', err.message);
-      if (!res.headersSent) this.#error(res, 500, 'internal error');
+      if (!res.headersSent) sendError(res, 500, 'internal error');
       else res.destroy();
     });
     this.app = app;
@@ -249,7 +122,7 @@ export class Origin {
 
   /** The connection caps in force (undefined until the origin listens). */
   get limits(): OriginLimits | undefined {
-    return this.#limits && { ...this.#limits };
+    return this.#guard.limits;
   }
 
   /** When the last request arrived (`Date.now()` clock; 0: none yet). */
@@ -274,7 +147,7 @@ export class Origin {
   }
 
   connectionStats(): ConnectionStats {
-    return { ...this.#stats, open: this.#conns.size };
+    return this.#guard.stats();
   }
 
   channelInfo(channel: SourceChannel): Record<string, unknown> {
@@ -308,37 +181,24 @@ export class Origin {
    * when the limit leaves no room for connections next to publication's reserve.
    */
   listen(port: number, host = '127.0.0.1'): Promise<http.Server> {
+    if (this.#destroyed) return Promise.reject(new Error('origin was destroyed'));
     if (this.#server) return Promise.reject(new Error('origin is already listening'));
-    let limits: OriginLimits;
+    let server: http.Server;
     try {
-      limits = this.#deriveLimits();
+      server = this.#guard.createServer(this.app);
     } catch (err) {
       return Promise.reject(err as Error);
     }
-    const o = this.#opts;
     return new Promise((resolve, reject) => {
-      const server = http.createServer(
-        {
-          keepAliveTimeout: o.keepAliveTimeoutMs,
-          headersTimeout: o.headersTimeoutMs,
-          requestTimeout: o.requestTimeoutMs,
-          // How often headers and request timeouts are checked (Node's default: every 30 s).
-          connectionsCheckingInterval: Math.min(1000, o.headersTimeoutMs),
-        },
-        (req, res) => this.#admit(req, res),
-      );
-      // Socket inactivity: fresh connections and requests whose response does not move (slow readers).
-      server.timeout = o.idleTimeoutMs;
-      server.on('connection', (socket: Socket) => this.#onConnection(socket));
-      this.#limits = limits;
       server.once('error', (err) => {
-        this.#limits = undefined;
+        this.#guard.abandon(server);
         reject(err);
       });
       server.listen(port, host, () => {
         server.removeAllListeners('error');
         server.on('error', (err) => debug('server error: %s', err.message));
         this.#server = server;
+        const limits = this.#guard.limits!;
         debug(
           'listening: at most %d connections, %d per address (descriptor limit %s)',
           limits.maxConnections,
@@ -366,141 +226,17 @@ export class Origin {
 
   /**
    * Stops accepting connections, closes idle ones, lets requests in progress finish for up to
-   * `graceMs`, then closes the rest. Idempotent.
+   * `graceMs`, then closes the rest (see {@link ConnectionGuard.destroy}). The channels are not the
+   * origin's: they are only no longer served. Idempotent: every call returns the same promise.
    */
-  close(graceMs = 0): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    if (!server) return Promise.resolve();
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => server.closeAllConnections(), graceMs);
-      server.close(() => {
-        clearTimeout(timer);
-        resolve();
-      });
-      server.closeIdleConnections();
-      // Also those that never sent a request (Node counts them as active).
-      for (const conn of [...this.#idle]) conn.socket.destroy();
-      if (graceMs <= 0) server.closeAllConnections();
-    });
-  }
-
-  // ---- connections ----
-
-  #deriveLimits(): OriginLimits {
-    const o = this.#opts;
-    const fds = descriptorLimit();
-    const room = fds ? Math.floor((fds.soft - o.reservedFds) / FDS_PER_CONNECTION) : undefined;
-    let max: number;
-    if (o.maxConnections === 'auto') {
-      if (room !== undefined && room < 1)
-        throw new ConfigError(
-          `the descriptor limit (${fds!.soft}) leaves no room for origin connections after the ${o.reservedFds} ` +
-            'kept for publication: raise it (ulimit -n, systemd LimitNOFILE=)',
-        );
-      max = Math.min(MAX_AUTO_CONNECTIONS, room ?? 1024);
-    } else {
-      if (room !== undefined && o.maxConnections > room)
-        throw new ConfigError(
-          `${o.maxConnections} origin connections need up to ${o.maxConnections * FDS_PER_CONNECTION + o.reservedFds} ` +
-            `descriptors with publication's reserve, but the limit is ${fds!.soft}: raise it (ulimit -n) or lower the cap`,
-        );
-      max = o.maxConnections;
-    }
-    const perAddress =
-      o.maxConnectionsPerAddress === 'auto'
-        ? Math.min(max, Math.max(8, Math.floor(max / 4)))
-        : Math.min(max, o.maxConnectionsPerAddress);
-    return { maxConnections: max, maxConnectionsPerAddress: perAddress, descriptorLimit: fds?.soft };
-  }
-
-  #onConnection(socket: Socket): void {
-    const limits = this.#limits;
-    if (!limits) {
-      socket.destroy();
-      return;
-    }
-    const bucket = addressBucket(socket.remoteAddress);
-    // Per address first: an address at its cap makes room among its own idle connections only.
-    const perAddress = limits.maxConnectionsPerAddress;
-    if (perAddress > 0 && (this.#perBucket.get(bucket) ?? 0) >= perAddress && !this.#evictIdle(bucket)) {
-      this.#refuse(socket, `${bucket} is at its ${perAddress} connections`);
-      return;
-    }
-    if (this.#conns.size >= limits.maxConnections && !this.#evictIdle(undefined)) {
-      this.#refuse(socket, `all ${limits.maxConnections} connections are busy`);
-      return;
-    }
-    const conn: Conn = { socket, bucket, pending: 0, turn: Promise.resolve(), file: undefined };
-    this.#conns.set(socket, conn);
-    this.#idle.add(conn);
-    this.#perBucket.set(bucket, (this.#perBucket.get(bucket) ?? 0) + 1);
-    socket.once('close', () => this.#forget(conn));
-  }
-
-  /** Drops a connection from the accounts (once, whoever notices first). */
-  #forget(conn: Conn): void {
-    if (this.#conns.get(conn.socket) !== conn) return;
-    this.#conns.delete(conn.socket);
-    this.#idle.delete(conn);
-    const n = (this.#perBucket.get(conn.bucket) ?? 1) - 1;
-    if (n > 0) this.#perBucket.set(conn.bucket, n);
-    else this.#perBucket.delete(conn.bucket);
-  }
-
-  /** Closes the longest-idle connection (of `bucket`, or of anyone); false when none is idle. */
-  #evictIdle(bucket: string | undefined): boolean {
-    for (const conn of this.#idle) {
-      if (bucket !== undefined && conn.bucket !== bucket) continue;
-      this.#forget(conn);
-      conn.socket.destroy();
-      this.#stats.evicted++;
-      return true;
-    }
-    return false;
-  }
-
-  #refuse(socket: Socket, why: string): void {
-    this.#stats.refused++;
-    debug('refused a connection from %s: %s', socket.remoteAddress, why);
-    socket.destroy();
-  }
-
-  /**
-   * Answers the requests of one connection one at a time: a client that pipelines requests holds at
-   * most one segment file open, like everyone else.
-   */
-  #admit(req: http.IncomingMessage, res: http.ServerResponse): void {
-    const conn = this.#conns.get(req.socket);
-    if (!conn) {
-      // Evicted or refused while its request was being parsed.
-      res.destroy();
-      return;
-    }
-    if (conn.pending >= this.#opts.maxPipelinedRequests) {
-      this.#stats.pipelineOverflows++;
-      req.socket.destroy();
-      return;
-    }
-    conn.pending++;
-    this.#idle.delete(conn);
-    const previous = conn.turn;
-    let done!: () => void;
-    conn.turn = new Promise<void>((resolve) => (done = resolve));
-    res.once('close', () => {
-      // The next request starts once this one's segment file is closed too (fs closes it a moment later).
-      const file = conn.file ?? Promise.resolve();
-      conn.file = undefined;
-      void file.then(() => {
-        conn.pending--;
-        done();
-        // Idle again: the newest idle connection, last in line to be closed under pressure.
-        if (conn.pending === 0 && this.#conns.get(conn.socket) === conn) this.#idle.add(conn);
-      });
-    });
-    void previous.then(() => {
-      if (!res.destroyed) this.app(req, res);
-    });
+  destroy(graceMs = 0): Promise<void> {
+    this.#destroyed ??= (async () => {
+      this.#server = undefined;
+      await this.#guard.destroy(graceMs);
+      this.#channels.clear();
+      debug('destroyed');
+    })();
+    return this.#destroyed;
   }
 
   // ---- routing ----
@@ -509,16 +245,16 @@ export class Origin {
     // Raw path: reject anything encoded or relative before matching (no traversal, no surprises).
     const raw = req.path;
     if (raw.includes('%') || raw.includes('..') || raw.includes('//') || raw.includes('\\'))
-      return this.#error(res, 400, 'bad path');
+      return sendError(res, 400, 'bad path');
     const parts = raw.split('/').filter(Boolean);
     const [channelId, section, a, b, ...rest] = parts;
-    if (!isChannelId(channelId)) return this.#error(res, 404, 'unknown channel');
+    if (!isChannelId(channelId)) return sendError(res, 404, 'unknown channel');
     const channel = this.#channels.get(channelId);
-    if (!channel) return this.#error(res, 404, 'unknown channel');
+    if (!channel) return sendError(res, 404, 'unknown channel');
     const counters = this.#counters.get(channelId)!;
 
     if (section === 'channel.json' && a === undefined)
-      return this.#json(res, counters, this.channelInfo(channel), 'no-cache', 'metadata');
+      return sendJson(res, counters, this.channelInfo(channel), 'no-cache', 'metadata');
     if (section === 'live' && a !== undefined && b === undefined)
       return this.#livePlaylist(res, channel, counters, a);
     if (section === 'recordings' && a !== undefined && b !== undefined && rest.length === 0)
@@ -532,11 +268,11 @@ export class Origin {
 
   #livePlaylist(res: Response, channel: SourceChannel, counters: ChannelCounters, file: string): void {
     const b = channel.broadcast;
-    if (!b) return this.#error(res, 404, 'channel offline: nothing broadcast yet');
+    if (!b) return sendError(res, 404, 'channel offline: nothing broadcast yet');
     const live = b.endedAtMs === null;
     const cache = `public, max-age=${Math.max(1, Math.floor(b.segmentDurationS / 2))}`;
     if (file === 'master.m3u8')
-      return this.#text(
+      return sendText(
         res,
         counters,
         this.#master(b, (r) => `${r}.m3u8`),
@@ -544,9 +280,9 @@ export class Origin {
         cache,
       );
     const r = /^([a-z0-9][a-z0-9_-]*)\.m3u8$/.exec(file)?.[1];
-    if (!r || !b.ladder.some((x) => x.name === r)) return this.#error(res, 404, 'unknown rendition');
+    if (!r || !b.ladder.some((x) => x.name === r)) return sendError(res, 404, 'unknown rendition');
     const last = channel.store.lastSequenceOf(b);
-    if (last === undefined) return this.#error(res, 404, 'broadcast starting: no segment yet');
+    if (last === undefined) return sendError(res, 404, 'broadcast starting: no segment yet');
     const window = channel.settings.playlistWindow;
     const entries = channel.store.entries(r, Math.max(b.firstSequence, last - window + 1), last);
     const text = mediaPlaylist({
@@ -556,7 +292,7 @@ export class Origin {
       ended: !live,
       vod: false,
     });
-    this.#text(res, counters, text, TYPES.m3u8, live ? cache : 'public, max-age=60');
+    sendText(res, counters, text, TYPES.m3u8, live ? cache : 'public, max-age=60');
   }
 
   #recordingPlaylist(
@@ -567,12 +303,12 @@ export class Origin {
     file: string,
   ): void {
     const b = BROADCAST_ID_PATTERN.test(id) ? channel.store.broadcast(id) : undefined;
-    if (!b) return this.#error(res, 404, 'unknown recording');
+    if (!b) return sendError(res, 404, 'unknown recording');
     if (b.endedAtMs === null)
-      return this.#error(res, 409, 'broadcast still live: its recording is not final yet');
+      return sendError(res, 409, 'broadcast still live: its recording is not final yet');
     const cache = 'public, max-age=3600';
     if (file === 'master.m3u8')
-      return this.#text(
+      return sendText(
         res,
         counters,
         this.#master(b, (r) => `${r}.m3u8`),
@@ -580,7 +316,7 @@ export class Origin {
         cache,
       );
     const r = /^([a-z0-9][a-z0-9_-]*)\.m3u8$/.exec(file)?.[1];
-    if (!r || !b.ladder.some((x) => x.name === r)) return this.#error(res, 404, 'unknown rendition');
+    if (!r || !b.ladder.some((x) => x.name === r)) return sendError(res, 404, 'unknown rendition');
     const last = channel.store.lastSequenceOf(b);
     const entries: Entry[] = last === undefined ? [] : channel.store.entries(r, b.firstSequence, last);
     const text = mediaPlaylist({
@@ -590,7 +326,7 @@ export class Origin {
       ended: true,
       vod: true,
     });
-    this.#text(res, counters, text, TYPES.m3u8, cache);
+    sendText(res, counters, text, TYPES.m3u8, cache);
   }
 
   #master(b: Broadcast, uri: (r: string) => string): string {
@@ -606,17 +342,18 @@ export class Origin {
     file: string,
   ): void {
     const m = /^(0|[1-9]\d{0,14})\.(ts|json)$/.exec(file); // one URL per segment: no leading zeros
-    if (!isRenditionName(rendition) || !m) return this.#error(res, 404, 'not found');
+    if (!isRenditionName(rendition) || !m) return sendError(res, 404, 'not found');
     const seq = Number(m[1]);
     const entry = channel.store.entry(rendition, seq);
-    if (entry?.kind !== 'segment') return this.#error(res, 404, 'no such segment');
-    if (m[2] === 'json') return this.#json(res, counters, entry.attestation, IMMUTABLE, 'attestation');
-    this.#sendFile(
+    if (entry?.kind !== 'segment') return sendError(res, 404, 'no such segment');
+    if (m[2] === 'json') return sendJson(res, counters, entry.attestation, IMMUTABLE, 'attestation');
+    sendSegmentFile(
       req,
       res,
       counters,
       channel.store.segmentPath(rendition, seq),
       entry.attestation.byteLength,
+      (stream) => this.#guard.trackFile(req, stream),
     );
   }
 
@@ -629,130 +366,14 @@ export class Origin {
   ): void {
     const from = Number(req.query.from ?? 0);
     const limit = Number(req.query.limit ?? 100);
-    if (!isRenditionName(rendition)) return this.#error(res, 404, 'unknown rendition');
+    if (!isRenditionName(rendition)) return sendError(res, 404, 'unknown rendition');
     if (!Number.isSafeInteger(from) || from < 0)
-      return this.#error(res, 400, 'from must be a non-negative integer');
+      return sendError(res, 400, 'from must be a non-negative integer');
     if (!Number.isSafeInteger(limit) || limit < 1 || limit > MAX_ATTESTATION_BATCH)
-      return this.#error(res, 400, `limit must be an integer from 1 to ${MAX_ATTESTATION_BATCH}`);
+      return sendError(res, 400, `limit must be an integer from 1 to ${MAX_ATTESTATION_BATCH}`);
     const list = channel.store
       .entries(rendition, from, from + limit - 1)
       .flatMap((e) => (e.kind === 'segment' ? [e.attestation] : []));
-    this.#json(res, counters, { rendition, from, attestations: list }, 'no-cache', 'attestation');
+    sendJson(res, counters, { rendition, from, attestations: list }, 'no-cache', 'attestation');
   }
-
-  #sendFile(req: Request, res: Response, counters: ChannelCounters, file: string, size: number): void {
-    res.setHeader('Content-Type', TYPES.ts);
-    res.setHeader('Cache-Control', IMMUTABLE);
-    res.setHeader('Accept-Ranges', 'bytes');
-    let start = 0;
-    let end = size - 1;
-    const range = req.headers.range;
-    if (range !== undefined) {
-      const parsed = parseRange(range, size);
-      if (parsed === 'unsatisfiable') {
-        res.setHeader('Content-Range', `bytes */${size}`);
-        return this.#error(res, 416, 'range not satisfiable');
-      }
-      if (parsed) {
-        [start, end] = parsed;
-        res.status(206);
-        res.setHeader('Content-Range', `bytes ${start}-${end}/${size}`);
-      }
-    }
-    res.setHeader('Content-Length', String(end - start + 1));
-    counters.segment.requests++;
-    if (req.method === 'HEAD') return void res.end();
-    const stream = fs.createReadStream(file, { start, end });
-    this.#openFiles++;
-    this.#stats.openFilesPeak = Math.max(this.#stats.openFilesPeak, this.#openFiles);
-    const conn = this.#conns.get(req.socket);
-    const closed = new Promise<void>((resolve) =>
-      stream.once('close', () => {
-        this.#openFiles--;
-        resolve();
-      }),
-    );
-    if (conn) conn.file = closed;
-    stream.on('data', (chunk) => (counters.segment.bytes += chunk.length));
-    stream.on('error', (err) => {
-      debug('segment read failed: %s', err.message);
-      res.destroy(err);
-    });
-    res.on('close', () => stream.destroy());
-    stream.pipe(res);
-  }
-
-  #text(res: Response, counters: ChannelCounters, text: string, type: string, cache: string): void {
-    const body = Buffer.from(text, 'utf8');
-    counters.playlist.requests++;
-    res.setHeader('Content-Type', type);
-    res.setHeader('Cache-Control', cache);
-    res.setHeader('Content-Length', String(body.length));
-    if (res.req.method === 'HEAD') return void res.end();
-    counters.playlist.bytes += body.length;
-    res.end(body);
-  }
-
-  #json(
-    res: Response,
-    counters: ChannelCounters | undefined,
-    value: unknown,
-    cache: string,
-    kind: ByteKind = 'metadata',
-  ): void {
-    const body = Buffer.from(JSON.stringify(value), 'utf8');
-    res.setHeader('Content-Type', TYPES.json);
-    res.setHeader('Cache-Control', cache);
-    res.setHeader('Content-Length', String(body.length));
-    if (counters) counters[kind].requests++;
-    if (res.req.method === 'HEAD') return void res.end();
-    if (counters) counters[kind].bytes += body.length;
-    res.end(body);
-  }
-
-  #error(res: Response, status: number, message: string): void {
-    const body = JSON.stringify({ error: message });
-    res.status(status);
-    res.setHeader('Content-Type', TYPES.json);
-    res.setHeader('Cache-Control', 'no-store');
-    res.end(body);
-  }
-}
-
-function validateOptions(o: OriginOptions): void {
-  const int = (name: string, v: number, min: number) => {
-    if (!Number.isSafeInteger(v) || v < min)
-      throw new ConfigError(`origin ${name} must be an integer of at least ${min} (got ${v})`);
-  };
-  if (o.maxConnections !== 'auto') int('maxConnections', o.maxConnections, 1);
-  if (o.maxConnectionsPerAddress !== 'auto') int('maxConnectionsPerAddress', o.maxConnectionsPerAddress, 0);
-  if (
-    typeof o.maxConnections === 'number' &&
-    typeof o.maxConnectionsPerAddress === 'number' &&
-    o.maxConnectionsPerAddress > o.maxConnections
-  )
-    throw new ConfigError('origin maxConnectionsPerAddress must not exceed maxConnections');
-  int('reservedFds', o.reservedFds, 0);
-  int('keepAliveTimeoutMs', o.keepAliveTimeoutMs, 1);
-  int('headersTimeoutMs', o.headersTimeoutMs, 1);
-  int('requestTimeoutMs', o.requestTimeoutMs, 1);
-  int('idleTimeoutMs', o.idleTimeoutMs, 1);
-  int('maxPipelinedRequests', o.maxPipelinedRequests, 1);
-  if (o.headersTimeoutMs > o.requestTimeoutMs)
-    throw new ConfigError('origin headersTimeoutMs must not exceed requestTimeoutMs');
-}
-
-/** One `bytes=` range (multi-range requests get the whole body, as RFC 9110 allows). */
-export function parseRange(header: string, size: number): [number, number] | 'unsatisfiable' | undefined {
-  const m = /^bytes=(\d*)-(\d*)$/.exec(header.trim());
-  if (!m || (m[1] === '' && m[2] === '')) return undefined;
-  if (m[1] === '') {
-    const suffix = Number(m[2]);
-    if (suffix === 0) return 'unsatisfiable';
-    return [Math.max(0, size - suffix), size - 1];
-  }
-  const start = Number(m[1]);
-  const end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
-  if (start >= size || end < start) return 'unsatisfiable';
-  return [start, end];
 }

@@ -103,7 +103,7 @@ export class ChannelStore {
   readonly #renditions = new Map<string, RenditionLog>();
   readonly #broadcasts = new Map<string, Broadcast>();
   readonly #lock: DirectoryLock;
-  #closed = false;
+  #destroyed = false;
 
   /**
    * Opens (or creates) a channel's directory. The directory is locked first, before anything in it is
@@ -219,7 +219,7 @@ export class ChannelStore {
     durationMs: number;
     file: string;
   }): Attestation {
-    if (this.#closed) throw new Error('store is closed');
+    if (this.#destroyed) throw new Error('store was destroyed');
     const log = this.#log(p.rendition);
     if (p.mediaSequence < log.next)
       throw new Error(`sequence ${p.mediaSequence} of ${p.rendition} is already taken (next is ${log.next})`);
@@ -347,9 +347,9 @@ export class ChannelStore {
   }
 
   /** Closes the indexes and releases the directory's lock. Idempotent. */
-  close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
+  destroy(): void {
+    if (this.#destroyed) return;
+    this.#destroyed = true;
     for (const log of this.#renditions.values()) {
       if (log.fd !== undefined) fs.closeSync(log.fd);
       log.fd = undefined;

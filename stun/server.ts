@@ -206,7 +206,7 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
   readonly #buckets: SourceBuckets;
   #sweepTimer: NodeJS.Timeout | undefined;
   #listening = false;
-  #closed: Promise<void> | undefined;
+  #destroyed: Promise<void> | undefined;
 
   constructor(options: Partial<StunServerOptions> = {}) {
     super();
@@ -232,14 +232,14 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     this.#buckets = new SourceBuckets(o.ratePerS, o.rateBurst);
   }
 
-  get closed(): boolean {
-    return this.#closed !== undefined;
+  get destroyed(): boolean {
+    return this.#destroyed !== undefined;
   }
 
   /** Binds the sockets; resolves with the bound ports. */
   async listen(): Promise<StunServerPorts> {
-    if (this.#listening || this.#closed)
-      throw new Error('StunServer.listen() may be called once, before close()');
+    if (this.#listening || this.#destroyed)
+      throw new Error('StunServer.listen() may be called once, before destroy()');
     this.#listening = true;
     const o = this.options;
     try {
@@ -256,10 +256,18 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
         } else await this.#listenTcp(o.port);
       }
     } catch (err) {
-      await this.close();
+      await this.destroy();
       throw err;
     }
-    if (this.#closed) throw new Error('StunServer closed while listening');
+    if (this.#destroyed) {
+      // Destroyed while binding: what came up after destroy() must not stay bound.
+      const tcp = this.#tcp;
+      await Promise.all([
+        this.#closeUdp(),
+        new Promise<void>((resolve) => (tcp?.listening ? tcp.close(() => resolve()) : resolve())),
+      ]);
+      throw new Error('StunServer destroyed while listening');
+    }
     if (o.ratePerS > 0) {
       this.#sweepTimer = setInterval(() => this.#buckets.sweep(), 30_000);
       this.#sweepTimer.unref();
@@ -311,9 +319,13 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     const sock = dgram.createSocket({ type: net.isIPv6(host) ? 'udp6' : 'udp4', recvBufferSize: 1 << 20 });
     this.#udp[slot] = sock;
     return new Promise((resolve, reject) => {
+      // Closed by destroy() before it is bound: the bind callback never comes.
+      const onClose = () => reject(new Error('StunServer destroyed while listening'));
       sock.once('error', reject);
+      sock.once('close', onClose);
       sock.bind(port, host, () => {
         sock.off('error', reject);
+        sock.off('close', onClose);
         sock.on('error', (error) =>
           this.emit('error', { code: 'stun-socket-error', transport: 'udp', error }),
         );
@@ -356,18 +368,21 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     });
   }
 
-  /** Closes every socket; idempotent. */
-  close(): Promise<void> {
-    if (this.#closed) return this.#closed;
+  /**
+   * Closes every socket (UDP slots, the TCP listener and its connections) and stops the sweep timer.
+   * Idempotent: every call returns the same promise.
+   */
+  destroy(): Promise<void> {
+    if (this.#destroyed) return this.#destroyed;
     clearInterval(this.#sweepTimer);
     const tcp = this.#tcp;
     for (const s of this.#tcpSockets) s.destroy();
     this.#tcpSockets.clear();
-    this.#closed = Promise.all([
+    this.#destroyed = Promise.all([
       this.#closeUdp(),
       new Promise<void>((resolve) => (tcp?.listening ? tcp.close(() => resolve()) : resolve())),
-    ]).then(() => debug('closed'));
-    return this.#closed;
+    ]).then(() => debug('destroyed'));
+    return this.#destroyed;
   }
 
   #drop(
@@ -390,7 +405,7 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
   }
 
   #onDatagram(msg: Buffer, rinfo: dgram.RemoteInfo, slot: number): void {
-    if (this.#closed) return;
+    if (this.#destroyed) return;
     this.counters.received++;
     const src = { address: rinfo.address, port: rinfo.port };
     if (msg.length > this.options.maxMessageBytes) return this.#drop('udp', src, 'oversized');
@@ -413,7 +428,7 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
 
   #onConnection(socket: net.Socket): void {
     const src = { address: socket.remoteAddress ?? '', port: socket.remotePort ?? 0 };
-    if (this.#closed || this.#tcpSockets.size >= this.options.maxTcpConnections) {
+    if (this.#destroyed || this.#tcpSockets.size >= this.options.maxTcpConnections) {
       this.#drop('tcp', src, 'tcp-connection-limit');
       socket.destroy();
       return;
@@ -430,7 +445,7 @@ export class StunServer extends TypedEmitter<StunServerEvents> {
     };
     let pending: Buffer = Buffer.alloc(0);
     socket.on('data', (chunk: Buffer) => {
-      if (this.#closed || socket.destroyed) return;
+      if (this.#destroyed || socket.destroyed) return;
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       while (pending.length >= 4) {
         // Validate what the header tells before waiting for more bytes: a bad frame ends the connection.

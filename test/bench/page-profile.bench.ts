@@ -259,7 +259,7 @@ const cleanup = () =>
       await b.tracker.destroy().catch(() => {});
     }
     await channel.destroy().catch(() => {});
-    await origin.close().catch(() => {});
+    await origin.destroy().catch(() => {});
     fs.rmSync(dataDir, { recursive: true, force: true });
   })());
 process.on('SIGINT', () => void cleanup().then(() => process.exit(130)));

@@ -188,7 +188,7 @@ progressDone();
 if (child.pid && code === null) process.kill(child.pid, 'SIGKILL');
 link.destroy();
 await channel.destroy();
-await origin.close();
+await origin.destroy();
 await tracker.destroy();
 fs.rmSync(dataDir, { recursive: true, force: true });
 if (!final) throw new Error(`viewer process ended (${code}) without results`);

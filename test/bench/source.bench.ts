@@ -146,7 +146,7 @@ async function publicationLatency(): Promise<{ samples: Sample[]; driftS: number
   const mediaS = Math.min(...mediaMs.values()) / 1000;
   await channel.destroy();
   await Promise.all(pending);
-  await origin.close();
+  await origin.destroy();
   return { samples, driftS: Math.max(...drift.values()), mediaS };
 }
 

@@ -743,8 +743,8 @@ try {
   await cleanup();
   link.destroy();
   await channel.destroy();
-  await origin.close();
-  await stun.close();
+  await origin.destroy();
+  await stun.destroy();
   fs.rmSync(dataDir, { recursive: true, force: true });
 }
 

@@ -419,7 +419,7 @@ export class FakeOrigin implements HttpFetcher {
   /** Removes the temp dir (when the origin made it). */
   close(): void {
     this.stopLive();
-    this.store.close();
+    this.store.destroy();
     if (this.#ownDir) fs.rmSync(this.#ownDir, { recursive: true, force: true });
   }
 

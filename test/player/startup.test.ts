@@ -47,7 +47,7 @@ after(async () => {
   link?.destroy();
   await tracker?.destroy();
   await channel?.destroy();
-  await origin?.close();
+  await origin?.destroy();
 });
 
 test(

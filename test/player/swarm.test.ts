@@ -55,7 +55,7 @@ after(async () => {
   link?.destroy();
   await tracker?.destroy();
   await channel?.destroy();
-  await origin?.close();
+  await origin?.destroy();
 });
 
 async function viewer(): Promise<Page> {

@@ -128,7 +128,7 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
     link?.destroy();
     await tracker?.destroy();
     await channel?.destroy();
-    await origin?.close();
+    await origin?.destroy();
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -436,7 +436,7 @@ describe('web player pages in Chromium', { timeout: 120_000 }, () => {
   test('when the broadcast ends: the ended overlay links the recording, which plays with a seek bar', async () => {
     const page = viewerA;
     await viewerB.close();
-    await channel.stop();
+    await channel.end();
     await page.locator('#state-overlay[data-state="ended"]').waitFor({ timeout: 30_000 });
     assert.equal(await page.locator('#state-title').textContent(), 'Broadcast ended');
     const recLink = page.locator('#ended-recording-link');

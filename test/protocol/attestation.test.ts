@@ -79,8 +79,8 @@ describe('attestations signed by a ChannelStore', () => {
   });
 
   after(() => {
-    store.close();
-    impostor.close();
+    store.destroy();
+    impostor.destroy();
     fs.rmSync(dir, { recursive: true, force: true });
     fs.rmSync(impostorDir, { recursive: true, force: true });
   });
@@ -383,7 +383,7 @@ describe('attestations signed by a ChannelStore', () => {
         const published = [0, 1, 2].map((seq) => publish(first, d, 'r1', seq).att);
         first.publishGap({ rendition: 'r1', mediaSequence: 3, discontinuitySequence: 0, durationMs: 2000 });
         const pub = first.signer.publicKey;
-        first.close();
+        first.destroy();
 
         const again = new ChannelStore(d, 'chan');
         try {
@@ -420,7 +420,7 @@ describe('attestations signed by a ChannelStore', () => {
           // Another rendition of the reopened store starts its own chain.
           assert.equal(publish(again, d, 'r9', 4).att.prevHash, GENESIS_HASH);
         } finally {
-          again.close();
+          again.destroy();
         }
       } finally {
         fs.rmSync(d, { recursive: true, force: true });

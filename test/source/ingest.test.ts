@@ -25,13 +25,13 @@ describe('RTMP ingest', () => {
   before(async () => {
     channel = tinyChannel({ id: 'obs', input: { kind: 'rtmp', streamKey: KEY }, reconnectGraceMs: 1500 });
     const { origin } = await liveOrigin(channel);
-    closeOrigin = () => origin.close();
+    closeOrigin = () => origin.destroy();
     rtmp = new RtmpIngestServer({ resolve: (k) => (streamKeyMatches(k, KEY) ? channel : undefined) });
     port = await rtmp.listen(0);
   });
 
   after(async () => {
-    await rtmp.close();
+    await rtmp.destroy();
     await channel.destroy();
     await closeOrigin();
   });
@@ -178,7 +178,7 @@ describe('file input', () => {
     assert.ok(Math.abs(total - 3) < 0.5, `recording lasts ${total} s`);
     assert.match(vod, /#EXT-X-ENDLIST/);
     await channel.destroy();
-    await origin.close();
+    await origin.destroy();
   });
 
   test('bad files are refused with a clear message and nothing is published', async () => {

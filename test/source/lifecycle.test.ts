@@ -260,7 +260,7 @@ describe('a data directory is used by one source at a time', () => {
     assert.equal((await first.exited).code, 0, first.output);
   });
 
-  test('in one process: a second store on an open directory is refused, and opens once the first is closed', () => {
+  test('in one process: a second store on an open directory is refused, and opens once the first is destroyed', () => {
     const dir = dataDir();
     const a = new ChannelStore(dir, 'chan');
     assert.throws(
@@ -271,11 +271,11 @@ describe('a data directory is used by one source at a time', () => {
         err.message.includes(`this process (pid ${process.pid})`),
     );
     const other = new ChannelStore(dir, 'other'); // another channel of the same data directory
-    other.close();
-    a.close();
-    a.close(); // idempotent
+    other.destroy();
+    a.destroy();
+    a.destroy(); // idempotent
     const b = new ChannelStore(dir, 'chan');
-    b.close();
+    b.destroy();
     assert.ok(!fs.existsSync(path.join(dir, 'channels', 'chan', 'source.lock')));
   });
 
@@ -294,7 +294,7 @@ describe('a data directory is used by one source at a time', () => {
     writeLock(done.pid!, null);
     const s1 = new ChannelStore(dir, 'chan');
     assert.equal((JSON.parse(fs.readFileSync(lockFile, 'utf8')) as { pid: number }).pid, process.pid);
-    s1.close();
+    s1.destroy();
 
     // A running process.
     const alive = spawn('sleep', ['60']);
@@ -310,7 +310,7 @@ describe('a data directory is used by one source at a time', () => {
       // The same pid, but a process that started at another time: the pid was reused.
       writeLock(alive.pid!, String(Number(ticks(alive.pid!)) - 1));
       const s2 = new ChannelStore(dir, 'chan');
-      s2.close();
+      s2.destroy();
     } finally {
       alive.kill('SIGKILL');
     }

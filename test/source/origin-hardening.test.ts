@@ -213,7 +213,7 @@ describe('descriptor exhaustion', () => {
       assert.equal(limits.maxConnections, Math.min(16_384, Math.floor((fds.soft - 256) / 2)));
       assert.equal(limits.maxConnectionsPerAddress, Math.floor(limits.maxConnections / 4));
     } finally {
-      await o.close();
+      await o.destroy();
     }
     await assert.rejects(new Origin({ maxConnections: fds.soft }).listen(0), ConfigError);
     await assert.rejects(new Origin({ reservedFds: fds.soft }).listen(0), ConfigError);
@@ -273,7 +273,7 @@ describe('origin connections and timeouts', () => {
 
   after(async () => {
     for (const s of sockets) s.destroy();
-    for (const o of origins) await o.close();
+    for (const o of origins) await o.destroy();
     await channel.destroy();
   });
 

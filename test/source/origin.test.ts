@@ -100,7 +100,7 @@ describe('origin serving a live tiny channel', () => {
 
   after(async () => {
     await channel?.destroy();
-    await origin?.close();
+    await origin?.destroy();
     if (dataDir) fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
@@ -478,7 +478,7 @@ describe('origin serving a live tiny channel', () => {
     let info: ChannelJson;
 
     before(async () => {
-      await channel.stop();
+      await channel.end();
       info = (await (await fetch(`${base}/channel.json`)).json()) as ChannelJson;
     });
 
@@ -560,7 +560,7 @@ describe('origin behind a CDN or reverse proxy (--public-url)', () => {
       assert.equal(offline.status, 404);
       assert.match(((await offline.json()) as { error: string }).error, /offline/);
     } finally {
-      await cdn.close();
+      await cdn.destroy();
       await channel.destroy();
     }
   });

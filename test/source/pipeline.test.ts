@@ -68,7 +68,7 @@ describe('live test-pattern channel', () => {
 
   after(async () => {
     await channel.destroy();
-    await origin.close();
+    await origin.destroy();
   });
 
   test('serves a master playlist and live media playlists for every rendition', async () => {
@@ -184,7 +184,7 @@ describe('live test-pattern channel', () => {
 
   test('ending the broadcast leaves a playable VOD recording', async () => {
     const ended = waitFor(channel, 'broadcast-ended', 20_000);
-    await channel.stop();
+    await channel.end();
     const [b] = await ended;
     const live = await text(`${base}/live/${TINY_LADDER[0]!.name}.m3u8`);
     assert.match(live, /#EXT-X-ENDLIST\n$/);
@@ -214,7 +214,7 @@ describe('restarting the source process on the same data directory', () => {
     const { origin } = await liveOrigin(first);
     const a = await segments(first, 2);
     await first.destroy();
-    await origin.close();
+    await origin.destroy();
     const lastSeq = first.store.nextSequence() - 1;
 
     const second = tinyChannel({ id: 'again', dataDir, ladder: [TINY_LADDER[1]!] });

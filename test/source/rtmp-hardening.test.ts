@@ -285,9 +285,9 @@ async function rtmpChannel(id: string) {
     url: `rtmp://127.0.0.1:${port}/live/${KEY}`,
     log,
     close: async () => {
-      await rtmp.close();
+      await rtmp.destroy();
       await channel.destroy();
-      await origin.close();
+      await origin.destroy();
     },
   };
 }
@@ -480,7 +480,7 @@ describe('RTMP ingest: memory before publish is bounded (kilobytes) and released
     rtmp.on('refused', (r) => refused.push(r));
     port = await rtmp.listen(0);
   });
-  after(() => rtmp.close());
+  after(() => rtmp.destroy());
 
   const lastRefusal = async (c: RawRtmp) => {
     await c.closed;

@@ -50,7 +50,7 @@ test('peertv stun --alternate serves RFC 5780; peertv nat finds no NAT on loopba
       /^nat: open \(mapping no-nat, filtering endpoint-independent, local 127\.0\.0\.1:\d+, mapped 127\.0\.0\.1:\d+\)$/m,
     );
   } finally {
-    await server.close();
+    await server.destroy();
   }
   for (const args of [[], ['--server', 'example.org'], ['--server', '127.0.0.1:0'], ['--timeout-ms', 'x']]) {
     const r = await peertv(['nat', ...args]);

@@ -78,7 +78,7 @@ describe('StunServer with an alternate address (RFC 5780)', () => {
     P2 = ports.alternate!;
     assert.notEqual(P, P2);
   });
-  after(() => server.close());
+  after(() => server.destroy());
 
   test('each of the four sockets answers with RESPONSE-ORIGIN and OTHER-ADDRESS (its diagonal)', async () => {
     const sockets: [string, number, string][] = [
@@ -185,7 +185,7 @@ describe('StunServer without an alternate', () => {
         [true, 'unknown', 'unknown', 'unknown'],
       );
     } finally {
-      await server.close();
+      await server.destroy();
     }
   });
 

@@ -98,8 +98,8 @@ describe('StunServer', () => {
   });
   after(async () => {
     client.close();
-    await server.close();
-    await server.close(); // idempotent
+    await server.destroy();
+    await server.destroy(); // idempotent
   });
 
   test('listen() reports both ports', () => {
@@ -322,17 +322,47 @@ test('rate limit: a source over its burst is dropped and counted', async () => {
     assert.equal(server.counters.dropped['rate-limited'], 3);
   } finally {
     client.close();
-    await server.close();
+    await server.destroy();
   }
 });
 
-test('constructor rejects contradictions; listen() twice is misuse; close() before listen is fine', async () => {
+test('constructor rejects contradictions; listen() twice is misuse; destroy() before listen is fine', async () => {
   assert.throws(() => new StunServer({ udp: false, tcp: false }), RangeError);
   assert.throws(() => new StunServer({ host: 'localhost' }), TypeError);
   assert.throws(() => new StunServer({ requireIntegrity: true }), RangeError);
   const s = new StunServer({ host: HOST, port: 0 });
   await s.listen();
   await assert.rejects(s.listen());
-  await s.close();
-  await new StunServer().close();
+  await s.destroy();
+  await new StunServer().destroy();
+});
+
+test('destroy(): twice and concurrently is one teardown; TCP connections and UDP sockets are closed', async () => {
+  const s = new StunServer({ host: HOST, port: 0 });
+  const ports = await s.listen();
+  const sock = net.connect(ports.tcp!, HOST);
+  sock.on('error', () => {});
+  const closed = new Promise<void>((r) => sock.once('close', () => r()));
+  await new Promise<void>((r) => sock.once('connect', () => r()));
+  const first = s.destroy();
+  assert.equal(s.destroy(), first, 'concurrent calls share one promise');
+  await first;
+  assert.ok(s.destroyed);
+  await closed; // the server closed the open TCP connection
+  await s.destroy();
+  // The UDP port is free again.
+  const again = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => {
+    again.once('error', reject);
+    again.bind(ports.udp!, HOST, () => resolve());
+  });
+  again.close();
+
+  // Destroyed while binding: listen() fails and leaves nothing bound.
+  const early = new StunServer({ host: HOST, port: 0 });
+  const listening = early.listen();
+  const destroyed = early.destroy();
+  await assert.rejects(listening);
+  await destroyed;
+  assert.equal(early.destroy(), destroyed);
 });

@@ -148,7 +148,7 @@ describe('tracker with a real source channel', () => {
     for (const l of links) l.destroy();
     for (const t of trackers) await t.destroy();
     await channel?.destroy();
-    await origin?.close();
+    await origin?.destroy();
     fs.rmSync(dataDir, { recursive: true, force: true });
   });
 
