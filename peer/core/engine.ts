@@ -243,7 +243,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       },
       joined: (peerId) => this.emit('joined', { peerId }),
       report: () => this.#report(),
-      failed: (message) => this.emit('error', { code: 'tracker-unavailable', message }),
+      failed: (message) => this.emit('error', { code: 'tracker-unreachable', message }),
       neighbours: (u) => {
         this.#setFirstTier(u.firstTier);
         for (const id of u.add) this.#links.introduce(id);
@@ -315,7 +315,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
           this.emit('error', { code: 'unknown-channel', message });
           return undefined;
         }
-        this.emit('error', { code: 'tracker-unavailable', message: `${joined.code}: ${joined.message}` });
+        this.emit('error', { code: 'tracker-unreachable', message: `${joined.code}: ${joined.message}` });
         // Not answering (yet): keep trying in the background while playing from the origin.
         if (session.transient(joined.code)) session.retryInBackground(epoch);
         return undefined;

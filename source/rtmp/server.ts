@@ -20,7 +20,7 @@ import crypto from 'node:crypto';
 import net from 'node:net';
 import { Readable } from 'node:stream';
 import createDebug from 'debug';
-import { TypedEmitter } from '../../protocol/index.ts';
+import { TypedEmitter, type RtmpRefusalCode } from '../../protocol/index.ts';
 import type { IngestSession } from '../channel.ts';
 import { ConfigError } from '../config.ts';
 import { decodeAmf0, encodeAmf0, type AmfValue } from './amf0.ts';
@@ -102,20 +102,7 @@ export const DEFAULT_RTMP: Omit<RtmpIngestOptions, 'resolve'> = {
 };
 
 /** Why a connection was turned away (stable codes; `reason` is the human-readable detail). */
-export type RtmpRefusalCode =
-  | 'handshake-failed'
-  | 'protocol-violation'
-  | 'limit-exceeded'
-  | 'publish-deadline'
-  | 'evicted'
-  | 'idle-timeout'
-  | 'wrong-app'
-  | 'wrong-stream-key'
-  | 'play-refused'
-  | 'no-keyframe'
-  | 'unsupported-codec'
-  | 'channel-busy'
-  | 'server-closing';
+export type { RtmpRefusalCode };
 
 export type RtmpIngestEvents = {
   publish: (info: { sessionId: string; remote: string; streamKey: string }) => void;

@@ -16,6 +16,7 @@
  * the controls' auto-hide timer stops until the next interaction).
  */
 import type { Level, PeerTVPlayer, PlayerState, PlayerStats } from '../api.ts';
+import type { PlayerNoticeCode } from '../../../protocol/errors.ts';
 import type { ChannelInfo } from '../../../protocol/tracker.ts';
 import { OFFLOAD_WINDOW_MS } from '../../../protocol/figures.ts';
 import { ChannelInfoView, pageFromUrl, type WatchPage } from './channel-info.ts';
@@ -227,7 +228,7 @@ class WatchUi {
     if (this.endedPending && (s === 'stalled' || s === 'ended' || s === 'error')) this.showEnded();
   }
 
-  onNotice(code: string, message: string): void {
+  onNotice(code: PlayerNoticeCode, message: string): void {
     const failed = this.player?.state === 'error' || this.player?.state === 'offline';
     switch (code) {
       case 'unknown-channel':
