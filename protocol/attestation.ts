@@ -5,6 +5,7 @@
  * Isomorphic: uses only WebCrypto (`globalThis.crypto.subtle`), present in Node ≥ 20 and browsers.
  */
 import { fromBase64Url, toHex, utf8 } from './encoding.ts';
+import type { AttestationErrorCode } from './errors.ts';
 import { isChannelId, isRenditionName, isSequenceNumber, type SegmentId } from './segment-id.ts';
 
 export const ATTESTATION_VERSION = 1;
@@ -31,14 +32,6 @@ export interface Attestation extends AttestationBody {
   /** base64url Ed25519 signature over {@link attestationPayload}. */
   readonly signature: string;
 }
-
-export type AttestationErrorCode =
-  | 'attestation-malformed'
-  | 'attestation-signature-invalid'
-  | 'attestation-mismatch'
-  | 'attestation-chain-broken'
-  | 'segment-length-mismatch'
-  | 'segment-hash-mismatch';
 
 export type Check = { ok: true } | { ok: false; code: AttestationErrorCode; message: string };
 

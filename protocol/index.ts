@@ -3,6 +3,7 @@ export * from './encoding.ts';
 export * from './attestation.ts';
 export const PROTOCOL_VERSION = 1;
 export * from './emitter.ts';
+export * from './errors.ts';
 export * from './tracker.ts';
 export * from './tracker-schemas.ts';
 export * from './tracker-validate.ts';

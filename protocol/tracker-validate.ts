@@ -13,14 +13,13 @@ import {
   PEER_ID_PATTERN,
   SDP_TYPES,
   SIGNAL_LIMITS,
-  TRACKER_ERROR_CODES,
   type ChannelInfo,
   type IceServer,
   type JoinResult,
   type NeighboursUpdate,
   type SignalData,
-  type TrackerErrorCode,
 } from './tracker.ts';
+import { TRACKER_ERROR_CODES, type TrackerErrorCode } from './errors.ts';
 
 export type Validated<T> = { ok: true; value: T } | { ok: false; message: string };
 

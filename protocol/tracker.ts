@@ -6,6 +6,7 @@
  * this module.
  */
 import type { Attestation } from './attestation.ts';
+import type { PeerErrorCode, TrackerErrorCode } from './errors.ts';
 import type {
   ChannelRegistration,
   JoinRequest,
@@ -96,7 +97,7 @@ export const PEER_COMPLAINT_CODES = [
   'peer-protocol-violation',
   'peer-over-budget',
   'peer-unresponsive',
-] as const;
+] as const satisfies readonly PeerErrorCode[];
 export type PeerComplaintCode = (typeof PEER_COMPLAINT_CODES)[number];
 
 // ---- tracker → clients ----
@@ -128,27 +129,6 @@ export interface ChannelInfo {
   /** The window `offload` is computed over (s); absent from older trackers (then `OFFLOAD_WINDOW_MS`). */
   offloadWindowS?: number;
 }
-
-export const TRACKER_ERROR_CODES = [
-  'invalid-input',
-  'version-mismatch',
-  'unknown-channel',
-  'channel-offline',
-  'unauthorized',
-  /** A signed registration whose time is too far from the tracker's clock. */
-  'registration-expired',
-  /** A signed registration not newer than the last one accepted for the channel (a replay). */
-  'registration-replayed',
-  'not-joined',
-  'already-joined',
-  'unknown-peer',
-  'other-channel',
-  'not-introduced',
-  'rate-limited',
-  'tracker-full',
-  'internal',
-] as const;
-export type TrackerErrorCode = (typeof TRACKER_ERROR_CODES)[number];
 
 export type Ack<T> = ({ ok: true } & T) | { ok: false; error: { code: TrackerErrorCode; message: string } };
 

@@ -3,6 +3,10 @@
  * `wire.ts`. Every message is at most {@link MAX_MESSAGE_BYTES}; the first one on a link is `hello`,
  * which carries the protocol version. A decoder error closes that peer with a stable error code.
  */
+import { PeerTvError, type ByeCode, type PeerErrorCode } from './errors.ts';
+
+/** Stable codes a link is closed with (defined with every other code in errors.ts). */
+export { PEER_ERROR_CODES, type PeerErrorCode } from './errors.ts';
 
 export const WIRE_VERSION = 1;
 /** No message may be larger: fits every browser's data channel. */
@@ -32,31 +36,11 @@ export type WireMessage =
   /** The request cannot be served. */
   | { type: 'absent'; requestId: number; reason: AbsentReason }
   /** Closing the link on purpose, with a code from {@link PEER_ERROR_CODES} or 'bye'. */
-  | { type: 'bye'; code: string };
+  | { type: 'bye'; code: ByeCode };
 
 export const ABSENT_REASONS = ['not-held', 'busy', 'evicted'] as const;
 export type AbsentReason = (typeof ABSENT_REASONS)[number];
 
-/** Stable codes a link is closed with. */
-export const PEER_ERROR_CODES = [
-  'peer-protocol-violation',
-  'peer-version-mismatch',
-  'peer-sent-bad-segment',
-  'peer-timeout',
-  'peer-wrong-channel',
-  /** Asked for more than its budget (requests, upload rate, unrequested data, announcements). */
-  'peer-over-budget',
-  /** Its transfers to us kept stalling, timing out or not arriving (withholding, dripping). */
-  'peer-unresponsive',
-] as const;
-export type PeerErrorCode = (typeof PEER_ERROR_CODES)[number];
-
-export class WireError extends Error {
+export class WireError extends PeerTvError<PeerErrorCode> {
   override name = 'WireError';
-  constructor(
-    readonly code: PeerErrorCode,
-    message: string,
-  ) {
-    super(message);
-  }
 }

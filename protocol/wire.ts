@@ -20,9 +20,9 @@ import {
   WIRE_VERSION,
   WireError,
   type AbsentReason,
-  type PeerErrorCode,
   type WireMessage,
 } from './wire-types.ts';
+import type { ByeCode } from './errors.ts';
 
 const PEER_ID_PATTERN = /^[A-Za-z0-9_-]{16}$/;
 
@@ -39,7 +39,7 @@ const T_BYE = 0x08;
 /** Wire value = index. Explicit (not `ABSENT_REASONS`) so reordering that list cannot change the format. */
 const ABSENT_CODES: readonly AbsentReason[] = ['not-held', 'busy', 'evicted'];
 /** Wire value = index. */
-const BYE_CODES: readonly ('bye' | PeerErrorCode)[] = [
+const BYE_CODES: readonly ByeCode[] = [
   'bye',
   'peer-protocol-violation',
   'peer-version-mismatch',

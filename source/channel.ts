@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import createDebug from 'debug';
-import { TypedEmitter, type Attestation } from '../protocol/index.ts';
+import { TypedEmitter, type Attestation, type SourceErrorCode } from '../protocol/index.ts';
 import { ConfigError, type ChannelSettings, type SourceInput } from './config.ts';
 import { buildFfmpegPlan, workPlaylistPath } from './ffmpeg-args.ts';
 import { FfmpegRun, findFfmpeg, probeMediaFile, type FfmpegBinaries } from './ffmpeg-run.ts';
@@ -90,8 +90,8 @@ export type SourceChannelEvents = {
     next: string;
     reason: 'gone' | 'silent' | 'encoder-restarting';
   }) => void;
-  /** Runtime failures with a stable code: 'publish-failed', 'input-failed', 'publisher-refused'. */
-  error: (info: { code: string; message: string }) => void;
+  /** Runtime failures with a stable code: 'encoder-crashed', 'publish-failed', 'publisher-refused'. */
+  error: (info: { code: SourceErrorCode; message: string }) => void;
 };
 
 interface Run {

@@ -12,6 +12,7 @@ import {
   type ChannelRegistration,
   type ClientToServerEvents,
   type ServerToClientEvents,
+  type TrackerLinkErrorCode,
 } from '../protocol/index.ts';
 import type { SourceChannel } from './channel.ts';
 import { peakBandwidthBps } from './config.ts';
@@ -32,7 +33,7 @@ export type TrackerLinkEvents = {
    * 'tracker-refused' (the channel is pinned to another key, a stale or invalid registration, rate
    * limits) or 'tracker-unreachable'.
    */
-  error: (info: { code: string; message: string }) => void;
+  error: (info: { code: TrackerLinkErrorCode; message: string }) => void;
 };
 
 export class TrackerLink extends TypedEmitter<TrackerLinkEvents> {

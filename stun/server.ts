@@ -20,7 +20,7 @@
 import dgram from 'node:dgram';
 import net from 'node:net';
 import createDebug from 'debug';
-import { TypedEmitter } from '../protocol/index.ts';
+import { TypedEmitter, type StunErrorCode } from '../protocol/index.ts';
 import {
   STUN_ATTR,
   STUN_ERROR_REASON,
@@ -111,7 +111,7 @@ export type StunServerEvents = {
   request: (info: StunRequestInfo) => void;
   dropped: (info: StunDropInfo) => void;
   /** A socket failed at run time (code 'stun-socket-error'); the server keeps serving what it can. */
-  error: (info: { code: 'stun-socket-error'; transport: StunTransport; error: Error }) => void;
+  error: (info: { code: StunErrorCode; transport: StunTransport; error: Error }) => void;
 };
 
 export interface StunCounters {

@@ -10,6 +10,7 @@ import {
   segmentKey,
   verifyAttestationSignature,
   type Attestation,
+  type AttestationErrorCode,
 } from '../../protocol/index.ts';
 
 export interface AttestationCacheDeps {
@@ -18,7 +19,7 @@ export interface AttestationCacheDeps {
   /** Where a segment's attestation lives on the origin. */
   recordUrl(rendition: string, mediaSequence: number): string;
   /** A record that failed its checks (reason: the stable code). */
-  rejected(info: { rendition: string; mediaSequence: number; reason: string }): void;
+  rejected(info: { rendition: string; mediaSequence: number; reason: AttestationErrorCode }): void;
 }
 
 export class AttestationCache {

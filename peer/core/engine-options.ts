@@ -3,11 +3,14 @@
  * the error type (engine.ts implements it).
  */
 import {
+  PeerTvError,
   type Attestation,
+  type EngineErrorCode,
   type NatType,
   type PeerErrorCode,
   type PeerKind,
   type PeerMode,
+  type SegmentRejectReason,
 } from '../../protocol/index.ts';
 import type { BudgetOptions } from './budget.ts';
 import type { SegmentStore } from './segment-store.ts';
@@ -154,7 +157,7 @@ export type EngineEvents = {
   'segment-rejected': (info: {
     rendition: string;
     mediaSequence: number;
-    reason: string;
+    reason: SegmentRejectReason;
     from?: string;
   }) => void;
   /** `connectMs`: from creating the link to the data channel's open handshake. */
@@ -171,11 +174,11 @@ export type EngineEvents = {
   /** Joined the tracker's swarm (at start, and again after each reconnection). */
   joined: (info: { peerId: string }) => void;
   /**
-   * Runtime failures with a stable code: 'tracker-unavailable', 'origin-unavailable',
-   * 'playlist-invalid', 'unknown-channel' (at start, when `originUrl` was given: playback goes on
-   * from the origin; without it, `start()` throws it).
+   * Runtime failures with a stable code: 'tracker-unreachable', 'origin-unavailable',
+   * 'unknown-channel' (at start, when `originUrl` was given: playback goes on from the origin;
+   * without it, `start()` throws it).
    */
-  error: (info: { code: string; message: string }) => void;
+  error: (info: { code: EngineErrorCode; message: string }) => void;
 };
 
 export interface LoadResult {
@@ -185,14 +188,8 @@ export interface LoadResult {
   attestation: Attestation;
 }
 
-export class EngineError extends Error {
-  constructor(
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+/** What `start()` and `load()` reject with (see ENGINE_ERROR_CODES). */
+export class EngineError extends PeerTvError<EngineErrorCode> {}
 
 /** Rejects contradictory or nonsensical options (misuse: throws at once). */
 export function checkOptions(o: EngineOptions): void {

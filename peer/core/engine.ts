@@ -266,7 +266,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         this.emit('joined', { peerId });
       },
       report: () => this.#report(),
-      failed: (message) => this.emit('error', { code: 'tracker-unavailable', message }),
+      failed: (message) => this.emit('error', { code: 'tracker-unreachable', message }),
       neighbours: (u) => {
         this.#log.tracker('neighbours +%d -%d, first tier: %s', u.add.length, u.remove.length, u.firstTier);
         this.#setFirstTier(u.firstTier);
@@ -344,7 +344,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
           this.emit('error', { code: 'unknown-channel', message });
           return undefined;
         }
-        this.emit('error', { code: 'tracker-unavailable', message: `${joined.code}: ${joined.message}` });
+        this.emit('error', { code: 'tracker-unreachable', message: `${joined.code}: ${joined.message}` });
         // Not answering (yet): keep trying in the background while playing from the origin.
         if (session.transient(joined.code)) session.retryInBackground(epoch);
         return undefined;

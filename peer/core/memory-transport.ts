@@ -19,7 +19,7 @@
  * All time comes from the injected clock (ManualClock or the real one). No timers of its own.
  */
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
-import type { IceServer, SignalData } from '../../protocol/index.ts';
+import type { IceServer, LinkCloseReason, SignalData } from '../../protocol/index.ts';
 import {
   DESTROYED,
   REMOTE_CLOSED,
@@ -46,6 +46,8 @@ export const DEFAULT_MEMORY_NETWORK: MemoryNetworkConfig = {
 
 const OFFER_PREFIX = 'memory-offer:';
 const ANSWER_PREFIX = 'memory-answer:';
+/** A signal that does not fit the link closes it with this reason. */
+const invalidSignal = (why: string): LinkCloseReason => `memory-signal-invalid: ${why}`;
 
 function checkLatency(ms: number, what: string): void {
   if (!(ms >= 0) || !Number.isFinite(ms))
@@ -326,12 +328,12 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       return;
     const sdp = data.sdp ?? '';
     if (data.type === 'offer') {
-      if (this.initiator || this.#peer) return this.destroy('memory-signal-invalid: unexpected offer');
-      if (!sdp.startsWith(OFFER_PREFIX)) return this.destroy('memory-signal-invalid: malformed offer');
+      if (this.initiator || this.#peer) return this.destroy(invalidSignal('unexpected offer'));
+      if (!sdp.startsWith(OFFER_PREFIX)) return this.destroy(invalidSignal('malformed offer'));
       const offerer = this.network.findLink(sdp.slice(OFFER_PREFIX.length));
       if (!offerer) return; // the offerer is gone: like ICE that never succeeds, the handshake just stalls
       if (offerer.localId !== this.remoteId || offerer.remoteId !== this.localId || !offerer.initiator)
-        return this.destroy('memory-signal-invalid: offer from another link');
+        return this.destroy(invalidSignal('offer from another link'));
       this.#peer = offerer;
       this.network.clock.setTimeout(() => {
         if (!this.#closed) this.emit('signal', { type: 'answer', sdp: ANSWER_PREFIX + this.token });
@@ -339,11 +341,11 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       return;
     }
     // answer
-    if (!this.initiator || this.#peer) return this.destroy('memory-signal-invalid: unexpected answer');
-    if (!sdp.startsWith(ANSWER_PREFIX)) return this.destroy('memory-signal-invalid: malformed answer');
+    if (!this.initiator || this.#peer) return this.destroy(invalidSignal('unexpected answer'));
+    if (!sdp.startsWith(ANSWER_PREFIX)) return this.destroy(invalidSignal('malformed answer'));
     const answerer = this.network.findLink(sdp.slice(ANSWER_PREFIX.length));
     if (!answerer) return; // the answerer is gone: the handshake stalls
-    if (answerer.#peer !== this) return this.destroy('memory-signal-invalid: answer from another link');
+    if (answerer.#peer !== this) return this.destroy(invalidSignal('answer from another link'));
     this.#peer = answerer;
     // The handshake crosses the network: answerer connected after one latency, initiator after two.
     const latencyMs = this.network.latencyMs(this.localId, this.remoteId);

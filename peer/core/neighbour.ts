@@ -13,6 +13,7 @@ import {
   WIRE_VERSION,
   WireError,
   type AbsentReason,
+  type ByeCode,
   type PeerErrorCode,
   type WireMessage,
 } from '../../protocol/index.ts';
@@ -233,7 +234,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   }
 
   /** Closes the link; with an error code, tells the neighbour why first. */
-  close(code: PeerErrorCode | 'bye', reason: string): void {
+  close(code: ByeCode, reason: string): void {
     if (this.#closed) return;
     if (this.link.connected) this.#send({ type: 'bye', code });
     this.#onClosed(reason, code === 'bye' ? undefined : code);

@@ -10,6 +10,7 @@ import type {
   IceServer,
   JoinRequest,
   JoinResult,
+  LinkCloseReason,
   NeighboursUpdate,
   PeerComplaintCode,
   PeerReport,
@@ -36,7 +37,11 @@ export type PeerLinkEvents = {
   data: (bytes: Uint8Array) => void;
   /** `bufferedAmount` fell from above the low-water mark to at or below it. */
   drain: () => void;
-  close: (reason: string) => void;
+  /**
+   * The transport's own reason ({@link LinkCloseReason}: `remote-closed`, `destroyed`,
+   * `webrtc-error: …`), or the one its owner gave `destroy(reason)`.
+   */
+  close: (reason: LinkCloseReason | string) => void;
 };
 
 /** ICE candidate types (RFC 8445 §5.1.1.1: host, server-reflexive, peer-reflexive, relayed). */
@@ -144,7 +149,7 @@ export interface TrackerConnection extends TypedEmitter<TrackerConnectionEvents>
 }
 
 /** Close reason a link gets when the remote end destroyed it (every Transport uses it). */
-export const REMOTE_CLOSED = 'remote-closed';
+export const REMOTE_CLOSED = 'remote-closed' satisfies LinkCloseReason;
 
 /** Close reason of `destroy()` called without one (every Transport uses it). */
-export const DESTROYED = 'destroyed';
+export const DESTROYED = 'destroyed' satisfies LinkCloseReason;

@@ -10,7 +10,7 @@
 import createDebug from 'debug';
 import SimplePeer from 'simple-peer';
 import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
-import type { IceServer, SignalData } from '../../protocol/index.ts';
+import type { IceServer, LinkCloseReason, SignalData } from '../../protocol/index.ts';
 import { DESTROYED, REMOTE_CLOSED } from '../core/seams.ts';
 import type {
   CandidateType,
@@ -24,6 +24,8 @@ import type {
 import { realClock } from './clock.ts';
 
 const debug = createDebug('peertv:webrtc');
+/** The close reason of a link that WebRTC failed. */
+const webrtcError = (detail: string): LinkCloseReason => `webrtc-error: ${detail}`;
 
 export interface SimplePeerTransportOptions {
   /** The WebRTC implementation (`@roamhq/wrtc` in Node); omitted in browsers. */
@@ -152,7 +154,7 @@ class SimplePeerLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
   readonly #opts: SimplePeerTransportOptions;
   #connected = false;
   #closed = false;
-  #errorReason: string | undefined;
+  #errorReason: LinkCloseReason | undefined;
   #channel: ChannelLike | undefined;
   #pollTimer: TimerHandle | undefined;
   readonly #onLow = (): void => {
@@ -219,7 +221,7 @@ class SimplePeerLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
     try {
       this.#peer.signal(data as SimplePeer.SignalData);
     } catch (err) {
-      this.destroy(`webrtc-error: signal: ${(err as Error).message}`);
+      this.destroy(webrtcError(`signal: ${(err as Error).message}`));
     }
   }
 
@@ -233,7 +235,7 @@ class SimplePeerLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
       this.#peer.send(bytes);
     } catch (err) {
       // The channel is closing under us (its close event follows): report it now.
-      this.destroy(`webrtc-error: send: ${(err as Error).message}`);
+      this.destroy(webrtcError(`send: ${(err as Error).message}`));
       return;
     }
     this.#maybePoll();

@@ -3,8 +3,15 @@
  * hls.js, loading fragments through the P2P engine. Playlists always come from the origin.
  */
 import Hls from 'hls.js';
-import type { ChannelInfo } from '../../protocol/index.ts';
-import { atOrigin, originPaths, TypedEmitter } from '../../protocol/index.ts';
+import type { ChannelInfo, PlayerNoticeCode } from '../../protocol/index.ts';
+import {
+  atOrigin,
+  isErrorCode,
+  originPaths,
+  PeerTvError,
+  PLAYER_NOTICE_CODES,
+  TypedEmitter,
+} from '../../protocol/index.ts';
 import {
   fetchHttp,
   loopbackCandidatesOnly,
@@ -83,9 +90,10 @@ export type PlayerEvents = {
   stall: (info: { cause: StallCause; durationMs: number }) => void;
   /**
    * `unknown-channel` (the tracker has no such channel), `channel-offline`, `broadcast-ended`,
-   * `tracker-unreachable`, `webrtc-unavailable`, `media-error`, …
+   * `tracker-unreachable`, `webrtc-unavailable`, `p2p-unavailable`, `media-error`, `error` (see
+   * PLAYER_NOTICE_CODES).
    */
-  notice: (info: { code: string; message: string }) => void;
+  notice: (info: { code: PlayerNoticeCode; message: string }) => void;
 };
 
 export const webrtcAvailable = (): boolean => typeof globalThis.RTCPeerConnection === 'function';
@@ -106,7 +114,7 @@ async function getJson(url: string): Promise<unknown> {
   return res.json() as Promise<unknown>;
 }
 
-const failure = (code: string, message: string) => Object.assign(new Error(message), { code });
+const failure = (code: PlayerNoticeCode, message: string) => new PeerTvError(code, message);
 
 export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
   readonly video: HTMLVideoElement;
@@ -136,10 +144,11 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
         return this.live && details?.live ? details.edge : undefined;
       },
     });
-    void this.#start().catch((err: Error & { code?: string }) => {
+    void this.#start().catch((err: Error & { code?: unknown }) => {
       if (this.#destroyed) return;
-      this.#setState(err.code === 'channel-offline' ? 'offline' : 'error');
-      this.emit('notice', { code: err.code ?? 'error', message: err.message });
+      const code = isErrorCode(PLAYER_NOTICE_CODES, err.code) ? err.code : 'error';
+      this.#setState(code === 'channel-offline' ? 'offline' : 'error');
+      this.emit('notice', { code, message: err.message });
     });
   }
 
@@ -229,7 +238,7 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
     });
     engine.on('p2p-late', () => this.#stallCauses.p2pLate());
     engine.on('error', ({ code, message }) => {
-      if (code === 'tracker-unavailable') this.emit('notice', { code: 'tracker-unreachable', message });
+      if (code === 'tracker-unreachable') this.emit('notice', { code, message });
     });
     // Joined (again): after a tracker restart the engine retries until the channel is registered again.
     engine.on('joined', () => (this.#trackerUp = true));

@@ -2,6 +2,7 @@
  * The RTMP ingest's configuration: what a connection may make the server hold before and after its
  * `publish` is accepted, the deadlines, the caps on pending connections, and the server's events.
  */
+import type { RtmpRefusalCode } from '../../protocol/index.ts';
 import { ConfigError } from '../config.ts';
 import type { IngestSession } from '../channel.ts';
 
@@ -80,20 +81,7 @@ export const DEFAULT_RTMP: Omit<RtmpIngestOptions, 'resolve'> = {
 };
 
 /** Why a connection was turned away (stable codes; `reason` is the human-readable detail). */
-export type RtmpRefusalCode =
-  | 'handshake-failed'
-  | 'protocol-violation'
-  | 'limit-exceeded'
-  | 'publish-deadline'
-  | 'evicted'
-  | 'idle-timeout'
-  | 'wrong-app'
-  | 'wrong-stream-key'
-  | 'play-refused'
-  | 'no-keyframe'
-  | 'unsupported-codec'
-  | 'channel-busy'
-  | 'server-closing';
+export type { RtmpRefusalCode };
 
 export type RtmpIngestEvents = {
   publish: (info: { sessionId: string; remote: string; streamKey: string }) => void;

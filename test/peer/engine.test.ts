@@ -238,14 +238,14 @@ describe('neighbours and tracker come and go', () => {
     assert.deepEqual(B.connected, [A.id]);
   });
 
-  test('a tracker that cannot be reached: HTTP only from the given origin, with a tracker-unavailable error', async (t) => {
+  test('a tracker that cannot be reached: HTTP only from the given origin, with a tracker-unreachable error', async (t) => {
     const w = world(t);
     const A = makePeer(w, 'A');
     A.conn!.connected = false; // the join request fails
     await w.sim.resolve(A.engine.start(), 10_000);
     assert.deepEqual(
       A.errors.map((e) => e.code),
-      ['tracker-unavailable'],
+      ['tracker-unreachable'],
     );
     assert.match(A.errors[0]!.message, /not connected/);
     const d = demand(w, A, 3, 3000);

@@ -158,7 +158,7 @@ describe('unknown channel', () => {
     await w.sim.resolve(A.engine.start(), 5000);
     assert.deepEqual(
       A.errors.map((e) => e.code),
-      ['tracker-unavailable'],
+      ['tracker-unreachable'],
     );
     const d = demand(w, A, 3, 3000);
     assert.equal((await settled(w, d)).source, 'http');

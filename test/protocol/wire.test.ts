@@ -177,7 +177,7 @@ describe('wire layout', () => {
 
   test('every absent reason and close code has a wire value', () => {
     for (const reason of ABSENT_REASONS) roundTrip({ type: 'absent', requestId: 3, reason });
-    for (const code of ['bye', ...PEER_ERROR_CODES]) roundTrip({ type: 'bye', code });
+    for (const code of ['bye', ...PEER_ERROR_CODES] as const) roundTrip({ type: 'bye', code });
   });
 });
 

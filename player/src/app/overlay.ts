@@ -3,7 +3,7 @@
  * a title, a text and what to do next) and the notice banner above it (one notice at a time, the
  * newest; some hide by themselves).
  */
-import type { ChannelInfo } from '../../../protocol/index.ts';
+import type { ChannelInfo, PlayerNoticeCode } from '../../../protocol/index.ts';
 import type { WatchPage } from './channel-info.ts';
 import { $, el, icon, Listeners, opt, watchUrl } from './util.ts';
 
@@ -136,7 +136,7 @@ export class Banners {
     });
   }
 
-  show(code: string, text: string, autoHideMs = 0): void {
+  show(code: PlayerNoticeCode, text: string, autoHideMs = 0): void {
     this.#texts.delete(code);
     this.#texts.set(code, text);
     this.#render();

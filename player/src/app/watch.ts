@@ -16,7 +16,7 @@
  * the controls' auto-hide timer stops until the next interaction).
  */
 import type { Level, PeerTVPlayer, PlayerState, PlayerStats } from '../api.ts';
-import type { ChannelInfo } from '../../../protocol/index.ts';
+import type { ChannelInfo, PlayerNoticeCode } from '../../../protocol/index.ts';
 import { OFFLOAD_WINDOW_MS } from '../../../protocol/index.ts';
 import { ChannelInfoView, pageFromUrl, type WatchPage } from './channel-info.ts';
 import { Controls } from './controls.ts';
@@ -227,7 +227,7 @@ class WatchUi {
     if (this.endedPending && (s === 'stalled' || s === 'ended' || s === 'error')) this.showEnded();
   }
 
-  onNotice(code: string, message: string): void {
+  onNotice(code: PlayerNoticeCode, message: string): void {
     const failed = this.player?.state === 'error' || this.player?.state === 'offline';
     switch (code) {
       case 'unknown-channel':
