@@ -17,6 +17,7 @@ import {
   type SourceInput,
   type X264Preset,
 } from '../source/index.ts';
+import { atOrigin, originPaths } from '../protocol/index.ts';
 import { hostFlag, intFlag, parseFlags, UsageError, urlFlag } from './args.ts';
 
 export const SOURCE_HELP = `Usage: peertv source [options]
@@ -233,7 +234,7 @@ export async function startSource(
     channel.on('broadcast-started', (b) => log(`broadcast ${b.id} started`));
     channel.on('broadcast-ended', (b) =>
       log(
-        `broadcast ${b.id} ended; recording: ${origin.publicUrl}/channels/${channel.settings.id}/recordings/${b.id}/master.m3u8`,
+        `broadcast ${b.id} ended; recording: ${atOrigin(origin.publicUrl, originPaths.recordingMaster(channel.settings.id, b.id))}`,
       ),
     );
     await channel.start();
@@ -254,7 +255,7 @@ export async function startSource(
     await channel.destroy();
     throw err;
   }
-  log(`live: ${origin.publicUrl}/channels/${channel.settings.id}/live/master.m3u8`);
+  log(`live: ${atOrigin(origin.publicUrl, originPaths.liveMaster(channel.settings.id))}`);
   let ending: Promise<void> | undefined;
   return {
     channel,

@@ -16,12 +16,6 @@ export const DEFAULT_LADDER: readonly Rendition[] = [
   { name: '360p', width: 640, height: 360, videoKbps: 600, audioKbps: 64 },
 ];
 
-/** A lighter ladder that fits a 2-core demo machine comfortably. */
-export const DEMO_LADDER: readonly Rendition[] = [
-  { name: '480p', width: 854, height: 480, videoKbps: 1200, audioKbps: 96 },
-  { name: '240p', width: 426, height: 240, videoKbps: 400, audioKbps: 64 },
-];
-
 export const X264_PRESETS = [
   'ultrafast',
   'superfast',

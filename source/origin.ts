@@ -4,19 +4,20 @@
  * origin-responses.ts; which connections and requests it admits (descriptor budget, per-address caps,
  * timeouts, pipelining) is the {@link ConnectionGuard}'s.
  *
- * URL layout (all under `/channels/<id>/`):
- *   channel.json                          metadata, public key, live and recorded playlists
- *   live/master.m3u8, live/<r>.m3u8       live (sliding window; ENDLIST once the broadcast ended)
- *   recordings/<b>/master.m3u8, …/<r>.m3u8  a finished broadcast (VOD)
- *   segments/<r>/<seq>.ts                 a segment (immutable)
- *   segments/<r>/<seq>.json               its attestation (immutable)
- *   attestations/<r>?from=N&limit=M       a run of attestations (for peers catching up)
+ * The URL layout is protocol's (`protocol/origin-layout.ts`: channel.json, live and recorded
+ * playlists, segments and their attestations, attestation runs, all under `/channels/<id>/`).
  */
 import type http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import express, { type Request, type Response, type NextFunction } from 'express';
 import createDebug from 'debug';
-import { isChannelId, isRenditionName } from '../protocol/index.ts';
+import {
+  atOrigin,
+  isChannelId,
+  isRenditionName,
+  originPaths,
+  playlistSegmentUri,
+} from '../protocol/index.ts';
 import type { SourceChannel } from './channel.ts';
 import {
   ConnectionGuard,
@@ -151,7 +152,7 @@ export class Origin {
   }
 
   channelInfo(channel: SourceChannel): Record<string, unknown> {
-    const base = `${this.publicUrl}/channels/${channel.settings.id}`;
+    const id = channel.settings.id;
     const b = channel.broadcast;
     return {
       id: channel.settings.id,
@@ -162,7 +163,10 @@ export class Origin {
       publicKeyAlgorithm: 'Ed25519',
       segmentDurationS: b?.segmentDurationS ?? channel.settings.segmentDurationS,
       renditions: (b?.ladder ?? channel.settings.ladder).map((r) => ({ ...r })),
-      live: channel.status === 'idle' ? null : { master: `${base}/live/master.m3u8`, broadcast: b?.id },
+      live:
+        channel.status === 'idle'
+          ? null
+          : { master: atOrigin(this.publicUrl, originPaths.liveMaster(id)), broadcast: b?.id },
       recordings: channel.store
         .broadcasts()
         .filter((r) => r.endedAtMs !== null)
@@ -171,7 +175,7 @@ export class Origin {
           title: r.title,
           startedAt: new Date(r.startedAtMs).toISOString(),
           endedAt: new Date(r.endedAtMs!).toISOString(),
-          master: `${base}/recordings/${r.id}/master.m3u8`,
+          master: atOrigin(this.publicUrl, originPaths.recordingMaster(id, r.id)),
         })),
     };
   }
@@ -288,7 +292,7 @@ export class Origin {
     const text = mediaPlaylist({
       entries,
       segmentDurationS: b.segmentDurationS,
-      uri: (seq) => `../segments/${r}/${seq}.ts`,
+      uri: (seq) => playlistSegmentUri.live(r, seq),
       ended: !live,
       vod: false,
     });
@@ -322,7 +326,7 @@ export class Origin {
     const text = mediaPlaylist({
       entries,
       segmentDurationS: b.segmentDurationS,
-      uri: (seq) => `../../segments/${r}/${seq}.ts`,
+      uri: (seq) => playlistSegmentUri.recording(r, seq),
       ended: true,
       vod: true,
     });

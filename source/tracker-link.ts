@@ -5,6 +5,7 @@
 import { io, type Socket } from 'socket.io-client';
 import createDebug from 'debug';
 import {
+  originPaths,
   TRACKER_PROTOCOL_VERSION,
   TypedEmitter,
   type Ack,
@@ -102,11 +103,11 @@ export class TrackerLink extends TypedEmitter<TrackerLinkEvents> {
         height: r.height,
         bandwidthBps: peakBandwidthBps(r, channel.hasAudio),
       })),
-      livePlaylist: channel.status === 'idle' ? null : `/channels/${id}/live/master.m3u8`,
+      livePlaylist: channel.status === 'idle' ? null : originPaths.liveMaster(id),
       recordings: (info.recordings as { id: string; title: string }[]).slice(0, 1000).map((r) => ({
         id: r.id,
         title: r.title,
-        master: `/channels/${id}/recordings/${r.id}/master.m3u8`,
+        master: originPaths.recordingMaster(id, r.id),
       })),
       signedAtMs: this.#lastSignedAtMs,
     });

@@ -150,7 +150,7 @@ export class Links {
     link.on('signal', (data) => {
       void tracker?.signal(remoteId, data).then(
         (ack) => {
-          if (!ack.ok) n.close('bye', `signaling refused: ${ack.error.code}`);
+          if (!ack.ok) n.destroy('bye', `signaling refused: ${ack.error.code}`);
         },
         // The tracker is unreachable: the link cannot complete and its connect timer closes it.
         () => {},
@@ -160,7 +160,7 @@ export class Links {
     this.#connectTimers.set(
       remoteId,
       clock.setTimeout(() => {
-        if (!n.open) n.close('peer-timeout', 'did not connect in time');
+        if (!n.open) n.destroy('peer-timeout', 'did not connect in time');
       }, this.#opts.connectTimeoutMs),
     );
     n.on('open', () => {
@@ -234,7 +234,7 @@ export class Links {
     if (this.#destroyed) return;
     this.#destroyed = true;
     for (const t of this.#connectTimers.values()) this.#deps.clock.clearTimeout(t);
-    for (const n of this.neighbours.values()) n.close('bye', 'leaving');
+    for (const n of this.neighbours.values()) n.destroy('bye', 'leaving');
     this.neighbours.clear();
   }
 }

@@ -128,9 +128,9 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     );
     link.on('connect', () => {
       this.#send({ type: 'hello', version: WIRE_VERSION, peerId: local.peerId, channel: local.channel });
-      // The remote's hello may arrive before our own 'connect' event.
+      // The Transport contract has 'connect' before any data, so no hello can have come yet.
       if (!this.#open)
-        this.#helloTimer = clock.setTimeout(() => this.close('peer-timeout', 'no hello'), HELLO_TIMEOUT_MS);
+        this.#helloTimer = clock.setTimeout(() => this.destroy('peer-timeout', 'no hello'), HELLO_TIMEOUT_MS);
     });
     link.on('data', (bytes) => this.#onData(bytes));
     link.on('close', (reason) => this.#onClosed(reason, undefined));
@@ -221,7 +221,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   failed(why: SupplyFailure): void {
     if (this.#closed) return;
     if (this.standing.fail(this.clock.now()))
-      this.close('peer-unresponsive', `${this.standing.failures} transfers in a row failed (last: ${why})`);
+      this.destroy('peer-unresponsive', `${this.standing.failures} transfers in a row failed (last: ${why})`);
   }
 
   sendData(requestId: number, offset: number, totalBytes: number, bytes: Uint8Array): void {
@@ -233,8 +233,11 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     this.#send({ type: 'absent', requestId, reason });
   }
 
-  /** Closes the link; with an error code, tells the neighbour why first. */
-  close(code: ByeCode, reason: string): void {
+  /**
+   * Closes the link; with an error code, tells the neighbour why first (`bye`: nothing wrong).
+   * Idempotent; emits `close` once.
+   */
+  destroy(code: ByeCode = 'bye', reason = 'destroyed'): void {
     if (this.#closed) return;
     if (this.link.connected) this.#send({ type: 'bye', code });
     this.#onClosed(reason, code === 'bye' ? undefined : code);
@@ -258,20 +261,20 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
       msg = decodeMessage(bytes);
     } catch (err) {
       const code = err instanceof WireError ? err.code : 'peer-protocol-violation';
-      return this.close(code, `malformed message: ${(err as Error).message}`);
+      return this.destroy(code, `malformed message: ${(err as Error).message}`);
     }
     if (!this.#open && msg.type !== 'hello')
-      return this.close('peer-protocol-violation', `${msg.type} before hello`);
+      return this.destroy('peer-protocol-violation', `${msg.type} before hello`);
     // Data is budgeted by what we asked for (#onChunk); everything else by a message rate.
     if (msg.type !== 'data' && !this.#messages.take(this.clock.now(), 1))
-      return this.close('peer-over-budget', `more than ${this.budget.messagesPerS} messages/s`);
+      return this.destroy('peer-over-budget', `more than ${this.budget.messagesPerS} messages/s`);
     switch (msg.type) {
       case 'hello':
-        if (this.#open) return this.close('peer-protocol-violation', 'second hello');
+        if (this.#open) return this.destroy('peer-protocol-violation', 'second hello');
         if (msg.version !== WIRE_VERSION)
-          return this.close('peer-version-mismatch', `version ${msg.version}`);
-        if (msg.channel !== this.local.channel) return this.close('peer-wrong-channel', msg.channel);
-        if (msg.peerId !== this.id) return this.close('peer-protocol-violation', 'hello from another id');
+          return this.destroy('peer-version-mismatch', `version ${msg.version}`);
+        if (msg.channel !== this.local.channel) return this.destroy('peer-wrong-channel', msg.channel);
+        if (msg.peerId !== this.id) return this.destroy('peer-protocol-violation', 'hello from another id');
         this.clock.clearTimeout(this.#helloTimer);
         this.#open = true;
         this.emit('open');
@@ -283,7 +286,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
         else for (const [a, b] of msg.ranges) set.addRange(a, b);
         if (set.rangeCount > this.budget.maxHaveRanges) {
           this.holds.delete(msg.rendition);
-          return this.close('peer-over-budget', `announcement of ${msg.rendition} too fragmented`);
+          return this.destroy('peer-over-budget', `announcement of ${msg.rendition} too fragmented`);
         }
         this.emit('have', { rendition: msg.rendition, ranges: msg.ranges, reset: msg.reset });
         return;
@@ -329,12 +332,12 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     const max = this.budget.maxUnknownRenditions;
     if (known === undefined) {
       if (this.holds.size < max) return true;
-      this.close('peer-over-budget', `announces more than ${max} renditions`);
+      this.destroy('peer-over-budget', `announces more than ${max} renditions`);
       return false;
     }
     this.#unknownRenditions.add(rendition);
     if (this.#unknownRenditions.size > max)
-      this.close(
+      this.destroy(
         'peer-protocol-violation',
         `announces ${this.#unknownRenditions.size} renditions not in the ladder`,
       );
@@ -348,9 +351,9 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
       // Never asked for: a violation. Late chunks of a request we cancelled are expected, up to what
       // the sender may have had queued; more is a neighbour pushing data at us.
       if (msg.requestId < 1 || msg.requestId >= this.#nextRequestId)
-        return this.close('peer-protocol-violation', `data for request ${msg.requestId}, never made`);
+        return this.destroy('peer-protocol-violation', `data for request ${msg.requestId}, never made`);
       this.#lateAllowance -= msg.bytes.byteLength;
-      if (this.#lateAllowance < 0) return this.close('peer-over-budget', 'data nobody asked for');
+      if (this.#lateAllowance < 0) return this.destroy('peer-over-budget', 'data nobody asked for');
       return;
     }
     const now = this.clock.now();
@@ -381,7 +384,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   #badData(d: Download, why: string): void {
     this.downloads.delete(d.requestId);
     d.reject(new DownloadAbort(why, 'bad-data'));
-    this.close('peer-protocol-violation', why);
+    this.destroy('peer-protocol-violation', why);
   }
 
   #onClosed(reason: string, code: PeerErrorCode | undefined): void {

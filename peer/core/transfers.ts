@@ -273,7 +273,7 @@ export class Transfers {
       const reason = check.code;
       this.#deps.rejected({ rendition, mediaSequence: seq, reason, ...(from && { from }) });
       // Drop the bytes; a neighbour that sent bad data is cut off; fetch again from the origin.
-      if (got.via === 'p2p') got.neighbour.close('peer-sent-bad-segment', `${rendition}/${seq}: ${reason}`);
+      if (got.via === 'p2p') got.neighbour.destroy('peer-sent-bad-segment', `${rendition}/${seq}: ${reason}`);
       if (this.has(rendition, seq)) return;
       if (got.via === 'p2p') this.startHttp(rendition, seq);
       else this.#deps.wake(BAD_HTTP_RETRY_MS);

@@ -180,7 +180,7 @@ export class UploadManager {
     const { requestId, rendition, mediaSequence } = req;
     // Only segments of the channel's ladder can be wanted.
     if (this.ladder.has(rendition) === false)
-      return neighbour.close('peer-protocol-violation', `request for ${rendition}, not in the ladder`);
+      return neighbour.destroy('peer-protocol-violation', `request for ${rendition}, not in the ladder`);
     const now = this.clock.now();
     const a = this.#account(neighbour);
     // Over its own budget (too many outstanding, or its upload allowance spent for a while): `busy`,
@@ -189,7 +189,10 @@ export class UploadManager {
     const spent = a.bucket.msUntil(now, 0) > this.opts.maxQueueWaitMs;
     if (tooMany || spent) {
       if (a.overBudget.add(now) > this.opts.maxOverBudgetRequests)
-        return neighbour.close('peer-over-budget', tooMany ? 'too many requests' : 'upload allowance spent');
+        return neighbour.destroy(
+          'peer-over-budget',
+          tooMany ? 'too many requests' : 'upload allowance spent',
+        );
       return neighbour.sendAbsent(requestId, 'busy');
     }
     // What we do not hold costs nothing but an answer.
@@ -197,7 +200,7 @@ export class UploadManager {
       return neighbour.sendAbsent(requestId, 'not-held');
     // Asking again for what it got in full: tolerated a couple of times (a retry after a cancel).
     if (a.sent.has(`${rendition}/${mediaSequence}`) && a.repeats.add(now) > this.opts.maxRepeatedSends)
-      return neighbour.close(
+      return neighbour.destroy(
         'peer-over-budget',
         `asks again for ${rendition}/${mediaSequence}, sent in full`,
       );
