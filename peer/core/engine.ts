@@ -1,12 +1,12 @@
 /**
  * The P2P engine, a facade: it wires the tracker session (tracker-session.ts), the links to
  * neighbours (links.ts), the playlist follower (playlist-follower.ts), the attestation cache
- * (attestations.ts) and the scheduler (scheduler.ts, a pure decision step), performs what the
- * scheduler decides, and owns `destroy()`. It serves `load()` demands deadline-aware: P2P when a
- * neighbour holds the segment and can deliver it in time with a safety margin, HTTP from the origin
- * otherwise, switching a slow or silent P2P transfer to HTTP in time. Every byte is verified against
- * the channel's signed attestation before it is stored, played or uploaded. Every neighbour has a
- * budget (budget.ts); bytes whose attestation cannot be had yet are held (unverified.ts).
+ * (attestations.ts), the demands (demands.ts), the transfers (transfers.ts: fetch, verify, hold,
+ * deliver) and the scheduler (scheduler.ts, a pure decision step); it performs what the scheduler
+ * decides and owns `destroy()`. It serves `load()` demands deadline-aware: P2P when a neighbour holds
+ * the segment and can deliver it in time with a safety margin, HTTP from the origin otherwise,
+ * switching a slow or silent P2P transfer to HTTP in time. Every byte is verified against the
+ * channel's signed attestation before it is stored, played or uploaded.
  *
  * Isomorphic: time, network, HTTP and the tracker session are injected (see seams.ts).
  */
@@ -24,7 +24,8 @@ import {
 import { AttestationCache } from './attestations.ts';
 import { budgetOptions, type StreamLadder } from './budget.ts';
 import { RateMeter, type Ewma } from './estimators.ts';
-import { parseMasterPlaylist } from './hls.ts';
+import { loadOriginChannel } from './origin-channel.ts';
+import { Demands } from './demands.ts';
 import { Links } from './links.ts';
 import { peerLogs, type Log, type LogComponent } from './log.ts';
 import type { Neighbour } from './neighbour.ts';
@@ -65,16 +66,6 @@ const FALLBACK_TOP_BITRATE_BPS = 8_000_000;
 const MAX_ADOPTED_BEFORE_READY = 4;
 const FALLBACK_SEGMENT_DURATION_S = 2;
 
-interface Demand {
-  rendition: string;
-  mediaSequence: number;
-  deadlineAt: number;
-  createdAt: number;
-  /** HTTP was started only after waiting for a neighbour to hold it (P2P's responsibility if late). */
-  waitedForP2p?: boolean;
-  waiters: { resolve: (r: LoadResult) => void; reject: (e: Error) => void }[];
-}
-
 export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly opts: EngineOptions;
   readonly #deps: EngineDeps;
@@ -95,7 +86,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly #playlist: PlaylistFollower;
   readonly #attestations: AttestationCache;
   readonly #session: TrackerSession | undefined;
-  readonly #demands = new Map<string, Demand>();
+  readonly #demands: Demands;
   readonly #transfers: Transfers;
   /** Rendition names of the ladder (master playlist and tracker's channel info). */
   readonly #ladderNames = new Set<string>();
@@ -123,6 +114,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     super();
     this.opts = { ...DEFAULT_ENGINE, ...opts };
     checkOptions(this.opts);
+    this.#demands = new Demands(this.opts.channel);
     this.#deps = deps;
     const o = this.opts;
     this.ladder = {
@@ -359,28 +351,16 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         'no origin URL: the tracker is unreachable and none was given',
       );
     // The channel's public key comes from the origin, never from a peer (nor from the tracker).
-    const meta = await this.#getJson(atOrigin(this.originUrl, originPaths.channelJson(this.opts.channel)));
-    const o = meta as { publicKey?: unknown; live?: { master?: unknown } | null; status?: unknown };
-    if (typeof o.publicKey !== 'string')
-      throw new EngineError('origin-unavailable', 'channel.json without a public key');
-    await this.#attestations.setKey(o.publicKey);
-    const masterUrl = this.opts.masterUrl ?? (typeof o.live?.master === 'string' ? o.live.master : undefined);
-    if (!masterUrl)
-      throw new EngineError('channel-offline', `channel ${this.opts.channel} is not broadcasting`);
-    const master = parseMasterPlaylist(await this.#getText(masterUrl), masterUrl);
-    for (const v of master.variants) this.#ladderNames.add(v.name);
-    this.variants = master.variants
-      .map((v) => ({
-        name: v.name,
-        bandwidthBps: v.bandwidthBps,
-        width: v.width,
-        height: v.height,
-        url: v.url,
-      }))
-      .sort((a, b) => a.bandwidthBps - b.bandwidthBps);
-    if (this.variants.length === 0)
-      throw new EngineError('playlist-invalid', 'master playlist without variants');
-    this.#variantUrls = new Map(master.variants.map((v) => [v.name, v.url]));
+    const channel = await loadOriginChannel(
+      (url) => this.#getText(url),
+      this.originUrl,
+      this.opts.channel,
+      this.opts.masterUrl,
+    );
+    await this.#attestations.setKey(channel.publicKey);
+    for (const v of channel.variants) this.#ladderNames.add(v.name);
+    this.variants = channel.variants;
+    this.#variantUrls = new Map(channel.variants.map((v) => [v.name, v.url]));
     const wanted =
       this.opts.rendition === 'auto' ? this.rendition || this.variants[0]!.name : this.opts.rendition;
     const playlistUrl = this.#variantUrls.get(wanted);
@@ -454,14 +434,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     if (this.#destroyed) return Promise.reject(new EngineError('destroyed', 'engine destroyed'));
     const held = this.#deps.store.get(rendition, mediaSequence);
     if (held) return Promise.resolve({ bytes: held.bytes, source: 'cache', attestation: held.attestation });
-    const key = this.#keyOf(rendition, mediaSequence);
-    let demand = this.#demands.get(key);
-    if (!demand) {
-      demand = { rendition, mediaSequence, deadlineAt, createdAt: this.#deps.clock.now(), waiters: [] };
-      this.#demands.set(key, demand);
-    }
-    demand.deadlineAt = Math.min(demand.deadlineAt, deadlineAt);
-    const p = new Promise<LoadResult>((resolve, reject) => demand.waiters.push({ resolve, reject }));
+    const p = this.#demands.want(rendition, mediaSequence, deadlineAt, this.#deps.clock.now());
     this.#scheduleTick(0);
     return p;
   }
@@ -554,7 +527,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       case 'pull':
         return this.#transfers.startHttp(rendition, seq);
       case 'http': {
-        const demand = this.#demands.get(this.#keyOf(rendition, seq));
+        const demand = this.#demands.get(rendition, seq);
         if (demand && action.waitedForP2p !== undefined) demand.waitedForP2p = action.waitedForP2p;
         return this.#transfers.startHttp(rendition, seq);
       }
@@ -586,7 +559,6 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   /** A segment verified and stored: counted, announced, and handed to whoever waits for it. */
   #delivered(d: Delivery): void {
     const { rendition, mediaSequence: seq, via, bytes, from } = d;
-    const key = this.#keyOf(rendition, seq);
     const now = this.#deps.clock.now();
     this.downloadRate.add(now, bytes.byteLength);
     if (via === 'http') this.httpBytes += bytes.byteLength;
@@ -594,7 +566,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       this.p2pBytes += bytes.byteLength;
       if (from) this.receivedFrom[from] = (this.receivedFrom[from] ?? 0) + bytes.byteLength;
     }
-    const demand = this.#demands.get(key);
+    const demand = this.#demands.get(rendition, seq);
     const late = demand !== undefined && now > demand.deadlineAt;
     this.emit('segment-loaded', {
       rendition,
@@ -612,10 +584,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         why: via === 'p2p' ? 'after deadline' : 'waited',
         ...(from && { from }),
       });
-    if (demand) {
-      this.#demands.delete(key);
-      for (const w of demand.waiters) w.resolve({ bytes, source: via, attestation: d.attestation });
-    }
+    if (demand) this.#demands.settle(demand, { bytes, source: via, attestation: d.attestation });
   }
 
   /** True when a verified segment is held (fetched and kept for neighbours). */
@@ -625,12 +594,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   /** Gives up a demand (the player moved on). */
   drop(rendition: string, mediaSequence: number): void {
-    const key = this.#keyOf(rendition, mediaSequence);
-    const demand = this.#demands.get(key);
-    if (!demand) return;
-    this.#demands.delete(key);
-    for (const w of demand.waiters) w.reject(new EngineError('dropped', 'no longer needed'));
-    this.#transfers.cancel(rendition, mediaSequence, 'dropped');
+    if (this.#demands.drop(rendition, mediaSequence))
+      this.#transfers.cancel(rendition, mediaSequence, 'dropped');
   }
 
   // ------------------------------------------------------------------ reports and stats
@@ -695,9 +660,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     this.#deps.clock.clearTimeout(this.#tickTimer);
     this.#playlist.destroy();
     this.#transfers.destroy();
-    for (const d of this.#demands.values())
-      for (const w of d.waiters) w.reject(new EngineError('destroyed', 'engine destroyed'));
-    this.#demands.clear();
+    this.#demands.rejectAll(new EngineError('destroyed', 'engine destroyed'));
     this.#links.destroy();
     this.uploads.destroy();
     this.#session?.destroy();
