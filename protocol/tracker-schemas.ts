@@ -16,7 +16,7 @@ import {
   SDP_TYPES,
   SIGNAL_LIMITS,
   TRACKER_PROTOCOL_VERSION,
-} from './tracker.ts';
+} from './tracker-constants.ts';
 
 export const channelIdSchema = z.string().regex(CHANNEL_ID_PATTERN, 'invalid channel id');
 export const renditionSchema = z.string().regex(RENDITION_NAME_PATTERN, 'invalid rendition name');
