@@ -126,6 +126,34 @@ export class ManualClock implements Clock {
     return false;
   }
 
+  /**
+   * Runs the one earliest pending timer if it is due at or before `limitMs` (time moves to its due
+   * time), and returns true; false when none is. For drivers that let promise continuations run between
+   * timers (the simulator awaits a macrotask after each), as a real event loop would.
+   */
+  runNext(limitMs = Infinity): boolean {
+    if (this.#running) throw new Error('ManualClock: runNext() called from inside a timer');
+    const next = this.#peek();
+    if (!next || next.dueMs > limitMs) return false;
+    this.#pop();
+    this.#live.delete(next.id);
+    if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
+    this.#running = true;
+    try {
+      next.fn();
+    } finally {
+      this.#running = false;
+    }
+    return true;
+  }
+
+  /** Moves time to `ms` without running anything (every pending timer must be due later). */
+  jumpTo(ms: number): void {
+    const next = this.#peek();
+    if (next && next.dueMs < ms) throw new Error('ManualClock.jumpTo: a timer is due before that time');
+    if (ms > this.#nowMs) this.#nowMs = ms;
+  }
+
   #runThrough(targetMs: number): number {
     if (this.#running) throw new Error('ManualClock: advance() called from inside a timer');
     this.#running = true;
