@@ -7,6 +7,7 @@ import { runPeerCli, PEER_HELP } from './peer.ts';
 import { runStunCli, STUN_HELP } from './stun.ts';
 import { runNatCli, NAT_HELP } from './nat.ts';
 import { runDemo, DEMO_HELP } from './demo.ts';
+import { runSimCli, SIM_HELP } from './sim.ts';
 
 const HELP = `Usage: peertv <command> [options]
 
@@ -17,6 +18,7 @@ Commands:
   stun      the STUN server (RFC 8489 Binding over UDP and TCP, RFC 5780 with --alternate)
   nat       NAT behaviour discovery: which NAT is this machine behind (RFC 5780)
   demo      the demo: a test-pattern channel on this machine
+  sim       the simulator: real engines and tracker core on a simulated network, in virtual time
 
 Run "peertv <command> --help" for a command's options.
 `;
@@ -28,6 +30,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<void>; help: s
   stun: { run: runStunCli, help: STUN_HELP },
   nat: { run: runNatCli, help: NAT_HELP },
   demo: { run: runDemo, help: DEMO_HELP },
+  sim: { run: runSimCli, help: SIM_HELP },
 };
 
 export async function main(argv: string[]): Promise<number> {

@@ -29,7 +29,7 @@ import { signedRegistration } from '../helpers/registration.ts';
 import { emptyReport } from '../helpers/tracker-clients.ts';
 import { procUsage } from './lib/machine.ts';
 import { checkFlags, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { barSvg } from './lib/svg.ts';
+import { barSvg } from '../../sim/index.ts';
 
 const BENCH = 'bench:hardening';
 const PROBES = ['tracker-floods', 'rtmp-memory', 'origin-descriptors', 'tracker-restart'] as const;

@@ -27,7 +27,7 @@ import {
 } from '../natlab/lab.ts';
 import { intFlag, parseFlags } from '../../cli/args.ts';
 import { checkFlags, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { barSvg } from './lib/svg.ts';
+import { barSvg } from '../../sim/index.ts';
 
 const { reps, fallbackReps } = checkFlags('bench:natlab', () => {
   const { values: v } = parseFlags(process.argv.slice(2), {

@@ -27,7 +27,7 @@ import {
 import { Tracker } from '../../tracker/index.ts';
 import { measureDataChannel } from './lib/datachannel.ts';
 import { progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { histogramSvg, lineSvg } from './lib/svg.ts';
+import { histogramSvg, lineSvg } from '../../sim/index.ts';
 
 const { values: flags } = parseArgs({
   options: {

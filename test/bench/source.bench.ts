@@ -22,7 +22,7 @@ import {
   type Rendition,
 } from '../../source/index.ts';
 import { mean, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { histogramSvg, lineSvg } from './lib/svg.ts';
+import { histogramSvg, lineSvg } from '../../sim/index.ts';
 
 const { values: flags } = parseArgs({
   options: {

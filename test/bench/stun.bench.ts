@@ -38,7 +38,7 @@ import {
 } from './lib/stun-load.ts';
 import { parseFlags } from '../../cli/args.ts';
 import { benchUsage, checkFlags, progress, progressDone, resultsDir } from './lib/stats.ts';
-import { histogramSvg, lineSvg, type Series } from './lib/svg.ts';
+import { histogramSvg, lineSvg, type Series } from '../../sim/index.ts';
 
 // ---------------------------------------------------------------- flags
 

@@ -50,7 +50,7 @@ import { coresBusy, cpuSnapshot, findDescendant, procUsage, TreeCpu, type ProcUs
 import { fileLimits, RpcChild } from './lib/rpc.ts';
 import { intFlag, parseFlags } from '../../cli/args.ts';
 import { benchUsage, checkFlags, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { histogramSvg, lineSvg } from './lib/svg.ts';
+import { histogramSvg, lineSvg } from '../../sim/index.ts';
 import type { SwarmViewerCommands, ViewerFigures, ViewerRole } from './lib/swarm-viewers.ts';
 
 const SCENARIOS = ['steady', 'flash-crowd', 'churn', 'poison', 'slow', 'http-only'] as const;

@@ -18,7 +18,7 @@ import { parseArgs } from 'node:util';
 import { coresBusy, cpuSnapshot } from './lib/machine.ts';
 import { ephemeralPorts, fileLimits, killAllChildren, RpcChild, type RpcEvent } from './lib/rpc.ts';
 import { mean, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { histogramSvg, lineSvg } from './lib/svg.ts';
+import { histogramSvg, lineSvg } from '../../sim/index.ts';
 import { STALL_MS, type LoopReport } from './lib/loop-watch.ts';
 import type { ClientCommands, ConnectResult, CountResult } from './lib/tracker-clients.ts';
 import type { TrackerCommands, TrackerStats } from './lib/tracker-process.ts';

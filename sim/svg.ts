@@ -1,4 +1,18 @@
-/** Dependency-free SVG charts for benchmark reports: histograms and line charts. */
+/**
+ * Dependency-free SVG charts for the simulator's and the benchmarks' reports: histograms, line and bar
+ * charts. Safe with millions of values (no spread into Math.max).
+ */
+
+const maxOf = (values: Iterable<number>, floor = -Infinity): number => {
+  let m = floor;
+  for (const v of values) if (v > m) m = v;
+  return m;
+};
+const minOf = (values: Iterable<number>, ceiling = Infinity): number => {
+  let m = ceiling;
+  for (const v of values) if (v < m) m = v;
+  return m;
+};
 
 export interface Series {
   label: string;
@@ -55,12 +69,12 @@ export function histogramSvg(p: {
   bins?: number;
 }): string {
   const bins = p.bins ?? 30;
-  const min = Math.min(0, ...p.values);
-  const max = Math.max(...p.values, min + 1e-9);
+  const min = minOf(p.values, 0);
+  const max = maxOf(p.values, min + 1e-9);
   const width = (max - min) / bins;
   const counts = new Array<number>(bins).fill(0);
   for (const v of p.values) counts[Math.min(bins - 1, Math.floor((v - min) / width))]!++;
-  const { parts, x, y } = frame(p.title, p.xLabel, 'count', min, max, Math.max(...counts));
+  const { parts, x, y } = frame(p.title, p.xLabel, 'count', min, max, maxOf(counts, 0));
   counts.forEach((c, i) => {
     const x0 = x(min + i * width);
     const x1 = x(min + (i + 1) * width);
@@ -84,9 +98,9 @@ export function lineSvg(p: {
     p.title,
     p.xLabel,
     p.yLabel,
-    Math.min(...xs),
-    Math.max(...xs),
-    Math.max(...ys) * 1.05,
+    xs.length ? minOf(xs) : 0,
+    xs.length ? maxOf(xs) : 1,
+    maxOf(ys, 0) * 1.05,
   );
   p.series.forEach((s, i) => {
     const color = s.color ?? COLORS[i % COLORS.length];
@@ -111,7 +125,7 @@ export function barSvg(p: {
   series: readonly { label: string; values: readonly number[]; color?: string }[];
 }): string {
   const n = p.categories.length;
-  const yMax = Math.max(1e-9, ...p.series.flatMap((s) => s.values.filter(Number.isFinite))) * 1.1;
+  const yMax = maxOf(p.series.flatMap((s) => s.values.filter(Number.isFinite)), 1e-9) * 1.1;
   const { parts, y } = frame(p.title, '', p.yLabel, 0, 1, yMax);
   // frame() labels a numeric x axis: cover those tick labels, the categories go there instead.
   parts.push(`<rect x="0" y="${H - M.bottom + 2}" width="${W}" height="${M.bottom - 2}" fill="white"/>`);

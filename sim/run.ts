@@ -1,0 +1,387 @@
+/**
+ * One simulation: the scenario's viewers as real engines (`PeerEngine` + `HeadlessPlayer`) on the
+ * simulated network, origin, source and in-process tracker, on one virtual clock; it schedules joins
+ * and leaves, samples the figures every simulated second and returns the records the report is made of.
+ */
+import {
+  HeadlessPlayer,
+  MemoryNetwork,
+  MemorySegmentStore,
+  PeerEngine,
+  type PeerLink,
+  type Transport,
+} from '../peer/index.ts';
+import { segmentKey, type NatType } from '../protocol/index.ts';
+import { simIntegrity } from './integrity.ts';
+import { VirtualTime } from './loop.ts';
+import { SimOrigin, SIM_ORIGIN_URL } from './origin.ts';
+import type { SegmentSpread, SimResult, SimTick, TrackerRound, ViewerRecord } from './report.ts';
+import { Rng } from './rng.ts';
+import { sample, sampleNat, type Scenario } from './scenario.ts';
+import { SimSource } from './source.ts';
+import { SimTracker } from './tracker.ts';
+
+export interface SimOptions {
+  /** Payload bytes (and every capacity) scaled by this factor, for speed (1: real sizes). */
+  byteScale: number;
+  /** Called about every simulated second. */
+  progress?: (p: { atS: number; viewers: number; offload: number; stalls: number; events: number }) => void;
+  /** Things that happen to the world at given simulated times (tests: partitions, cuts). */
+  events?: { atS: number; run: (world: SimWorld) => void }[];
+}
+
+/** What scripted events may act on. */
+export interface SimWorld {
+  network: MemoryNetwork;
+  /** Peer ids of the viewers present and joined, in joining order. */
+  peerIds(): string[];
+}
+
+export const DEFAULT_SIM: SimOptions = { byteScale: 1 };
+
+const CHANNEL = 'sim';
+/** A segment's spread is judged over the viewers present when it was published and this long after. */
+const SPREAD_WINDOW_MS = 30_000;
+const TRACKER_ROUND_MS = 5000;
+
+interface Viewer {
+  record: ViewerRecord;
+  engine: PeerEngine;
+  player: HeadlessPlayer;
+  natType: NatType;
+  uploadKbps: number;
+  downloadKbps: number;
+}
+
+/** kbit/s → bytes/s at the payload scale (Infinity stays). */
+const bytesPerS = (kbps: number, scale: number) => (Number.isFinite(kbps) ? (kbps * 1000 * scale) / 8 : Infinity);
+
+export async function simulate(scenario: Scenario, options: Partial<SimOptions> = {}): Promise<SimResult> {
+  const o = { ...DEFAULT_SIM, ...options };
+  const s = scenario;
+  const wall0 = performance.now();
+  let rssMax = process.memoryUsage().rss;
+  const time = new VirtualTime();
+  const { clock } = time;
+  const rng = new Rng(s.seed);
+  const rngs = {
+    place: rng.fork('place'),
+    capacity: rng.fork('capacity'),
+    nat: rng.fork('nat'),
+    churn: rng.fork('churn'),
+    tracker: rng.fork('tracker'),
+    jitter: rng.fork('jitter'),
+  };
+
+  // ---- the world ------------------------------------------------------------------------------
+  const source = new SimSource({
+    clock,
+    rng: rng.fork('source'),
+    channel: CHANNEL,
+    ladder: s.ladder,
+    segmentDurationS: s.segmentDurationS,
+    windowSegments: s.windowSegments,
+    byteScale: o.byteScale,
+  });
+  const origin = new SimOrigin({
+    clock,
+    rng: rng.fork('origin'),
+    source,
+    latencyMs: s.origin.latencyMs,
+    egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale),
+  });
+  const tracker = new SimTracker({
+    clock,
+    random: () => rngs.tracker.next(),
+    processingMs: s.tracker.processingMs,
+    policy: s.policy,
+    channelInfo: (id) => (id === CHANNEL ? source.channelInfo(SIM_ORIGIN_URL) : undefined),
+  });
+  // Peers on a plane: one-way latency proportional to their distance (span edge to edge).
+  const positions = new Map<string, [number, number]>();
+  const place = (id: string): [number, number] => {
+    let p = positions.get(id);
+    if (!p) positions.set(id, (p = [rngs.place.next(), rngs.place.next()]));
+    return p;
+  };
+  const network = new MemoryNetwork(clock, {
+    latencyMs: 0,
+    latencyModel: (a, b) => {
+      const [ax, ay] = place(a);
+      const [bx, by] = place(b);
+      return (Math.hypot(ax - bx, ay - by) / Math.SQRT2) * s.latencySpanMs;
+    },
+    jitterMs: s.jitterMs,
+    random: () => rngs.jitter.next(),
+    handshakeMs: s.handshakeMs,
+  });
+  if (s.turn)
+    network.addTurnRelay({
+      id: 'turn',
+      uploadBytesPerS: bytesPerS(s.turn.uploadKbps, o.byteScale),
+      latencyMs: s.turn.latencyMs,
+    });
+  source.on('attestation', (att) => tracker.pushAttestation(att));
+
+  // ---- viewers --------------------------------------------------------------------------------
+  const live = new Set<Viewer>();
+  const records: ViewerRecord[] = [];
+  const byPeerId = new Map<string, Viewer>();
+  let nextIndex = 0;
+  const latencyS: number[] = [];
+  const depths: number[] = [];
+  /** segment key → peer id → depth (recent segments only). */
+  const depthOf = new Map<string, Map<string, number>>();
+  /** segment key → when each viewer (index) got it. */
+  const arrivals = new Map<string, Map<number, number>>();
+  const spreads: SegmentSpread[] = [];
+
+  const spawn = (): Viewer => {
+    const index = nextIndex++;
+    const engineRng = rng.fork(`engine-${index}`);
+    const natType = sampleNat(s.natMix, rngs.nat);
+    const uploadKbps = sample(s.uploadKbps, rngs.capacity);
+    const downloadKbps = sample(s.downloadKbps, rngs.capacity);
+    const record: ViewerRecord = {
+      index,
+      peerId: '',
+      joinedAtMs: clock.now(),
+      leftAtMs: null,
+      rendition: s.rendition === 'auto' ? '' : s.rendition,
+      firstTier: false,
+      natType,
+      uploadKbps,
+      startupMs: null,
+      stalls: 0,
+      stallMs: 0,
+      segmentsPlayed: 0,
+      segmentsOnTime: 0,
+      httpBytes: 0,
+      p2pBytes: 0,
+      uploadedBytes: 0,
+    };
+    records.push(record);
+    const configured = new Set<string>();
+    // The engine learns its id from the tracker; its end of the network is set up on its first link.
+    const transport: Transport = {
+      createLink(opts): PeerLink {
+        if (!configured.has(opts.localId)) {
+          configured.add(opts.localId);
+          network.setUploadBandwidth(opts.localId, bytesPerS(uploadKbps, o.byteScale));
+          network.setDownloadBandwidth(opts.localId, bytesPerS(downloadKbps, o.byteScale));
+          network.setNatType(opts.localId, natType);
+        }
+        return network.transport(opts.localId).createLink(opts);
+      },
+    };
+    const engine = new PeerEngine(
+      {
+        channel: CHANNEL,
+        rendition: s.rendition,
+        kind: 'node',
+        mode: 'viewer',
+        natType,
+        originUrl: SIM_ORIGIN_URL,
+        ...(Number.isFinite(uploadKbps) && { declaredUploadKbps: Math.round(uploadKbps) }),
+      },
+      {
+        clock,
+        transport,
+        http: origin,
+        tracker: tracker.connection(`10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}`),
+        store: new MemorySegmentStore(),
+        random: () => engineRng.next(),
+        integrity: simIntegrity,
+      },
+    );
+    const player = new HeadlessPlayer(engine, { abr: s.rendition === 'auto' });
+    const v: Viewer = { record, engine, player, natType, uploadKbps, downloadKbps };
+    live.add(v);
+    player.on('playing', ({ startupMs }) => (record.startupMs ??= startupMs));
+    engine.on('joined', ({ peerId }) => {
+      record.peerId = peerId;
+      byPeerId.set(peerId, v);
+    });
+    engine.on('segment-loaded', ({ rendition, mediaSequence, source: via, from }) => {
+      const key = segmentKey({ channel: CHANNEL, rendition, mediaSequence });
+      let d = 1;
+      if (via === 'p2p' && from) d = (depthOf.get(key)?.get(from) ?? 0) + 1;
+      let m = depthOf.get(key);
+      if (!m) depthOf.set(key, (m = new Map()));
+      if (engine.peerId) m.set(engine.peerId, d);
+      depths.push(d);
+      arrivals.get(key)?.set(index, clock.now());
+    });
+    engine.start().catch(() => {
+      // Counted: a viewer that never starts shows as startupMs null in the report.
+    });
+    return v;
+  };
+
+  const leave = (v: Viewer): void => {
+    snapshot(v);
+    v.record.leftAtMs = clock.now();
+    live.delete(v);
+    byPeerId.delete(v.record.peerId);
+    v.player.destroy();
+    v.engine.destroy();
+  };
+
+  const snapshot = (v: Viewer): void => {
+    const { record: r, engine, player } = v;
+    r.firstTier = engine.firstTier;
+    r.rendition = engine.rendition || r.rendition;
+    r.stalls = player.stalls;
+    r.stallMs = player.stallMs;
+    r.segmentsPlayed = player.segmentsPlayed;
+    r.segmentsOnTime = player.segmentsOnTime;
+    r.httpBytes = engine.httpBytes;
+    r.p2pBytes = engine.p2pBytes;
+    r.uploadedBytes = engine.uploads.uploadedBytes;
+  };
+
+  // ---- spread of each segment -----------------------------------------------------------------
+  source.on('published', ({ rendition, mediaSequence, publishedAtMs }) => {
+    const key = segmentKey({ channel: CHANNEL, rendition, mediaSequence });
+    const present = [...live].filter((v) => (v.engine.rendition || v.record.rendition) === rendition);
+    arrivals.set(key, new Map());
+    clock.setTimeout(() => {
+      const got = arrivals.get(key)!;
+      arrivals.delete(key);
+      const audience = present.filter((v) => live.has(v));
+      const reachMs = audience
+        .flatMap((v) => {
+          const at = got.get(v.record.index);
+          return at === undefined ? [] : [at - publishedAtMs];
+        })
+        .sort((a, b) => a - b);
+      spreads.push({ rendition, mediaSequence, publishedAtMs, audience: audience.length, reachMs });
+      // Depths of segments this old are not needed any more.
+      depthOf.delete(key);
+    }, SPREAD_WINDOW_MS);
+  });
+
+  // ---- arrivals and departures ----------------------------------------------------------------
+  const joinAt = (i: number) => (s.joinOverS * 1000 * i) / s.peers;
+  if (s.churn.kind !== 'sessions') for (let i = 0; i < s.peers; i++) clock.setTimeout(spawn, joinAt(i));
+  if (s.churn.kind === 'replace') {
+    const { intervalS, fraction } = s.churn;
+    const churn = (): void => {
+      if (clock.now() < (s.durationS - 10) * 1000) {
+        const all = [...live];
+        const n = Math.round(all.length * fraction);
+        for (let i = 0; i < n && all.length > 0; i++) leave(all.splice(rngs.churn.int(all.length), 1)[0]!);
+        for (let i = 0; i < n; i++) clock.setTimeout(spawn, 200 * i);
+      }
+      clock.setTimeout(churn, intervalS * 1000);
+    };
+    clock.setTimeout(churn, intervalS * 1000);
+  } else if (s.churn.kind === 'sessions') {
+    const { sessionS, gapS } = s.churn;
+    // Each viewer leaves after its session; another arrives after a gap (the audience stays about the same).
+    const spawnWithSession = (): void => {
+      const v = spawn();
+      clock.setTimeout(
+        () => {
+          if (!live.has(v)) return;
+          leave(v);
+          clock.setTimeout(spawnWithSession, sample(gapS, rngs.churn) * 1000);
+        },
+        sample(sessionS, rngs.churn) * 1000,
+      );
+    };
+    for (let i = 0; i < s.peers; i++) clock.setTimeout(spawnWithSession, joinAt(i));
+  }
+
+  // ---- sampling -------------------------------------------------------------------------------
+  const ticks: SimTick[] = [];
+  const trackerRounds: TrackerRound[] = [];
+  let lastWork = tracker.work();
+  const sampleTick = (): void => {
+    let consumed = 0;
+    let p2p = 0;
+    let uploaded = 0;
+    let stalls = 0;
+    for (const r of records) {
+      if (r.leftAtMs !== null) {
+        consumed += r.httpBytes + r.p2pBytes;
+        p2p += r.p2pBytes;
+        uploaded += r.uploadedBytes;
+        stalls += r.stalls;
+      }
+    }
+    for (const v of live) {
+      consumed += v.engine.httpBytes + v.engine.p2pBytes;
+      p2p += v.engine.p2pBytes;
+      uploaded += v.engine.uploads.uploadedBytes;
+      stalls += v.player.stalls;
+      const l = v.player.latencyS;
+      if (l !== undefined && v.player.state === 'playing') latencyS.push(l);
+    }
+    const originSegmentBytes = origin.counters().segment.bytes;
+    const tick: SimTick = {
+      atS: Math.round(clock.now() / 1000),
+      viewers: live.size,
+      originSegmentBytes,
+      consumedBytes: consumed,
+      p2pBytes: p2p,
+      uploadedBytes: uploaded,
+      stalls,
+    };
+    ticks.push(tick);
+    rssMax = Math.max(rssMax, process.memoryUsage().rss);
+    o.progress?.({
+      atS: tick.atS,
+      viewers: live.size,
+      offload: consumed > 0 ? 1 - originSegmentBytes / consumed : NaN,
+      stalls,
+      events: time.events,
+    });
+    clock.setTimeout(sampleTick, 1000);
+  };
+  clock.setTimeout(sampleTick, 1000);
+  const round = (): void => {
+    const w = tracker.work();
+    trackerRounds.push({
+      atS: Math.round(clock.now() / 1000),
+      requests: w.requests - lastWork.requests,
+      pushes: w.pushes - lastWork.pushes,
+    });
+    lastWork = w;
+    clock.setTimeout(round, TRACKER_ROUND_MS);
+  };
+  clock.setTimeout(round, TRACKER_ROUND_MS);
+
+  const world: SimWorld = {
+    network,
+    peerIds: () => [...live].map((v) => v.record.peerId).filter(Boolean),
+  };
+  for (const e of o.events ?? []) clock.setTimeout(() => e.run(world), e.atS * 1000);
+
+  source.start();
+  await time.runUntil(s.durationS * 1000);
+
+  // ---- the end --------------------------------------------------------------------------------
+  for (const v of live) snapshot(v);
+  const result: SimResult = {
+    scenario: s,
+    viewers: records,
+    ticks,
+    latencyS,
+    depths,
+    spreads,
+    tracker: trackerRounds,
+    originSegmentBytes: origin.counters().segment.bytes,
+    streamBytes: source.publishedBytes(),
+    network: network.totals(),
+    run: { wallS: (performance.now() - wall0) / 1000, rssMaxBytes: rssMax, events: time.events, byteScale: o.byteScale },
+  };
+  for (const v of [...live]) {
+    v.player.destroy();
+    v.engine.destroy();
+  }
+  live.clear();
+  source.destroy();
+  tracker.destroy();
+  return result;
+}

@@ -1,0 +1,94 @@
+/**
+ * The simulator: deterministic, conserving bytes, and right where the answer is known. Small scenarios
+ * in virtual time (seconds of wall time each).
+ */
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { figures, scenarioFor, simulate, summaryLine, type SimResult } from '../../sim/index.ts';
+import { peertv } from '../helpers/process.ts';
+
+/** The result without what depends on the machine (wall time, memory). */
+const comparable = (r: SimResult) => JSON.stringify({ ...r, run: { ...r.run, wallS: 0, rssMaxBytes: 0 } });
+
+describe('simulator', () => {
+  test('the same seed gives the same run, byte for byte; another seed does not', async () => {
+    const s = scenarioFor('steady', { peers: 6, durationS: 40, seed: 7 });
+    const a = await simulate(s);
+    const b = await simulate(s);
+    assert.equal(comparable(a), comparable(b));
+    const c = await simulate({ ...s, seed: 8 });
+    assert.notEqual(comparable(a), comparable(c));
+  });
+
+  test('one viewer alone plays everything from the origin: offload 0, no stall, bytes conserved', async () => {
+    const r = await simulate(scenarioFor('steady', { peers: 1, durationS: 40 }));
+    const f = figures(r);
+    const [v] = r.viewers;
+    assert.ok(v && v.startupMs !== null, 'it started');
+    assert.equal(v.p2pBytes, 0);
+    assert.ok(v.segmentsPlayed >= 10, `played ${v.segmentsPlayed}`);
+    assert.equal(f.stalls, 0);
+    assert.equal(f.continuity, 1);
+    assert.equal(f.offload, 0);
+    // What the origin served as segments is what the viewer counted from HTTP (nothing aborted).
+    assert.equal(r.originSegmentBytes, v.httpBytes);
+    assert.equal(r.network.sentBytes, 0);
+  });
+
+  test('two viewers: the second gets its segments from the first once both are in', async () => {
+    const r = await simulate(scenarioFor('steady', { peers: 2, durationS: 60, joinOverS: 2 }));
+    const f = figures(r);
+    assert.equal(f.stalls, 0);
+    const [a, b] = r.viewers;
+    assert.ok(a && b);
+    const fed = [a, b].find((v) => !v.firstTier)!;
+    const feeder = [a, b].find((v) => v.firstTier)!;
+    assert.ok(fed && feeder, 'one of them is the first tier');
+    assert.ok(fed.p2pBytes > 0.7 * (fed.p2pBytes + fed.httpBytes), `P2P share ${fed.p2pBytes}/${fed.httpBytes}`);
+    assert.ok(feeder.uploadedBytes >= fed.p2pBytes);
+    // Conservation: every byte sent over the network arrived or was discarded by a close.
+    assert.equal(r.network.sentBytes, r.network.receivedBytes + r.network.discardedBytes);
+    assert.ok(f.depth.max >= 2, 'segments went one hop beyond the origin');
+  });
+
+  test('a partition between the two viewers: the fed one falls back to HTTP without a stall; P2P resumes after it heals', async () => {
+    let cut: [string, string] | undefined;
+    const r = await simulate(scenarioFor('steady', { peers: 2, durationS: 120, joinOverS: 2 }), {
+      events: [
+        {
+          atS: 30,
+          run: (w) => {
+            const [x, y] = w.peerIds();
+            if (x && y) w.network.partition(x, y), (cut = [x, y]);
+          },
+        },
+        { atS: 60, run: (w) => cut && w.network.heal(cut[0], cut[1]) },
+      ],
+    });
+    assert.ok(cut, 'both were there to cut');
+    const f = figures(r);
+    assert.equal(f.stalls, 0);
+    assert.equal(f.continuity, 1);
+    const tick = (atS: number) => r.ticks.find((t) => t.atS === atS)!;
+    // P2P bytes grew before the cut and again in the last stretch after the heal.
+    assert.ok(tick(30).p2pBytes > 0);
+    assert.ok(tick(120).p2pBytes > tick(90).p2pBytes, 'P2P resumed after the heal');
+  });
+
+  test('npm run sim prints the one-line summary last and writes the report', async () => {
+    const out = await peertv(['sim', '--peers', '4', '--duration', '20', '--out', '/tmp/peertv-sim-smoke'], { timeoutMs: 120_000 });
+    assert.equal(out.code, 0, out.stderr);
+    const last = out.stdout.trim().split('\n').at(-1)!;
+    assert.match(
+      last,
+      /^offload=\S+ continuity=\S+ stalls=\d+ startup_p95_s=\S+ latency_p50_s=\S+ peers=4 speed=\S+x scenario=steady policy=random$/,
+    );
+    void summaryLine;
+  });
+
+  test('bad flags are refused in one line', async () => {
+    const out = await peertv(['sim', '--peers', '0']);
+    assert.equal(out.code, 2);
+    assert.match(out.stderr.trim(), /^peertv sim: --peers must be from 1 to 100000/);
+  });
+});
