@@ -16,6 +16,15 @@ export const DEFAULT_LADDER: readonly Rendition[] = [
   { name: '360p', width: 640, height: 360, videoKbps: 600, audioKbps: 64 },
 ];
 
+/**
+ * A lighter ladder for benchmarks and calibration runs on a small machine (`npm run bench -- --light`,
+ * the simulator's `light` ladder): 480p and 240p.
+ */
+export const LIGHT_LADDER: readonly Rendition[] = [
+  { name: '480p', width: 854, height: 480, videoKbps: 1200, audioKbps: 96 },
+  { name: '240p', width: 426, height: 240, videoKbps: 400, audioKbps: 64 },
+];
+
 export const X264_PRESETS = [
   'ultrafast',
   'superfast',

@@ -5,15 +5,16 @@
  */
 import {
   checkAttestationFor,
-  importChannelKey,
   parseAttestation,
   segmentKey,
-  verifyAttestationSignature,
   type Attestation,
   type AttestationErrorCode,
 } from '../../protocol/index.ts';
+import type { Integrity, RecordVerifier } from './seams.ts';
 
 export interface AttestationCacheDeps {
+  /** Checks signatures (WebCrypto in the product, a stand-in in the simulator). */
+  integrity: Integrity;
   /** GET a JSON document (rejects on failure). */
   getJson(url: string): Promise<unknown>;
   /** Where a segment's attestation lives on the origin. */
@@ -25,7 +26,7 @@ export interface AttestationCacheDeps {
 export class AttestationCache {
   readonly #channel: string;
   readonly #deps: AttestationCacheDeps;
-  #key: CryptoKey | undefined;
+  #key: RecordVerifier | undefined;
   readonly #records = new Map<string, Attestation>();
   readonly #pending = new Map<string, Promise<Attestation | undefined>>();
 
@@ -40,7 +41,7 @@ export class AttestationCache {
   }
 
   async setKey(publicKey: string): Promise<void> {
-    this.#key = await importChannelKey(publicKey);
+    this.#key = await this.#deps.integrity.importKey(publicKey);
   }
 
   #keyOf(rendition: string, mediaSequence: number): string {
@@ -99,7 +100,7 @@ export class AttestationCache {
   async #verify(att: Attestation, id: { rendition: string; mediaSequence: number }): Promise<boolean> {
     if (!this.#key) return false;
     const about = checkAttestationFor(att, { channel: this.#channel, ...id });
-    const signed = about.ok ? await verifyAttestationSignature(att, this.#key) : about;
+    const signed = about.ok ? await this.#key.verify(att) : about;
     if (!signed.ok)
       this.#deps.rejected({ rendition: id.rendition, mediaSequence: id.mediaSequence, reason: signed.code });
     return signed.ok;

@@ -14,7 +14,7 @@ import {
 } from '../../protocol/index.ts';
 import type { BudgetOptions } from './budget.ts';
 import type { SegmentStore } from './segment-store.ts';
-import type { Clock, HttpFetcher, LinkRoute, TrackerConnection, Transport } from './seams.ts';
+import type { Clock, HttpFetcher, Integrity, LinkRoute, TrackerConnection, Transport } from './seams.ts';
 import type { UploadOptions } from './upload.ts';
 
 export interface EngineOptions {
@@ -117,6 +117,11 @@ export interface EngineDeps {
   store: SegmentStore;
   /** Uniform in [0, 1): jitter of retries (default Math.random; tests inject their own). */
   random?: () => number;
+  /**
+   * How signatures and segment bytes are checked (default `webCryptoIntegrity`, integrity.ts: Ed25519 and
+   * SHA-256 through WebCrypto). The simulator injects a cheap deterministic one.
+   */
+  integrity?: Integrity;
 }
 
 export interface Variant {

@@ -24,6 +24,7 @@ import {
 import { AttestationCache } from './attestations.ts';
 import { budgetOptions, type StreamLadder } from './budget.ts';
 import { RateMeter, type Ewma } from './estimators.ts';
+import { webCryptoIntegrity } from './integrity.ts';
 import { loadOriginChannel } from './origin-channel.ts';
 import { Demands } from './demands.ts';
 import { Links } from './links.ts';
@@ -142,7 +143,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       { ...o.upload, capKbps: o.uploadCapKbps },
       this.ladder,
     );
+    const integrity = deps.integrity ?? webCryptoIntegrity;
     this.#attestations = new AttestationCache(o.channel, {
+      integrity,
       getJson: (url) => this.#getJson(url),
       recordUrl: (rendition, seq) => attestationUrlOf(this.#segmentUrl(rendition, seq)),
       rejected: (info) => {
@@ -155,6 +158,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       http: deps.http,
       store: deps.store,
       attestations: this.#attestations,
+      integrity,
       channel: o.channel,
       hold: {
         maxEntries: o.unverifiedHoldSegments,

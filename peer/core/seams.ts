@@ -6,7 +6,9 @@
 import type {
   Ack,
   Attestation,
+  AttestationBody,
   ChannelInfo,
+  Check,
   IceServer,
   JoinRequest,
   JoinResult,
@@ -123,6 +125,28 @@ export interface HttpFetcher {
     url: string,
     opts?: { signal?: AbortSignal; onProgress?: (chunkBytes: number) => void },
   ): Promise<HttpResponse>;
+}
+
+/** Checks the signed records of one channel key (see {@link Integrity.importKey}). */
+export interface RecordVerifier {
+  /** Whether `att` is signed by the channel key: ok, or `attestation-signature-invalid`/`-malformed`. */
+  verify(att: Attestation): Promise<Check>;
+}
+
+/**
+ * How records and bytes are checked: Ed25519 signatures and SHA-256 through WebCrypto in the product
+ * ({@link webCryptoIntegrity}, integrity.ts); a cheap deterministic stand-in in the simulator, whose
+ * promises resolve at once (WebCrypto resolves off the event loop, which breaks determinism). Either
+ * way every record and every byte goes through it before it is stored, played or uploaded.
+ */
+export interface Integrity {
+  /** The verifier of a channel's public key (base64url, as channel.json serves it); rejects a bad key. */
+  importKey(publicKey: string): Promise<RecordVerifier>;
+  /**
+   * Whether `bytes` are the segment `att` describes: ok, `segment-length-mismatch` or
+   * `segment-hash-mismatch` (as protocol's `checkSegmentBytes`).
+   */
+  checkBytes(att: AttestationBody, bytes: Uint8Array): Promise<Check>;
 }
 
 export type TrackerConnectionEvents = {

@@ -6,14 +6,14 @@
  * It performs what the scheduler decides (start HTTP, request from a neighbour, switch to HTTP) and
  * decides nothing itself; the engine is told what was delivered, rejected or failed.
  */
-import { checkSegmentBytes, segmentKey, type Attestation } from '../../protocol/index.ts';
+import { segmentKey, type Attestation } from '../../protocol/index.ts';
 import type { AttestationCache } from './attestations.ts';
 import { EngineError, type EngineEvents, type SegmentSourceKind } from './engine-options.ts';
 import { Ewma } from './estimators.ts';
 import { DownloadAbort, type Download, type Neighbour } from './neighbour.ts';
 import type { TransferView } from './scheduler.ts';
 import type { SegmentStore } from './segment-store.ts';
-import type { Clock, HttpFetcher } from './seams.ts';
+import type { Clock, HttpFetcher, Integrity } from './seams.ts';
 import { UnverifiedHold, type UnverifiedHoldOptions } from './unverified.ts';
 
 /** A segment being fetched: from the origin (abortable), or from a neighbour (a download). */
@@ -41,6 +41,8 @@ export interface TransfersDeps {
   http: HttpFetcher;
   store: SegmentStore;
   attestations: AttestationCache;
+  /** Checks bytes against their record (WebCrypto's SHA-256 in the product). */
+  integrity: Integrity;
   channel: string;
   hold: UnverifiedHoldOptions;
   /** Where a segment is fetched from over HTTP. */
@@ -267,7 +269,7 @@ export class Transfers {
   async #accept(got: Transfer, bytes: Uint8Array, att: Attestation): Promise<void> {
     const { rendition, mediaSequence: seq } = got;
     const from = got.via === 'p2p' ? got.neighbour.id : undefined;
-    const check = await checkSegmentBytes(att, bytes);
+    const check = await this.#deps.integrity.checkBytes(att, bytes);
     if (this.#destroyed) return;
     if (!check.ok) {
       const reason = check.code;

@@ -30,6 +30,7 @@ import type { Browser, CDPSession } from 'playwright-core';
 import {
   channelSettings,
   DEFAULT_LADDER,
+  LIGHT_LADDER,
   parseLadder,
   SourceChannel,
   TrackerLink,
@@ -56,7 +57,6 @@ import type { SwarmViewerCommands, ViewerFigures, ViewerRole } from './lib/swarm
 const SCENARIOS = ['steady', 'flash-crowd', 'churn', 'poison', 'slow', 'http-only'] as const;
 type Scenario = (typeof SCENARIOS)[number];
 const PAGES: readonly ViewerPageKind[] = ['watch', 'embed', 'bare'];
-const LIGHT_LADDER = '480p:854x480:1200:96,240p:426x240:400:64';
 const root = path.resolve(import.meta.dirname, '../..');
 
 function usage(message: string): never {
@@ -123,11 +123,7 @@ const staggerMs = int(
 );
 let ladder: readonly Rendition[];
 try {
-  ladder = flags.ladder
-    ? parseLadder(flags.ladder)
-    : flags.light
-      ? parseLadder(LIGHT_LADDER)
-      : DEFAULT_LADDER;
+  ladder = flags.ladder ? parseLadder(flags.ladder) : flags.light ? LIGHT_LADDER : DEFAULT_LADDER;
 } catch (err) {
   usage((err as Error).message);
 }
