@@ -72,7 +72,7 @@ export interface SimResult {
   originSegmentBytes: number;
   streamBytes: Record<string, number>;
   /** P2P bytes sent and received over the simulated network (conservation). */
-  network: { sentBytes: number; receivedBytes: number; discardedBytes: number };
+  network: { sentBytes: number; receivedBytes: number; discardedBytes: number; inFlightBytes: number };
   run: { wallS: number; rssMaxBytes: number; events: number; byteScale: number };
 }
 
@@ -162,7 +162,8 @@ export function figures(r: SimResult) {
       ),
     },
     conservation: {
-      networkBalanced: r.network.sentBytes === r.network.receivedBytes + r.network.discardedBytes,
+      networkBalanced:
+        r.network.sentBytes === r.network.receivedBytes + r.network.discardedBytes + r.network.inFlightBytes,
     },
     speed: r.run.wallS > 0 ? r.scenario.durationS / r.run.wallS : NaN,
     rssMaxMB: r.run.rssMaxBytes / 2 ** 20,

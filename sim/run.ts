@@ -11,11 +11,12 @@ import {
   type PeerLink,
   type Transport,
 } from '../peer/index.ts';
-import { segmentKey, type NatType } from '../protocol/index.ts';
+import { originPaths, segmentKey, type ChannelInfo, type NatType } from '../protocol/index.ts';
+import { peakBandwidthBps } from '../source/index.ts';
 import { simIntegrity } from './integrity.ts';
 import { VirtualTime } from './loop.ts';
-import { SimOrigin, SIM_ORIGIN_URL } from './origin.ts';
-import type { SegmentSpread, SimResult, SimTick, TrackerRound, ViewerRecord } from './report.ts';
+import { SimOrigin } from './origin.ts';
+import type { SegmentSpread, SimResult, SimTick, ViewerRecord } from './report.ts';
 import { Rng } from './rng.ts';
 import { sample, sampleNat, type Scenario } from './scenario.ts';
 import { SimSource } from './source.ts';
@@ -40,9 +41,9 @@ export interface SimWorld {
 export const DEFAULT_SIM: SimOptions = { byteScale: 1 };
 
 const CHANNEL = 'sim';
+const ORIGIN_URL = 'http://origin.sim';
 /** A segment's spread is judged over the viewers present when it was published and this long after. */
 const SPREAD_WINDOW_MS = 30_000;
-const TRACKER_ROUND_MS = 5000;
 
 interface Viewer {
   record: ViewerRecord;
@@ -69,34 +70,27 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     capacity: rng.fork('capacity'),
     nat: rng.fork('nat'),
     churn: rng.fork('churn'),
-    tracker: rng.fork('tracker'),
     jitter: rng.fork('jitter'),
   };
 
   // ---- the world ------------------------------------------------------------------------------
-  const source = new SimSource({
-    clock,
-    rng: rng.fork('source'),
+  const source = new SimSource(clock, rng, {
     channel: CHANNEL,
     ladder: s.ladder,
     segmentDurationS: s.segmentDurationS,
-    windowSegments: s.windowSegments,
+    playlistWindow: s.windowSegments,
     byteScale: o.byteScale,
   });
-  const origin = new SimOrigin({
+  const origin = new SimOrigin(
     clock,
-    rng: rng.fork('origin'),
-    source,
-    latencyMs: s.origin.latencyMs,
-    egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale),
-  });
-  const tracker = new SimTracker({
-    clock,
-    random: () => rngs.tracker.next(),
-    processingMs: s.tracker.processingMs,
-    policy: s.policy,
-    channelInfo: (id) => (id === CHANNEL ? source.channelInfo(SIM_ORIGIN_URL) : undefined),
-  });
+    { originUrl: ORIGIN_URL, latencyMs: s.origin.latencyMs, egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale) },
+    rng.fork('origin'),
+  );
+  origin.addChannel(source);
+  const tracker = new SimTracker(
+    { policy: s.policy, processingDelayMs: s.tracker.processingMs },
+    { clock, rng, channelInfo: (id) => (id === CHANNEL ? channelInfo(source, live.size) : undefined) },
+  );
   // Peers on a plane: one-way latency proportional to their distance (span edge to edge).
   const positions = new Map<string, [number, number]>();
   const place = (id: string): [number, number] => {
@@ -121,7 +115,13 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       uploadBytesPerS: bytesPerS(s.turn.uploadKbps, o.byteScale),
       latencyMs: s.turn.latencyMs,
     });
-  source.on('attestation', (att) => tracker.pushAttestation(att));
+  const streamBytes: Record<string, number> = {};
+  source.on('published', (records) => {
+    for (const att of records) {
+      streamBytes[att.rendition] = (streamBytes[att.rendition] ?? 0) + att.byteLength;
+      tracker.pushAttestation(att);
+    }
+  });
 
   // ---- viewers --------------------------------------------------------------------------------
   const live = new Set<Viewer>();
@@ -181,14 +181,14 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
         kind: 'node',
         mode: 'viewer',
         natType,
-        originUrl: SIM_ORIGIN_URL,
+        originUrl: ORIGIN_URL,
         ...(Number.isFinite(uploadKbps) && { declaredUploadKbps: Math.round(uploadKbps) }),
       },
       {
         clock,
         transport,
         http: origin,
-        tracker: tracker.connection(`10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}`),
+        tracker: tracker.connect({ ip: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}` }),
         store: new MemorySegmentStore(),
         random: () => engineRng.next(),
         integrity: simIntegrity,
@@ -241,7 +241,10 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   };
 
   // ---- spread of each segment -----------------------------------------------------------------
-  source.on('published', ({ rendition, mediaSequence, publishedAtMs }) => {
+  source.on('published', (records) => {
+    for (const att of records) spreadOf(att.rendition, att.mediaSequence, clock.now());
+  });
+  function spreadOf(rendition: string, mediaSequence: number, publishedAtMs: number): void {
     const key = segmentKey({ channel: CHANNEL, rendition, mediaSequence });
     const present = [...live].filter((v) => (v.engine.rendition || v.record.rendition) === rendition);
     arrivals.set(key, new Map());
@@ -259,7 +262,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       // Depths of segments this old are not needed any more.
       depthOf.delete(key);
     }, SPREAD_WINDOW_MS);
-  });
+  }
 
   // ---- arrivals and departures ----------------------------------------------------------------
   const joinAt = (i: number) => (s.joinOverS * 1000 * i) / s.peers;
@@ -295,8 +298,6 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
 
   // ---- sampling -------------------------------------------------------------------------------
   const ticks: SimTick[] = [];
-  const trackerRounds: TrackerRound[] = [];
-  let lastWork = tracker.work();
   const sampleTick = (): void => {
     let consumed = 0;
     let p2p = 0;
@@ -318,7 +319,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       const l = v.player.latencyS;
       if (l !== undefined && v.player.state === 'playing') latencyS.push(l);
     }
-    const originSegmentBytes = origin.counters().segment.bytes;
+    const originSegmentBytes = origin.counters()[CHANNEL]?.segment.bytes ?? 0;
     const tick: SimTick = {
       atS: Math.round(clock.now() / 1000),
       viewers: live.size,
@@ -340,15 +341,6 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     clock.setTimeout(sampleTick, 1000);
   };
   clock.setTimeout(sampleTick, 1000);
-  const round = (): void => {
-    const w = tracker.work();
-    trackerRounds.push({
-      atS: Math.round(clock.now() / 1000),
-      requests: w.requests - lastWork.requests,
-      pushes: w.pushes - lastWork.pushes,
-    });
-    lastWork = w;
-    clock.setTimeout(round, TRACKER_ROUND_MS);
   };
   clock.setTimeout(round, TRACKER_ROUND_MS);
 
@@ -370,9 +362,13 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     latencyS,
     depths,
     spreads,
-    tracker: trackerRounds,
-    originSegmentBytes: origin.counters().segment.bytes,
-    streamBytes: source.publishedBytes(),
+    tracker: tracker.rounds().map((t) => ({
+      atS: Math.round(t.atMs / 1000),
+      requests: t.joins + t.joinsRefused + t.reports + t.reportsRefused + t.signals + t.signalsRefused + t.complaints + t.leaves,
+      pushes: t.neighbourPushes + t.signalPushes + t.attestationPushes + t.channelPushes,
+    })),
+    originSegmentBytes: origin.counters()[CHANNEL]?.segment.bytes ?? 0,
+    streamBytes,
     network: network.totals(),
     run: { wallS: (performance.now() - wall0) / 1000, rssMaxBytes: rssMax, events: time.events, byteScale: o.byteScale },
   };
@@ -382,6 +378,29 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   }
   live.clear();
   source.destroy();
+  origin.destroy();
   tracker.destroy();
   return result;
+}
+
+/** The directory entry of the simulated channel, as the tracker hands it to a joining peer. */
+function channelInfo(source: SimSource, viewers: number): ChannelInfo {
+  return {
+    id: source.channel,
+    title: source.opts.title,
+    status: source.status,
+    originUrl: ORIGIN_URL,
+    publicKey: source.publicKey,
+    segmentDurationS: source.opts.segmentDurationS,
+    renditions: source.ladder.map((r) => ({
+      name: r.name,
+      width: r.width,
+      height: r.height,
+      bandwidthBps: peakBandwidthBps(r, source.opts.hasAudio),
+    })),
+    livePlaylist: source.status === 'idle' ? null : originPaths.liveMaster(source.channel),
+    recordings: [],
+    viewers,
+    offload: null,
+  };
 }
