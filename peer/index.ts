@@ -23,7 +23,15 @@ export { MemoryNetwork } from './core/memory-transport.ts';
 export { UploadManager, DEFAULT_UPLOAD, type UploadOptions } from './core/upload.ts';
 export { Neighbour } from './core/neighbour.ts';
 export { parseMasterPlaylist, parseMediaPlaylist } from './core/hls.ts';
-export type { Clock, HttpFetcher, LinkRoute, PeerLink, Transport, TrackerConnection } from './core/seams.ts';
+export type {
+  Clock,
+  HttpFetcher,
+  LinkRoute,
+  PeerLink,
+  Transport,
+  TrackerConnection,
+  TrackerConnectionEvents,
+} from './core/seams.ts';
 export { realClock } from './platform/clock.ts';
 export { fetchHttp, createHttpFetcher } from './platform/http.ts';
 export { SimplePeerTransport, loopbackCandidatesOnly } from './platform/simple-peer-transport.ts';
