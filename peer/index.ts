@@ -34,6 +34,7 @@ export type {
   TimerHandle,
   Transport,
   TrackerConnection,
+  TrackerConnectionEvents,
 } from './core/seams.ts';
 export { webCryptoIntegrity } from './core/integrity.ts';
 export { realClock } from './platform/clock.ts';

@@ -5,6 +5,7 @@ export {
   type SessionOptions,
   type SessionDeps,
   type SessionEvents,
+  type SessionMetrics,
   type PeerHandle,
   type PeerSession,
   type PeerPlace,
@@ -12,6 +13,15 @@ export {
   type JoinOrder,
   type LeaveReason,
 } from './sessions.ts';
+export {
+  realTrackerClock,
+  peerIdFrom,
+  type TrackerClock,
+  type TrackerTimer,
+  type RandomSource,
+} from './clock.ts';
+export { answer, parseInput, parseJoin, peerRequests } from './requests.ts';
+export { PushQueue, type NeighbourChanges } from './push-queue.ts';
 export { Overlay, type OverlayOptions, type NotifyNeighbours } from './overlay.ts';
 export { iceServersFor, type TurnOptions } from './turn.ts';
 export { TrackerMetrics } from './metrics.ts';
@@ -25,6 +35,7 @@ export {
   type PeerRecord,
   type ChannelRecord,
   type ChannelPin,
+  type MemoryTrackerStoreOptions,
 } from './store.ts';
 export { StatsKeeper, offloadOver, uploadRateOver, DEFAULT_STATS, type StatsOptions } from './stats.ts';
 export { TokenBucket, KeyedBuckets } from './rate-limit.ts';

@@ -2,6 +2,7 @@
  * The overlay policy seam: who should connect to whom, and which peers form the first tier that
  * pulls fresh segments from the origin. The baseline is random with caps; Chandelier plugs in here.
  */
+import type { RandomSource } from './clock.ts';
 import type { PeerRecord, TrackerStore } from './store.ts';
 
 export interface PolicyContext {
@@ -37,7 +38,11 @@ export class RandomPolicy implements OverlayPolicy {
   readonly name = 'random';
   readonly #opts: RandomPolicyOptions;
 
-  constructor(opts: Partial<RandomPolicyOptions> = {}) {
+  constructor(
+    opts: Partial<RandomPolicyOptions> = {},
+    /** Picks of the first tier (Math.random by default; the simulator's is seeded). */
+    private readonly random: RandomSource = Math.random,
+  ) {
     this.#opts = { ...DEFAULT_RANDOM_POLICY, ...opts };
     if (!Number.isInteger(this.#opts.firstTierPerRendition) || this.#opts.firstTierPerRendition < 1)
       throw new RangeError('firstTierPerRendition must be a positive integer');
@@ -78,7 +83,7 @@ export class RandomPolicy implements OverlayPolicy {
       const keep = list.filter((p) => p.firstTier).slice(0, this.#opts.firstTierPerRendition);
       const rest = list.filter((p) => !p.firstTier);
       while (keep.length < this.#opts.firstTierPerRendition && rest.length > 0)
-        keep.push(rest.splice(Math.floor(Math.random() * rest.length), 1)[0]!);
+        keep.push(rest.splice(Math.floor(this.random() * rest.length), 1)[0]!);
       for (const p of keep) tier.add(p.id);
     }
     return tier;

@@ -3,6 +3,8 @@
  * rendition switches, top-ups) reaches it as one `neighbours` message, whatever the number of changes.
  * The latest word about each neighbour wins (added then removed in one window: removed).
  */
+import { realTrackerClock, type TrackerClock, type TrackerTimer } from './clock.ts';
+
 export interface NeighbourChanges {
   add: string[];
   remove: string[];
@@ -10,13 +12,15 @@ export interface NeighbourChanges {
 
 export class PushQueue {
   readonly #pending = new Map<string, Map<string, 'add' | 'remove'>>();
-  #timer: NodeJS.Timeout | undefined;
+  #timer: TrackerTimer | undefined;
   #closed = false;
 
   constructor(
     /** Sends one peer's coalesced changes (also called with none, for a first-tier change alone). */
     private readonly send: (peerId: string, changes: NeighbourChanges) => void,
     private readonly delayMs = 20,
+    /** Timers (the global ones by default; the simulator's virtual clock). */
+    private readonly clock: Pick<TrackerClock, 'setTimeout' | 'clearTimeout'> = realTrackerClock,
   ) {}
 
   add(peerId: string, add: readonly string[], remove: readonly string[]): void {
@@ -25,7 +29,7 @@ export class PushQueue {
     if (!m) this.#pending.set(peerId, (m = new Map()));
     for (const id of remove) m.set(id, 'remove');
     for (const id of add) m.set(id, 'add');
-    this.#timer ??= setTimeout(() => this.flush(), this.delayMs);
+    this.#timer ??= this.clock.setTimeout(() => this.flush(), this.delayMs);
   }
 
   /** Drops what is pending for a peer that left. */
@@ -34,7 +38,7 @@ export class PushQueue {
   }
 
   flush(): void {
-    clearTimeout(this.#timer);
+    this.clock.clearTimeout(this.#timer);
     this.#timer = undefined;
     const batch = [...this.#pending];
     this.#pending.clear();
@@ -48,7 +52,7 @@ export class PushQueue {
   /** Drops what is pending and sends nothing more. Idempotent. */
   destroy(): void {
     this.#closed = true;
-    clearTimeout(this.#timer);
+    this.clock.clearTimeout(this.#timer);
     this.#pending.clear();
   }
 }

@@ -19,7 +19,7 @@ import {
   type SignalRequest,
   type z,
 } from '../protocol/index.ts';
-import type { TrackerMetrics } from './metrics.ts';
+import { peerIdFrom, realTrackerClock, type RandomSource, type TrackerClock } from './clock.ts';
 import { Overlay } from './overlay.ts';
 import type { OverlayPolicy } from './policy.ts';
 import { PushQueue, type NeighbourChanges } from './push-queue.ts';
@@ -96,17 +96,39 @@ export const DEFAULT_SESSIONS: SessionOptions = {
   pushCoalesceMs: 20,
 };
 
+/**
+ * The counters the core keeps (a `TrackerMetrics` has them; the simulator may pass no-ops, since
+ * a prom-client counter costs more than the work it counts).
+ */
+export interface SessionMetrics {
+  joins: { inc(labels: { channel: string }): void };
+  leaves: { inc(labels: { reason: LeaveReason }): void };
+  signals: { inc(): void };
+  rateLimited: { inc(labels: { event: string }): void };
+  quarantined: { inc(): void };
+}
+
 export interface SessionDeps {
   store: TrackerStore;
   policy: OverlayPolicy;
   reputation: Reputation;
-  metrics: TrackerMetrics;
+  metrics: SessionMetrics;
   /** The channel as a joining peer gets it. */
   channelInfo(id: string): Promise<ChannelInfo | undefined>;
   /** ICE servers handed to a peer that joins. */
   iceServersFor(peerId: string): IceServer[];
-  /** Wall clock in ms (Date.now by default). */
+  /**
+   * Time and timers (push coalescing, rate limits, timestamps, timeouts): the real ones by default,
+   * the simulator's virtual clock there.
+   */
+  clock?: TrackerClock;
+  /** Wall clock in ms, over `clock.wallNow` (Date.now by default). */
   now?: () => number;
+  /**
+   * Uniform in [0, 1): peer ids are drawn from it when given (the simulator's seeded generator);
+   * by default they come from `crypto.randomBytes`.
+   */
+  random?: RandomSource;
 }
 
 export type SessionEvents = {
@@ -122,6 +144,8 @@ export class Sessions extends TypedEmitter<SessionEvents> {
   readonly overlay: Overlay;
   readonly #deps: SessionDeps;
   readonly #now: () => number;
+  readonly #clock: TrackerClock;
+  readonly #newPeerId: () => string;
   readonly #byPeer = new Map<string, PeerSession>();
   readonly #pushes: PushQueue;
   #destroyed = false;
@@ -140,8 +164,15 @@ export class Sessions extends TypedEmitter<SessionEvents> {
       throw new RangeError('rendition switch limits must be positive');
     this.#deps = deps;
     this.store = deps.store;
-    this.#now = deps.now ?? Date.now;
-    this.#pushes = new PushQueue((id, changes) => void this.#sendNeighbours(id, changes), o.pushCoalesceMs);
+    const clock = (this.#clock = deps.clock ?? realTrackerClock);
+    this.#now = deps.now ?? (() => clock.wallNow());
+    const random = deps.random;
+    this.#newPeerId = random ? () => peerIdFrom(random) : () => crypto.randomBytes(12).toString('base64url');
+    this.#pushes = new PushQueue(
+      (id, changes) => void this.#sendNeighbours(id, changes),
+      o.pushCoalesceMs,
+      clock,
+    );
     this.overlay = new Overlay(deps.store, deps.policy, o, (id, add, remove) =>
       this.#pushes.add(id, add, remove),
     );
@@ -155,7 +186,11 @@ export class Sessions extends TypedEmitter<SessionEvents> {
       channel: undefined,
       rendition: undefined,
       joining: false,
-      switches: new TokenBucket(this.opts.renditionSwitchesPerMinute / 60, this.opts.renditionSwitchBurst),
+      switches: new TokenBucket(
+        this.opts.renditionSwitchesPerMinute / 60,
+        this.opts.renditionSwitchBurst,
+        () => this.#clock.now(),
+      ),
     };
   }
 
@@ -202,7 +237,7 @@ export class Sessions extends TypedEmitter<SessionEvents> {
     }
     const now = this.#now();
     const peer: PeerRecord = {
-      id: crypto.randomBytes(12).toString('base64url'),
+      id: this.#newPeerId(),
       channel: req.channel,
       kind: req.kind,
       mode: req.mode,

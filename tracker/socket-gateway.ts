@@ -10,14 +10,8 @@ import createDebug from 'debug';
 import { Server as IoServer, type Socket } from 'socket.io';
 import {
   channelRegistrationSchema,
-  describeIssue,
-  joinRequestSchema,
   originCountersSchema,
   parseAttestation,
-  peerComplaintSchema,
-  peerReportSchema,
-  signalRequestSchema,
-  TRACKER_PROTOCOL_VERSION,
   watchRequestSchema,
   type Ack,
   type ChannelInfo,
@@ -28,11 +22,11 @@ import {
   type OriginCounters,
   type ServerToClientEvents,
   type TrackerErrorCode,
-  type z,
 } from '../protocol/index.ts';
 import type { TrackerMetrics } from './metrics.ts';
 import { KeyedBuckets, TokenBucket } from './rate-limit.ts';
 import { Refusal } from './refusal.ts';
+import { answer, parseInput as parse, parseJoin, peerRequests } from './requests.ts';
 import type { PeerHandle, PeerSession, Sessions } from './sessions.ts';
 
 const debug = createDebug('peertv:tracker:socket');
@@ -109,12 +103,6 @@ function replyTo(args: readonly unknown[], ack: Ack<object>): void {
   } catch {
     /* a client's broken ack must not hurt the tracker */
   }
-}
-
-function parse<S extends z.ZodType>(schema: S, payload: unknown): z.infer<S> {
-  const r = schema.safeParse(payload);
-  if (!r.success) throw new Refusal('invalid-input', describeIssue(r.error));
-  return r.data;
 }
 
 export class SocketGateway {
@@ -269,27 +257,22 @@ export class SocketGateway {
     const handle = (event: string, fn: (payload: unknown) => Promise<object | void>) => {
       socket.on(event as keyof ClientToServerEvents, async (...args: unknown[]) => {
         const ack = typeof args.at(-1) === 'function' ? (args.pop() as (a: Ack<object>) => void) : undefined;
-        const reply = (a: Ack<object>) => replyTo(ack ? [ack] : [], a);
-        try {
-          const result = await fn(args[0]);
-          reply({ ok: true, ...(result ?? {}) });
-        } catch (err) {
-          if (err instanceof Refusal) {
-            this.#deps.rejected(event, err.code, err.message, socket.data.ip);
-            reply({ ok: false, error: { code: err.code, message: err.message } });
-          } else {
-            debug('handler %s failed: %s', event, (err as Error).stack);
-            reply({ ok: false, error: { code: 'internal', message: 'internal error' } });
-          }
-        }
+        const answered = await answer(
+          () => fn(args[0]),
+          (err) => {
+            if (err instanceof Refusal) this.#deps.rejected(event, err.code, err.message, socket.data.ip);
+            else debug('handler %s failed: %s', event, (err as Error).stack);
+          },
+        );
+        replyTo(ack ? [ack] : [], answered);
       });
     };
     const session = socket.data.session;
     handle('join', (p) => this.#join(socket, p));
-    handle('report', (p) => sessions.report(session, parse(peerReportSchema, p)));
-    handle('signal', (p) => sessions.signal(session, parse(signalRequestSchema, p)));
-    handle('leave', () => sessions.leave(session, 'leave'));
-    handle('report-peer', (p) => sessions.complain(session, parse(peerComplaintSchema, p)));
+    handle('report', (p) => peerRequests.report(sessions, session, p));
+    handle('signal', (p) => peerRequests.signal(sessions, session, p));
+    handle('leave', () => peerRequests.leave(sessions, session));
+    handle('report-peer', (p) => peerRequests['report-peer'](sessions, session, p));
     handle('source:register', (p) => this.#sourceRegister(socket, p));
     handle('source:attestation', (p) => this.#sourceAttestation(socket, p));
     handle('source:counters', (p) => this.#sourceCounters(socket, p));
@@ -320,13 +303,8 @@ export class SocketGateway {
   // ---------------------------------------------------------------- events
 
   async #join(socket: IoSocket, payload: unknown): Promise<object> {
-    if (typeof payload === 'object' && payload !== null && 'protocolVersion' in payload)
-      if ((payload as { protocolVersion: unknown }).protocolVersion !== TRACKER_PROTOCOL_VERSION)
-        throw new Refusal('version-mismatch', `this tracker speaks protocol ${TRACKER_PROTOCOL_VERSION}`);
-    const req = parse(joinRequestSchema, payload);
     const session = socket.data.session;
-    if (session.peerId || session.joining)
-      throw new Refusal('already-joined', 'this connection already joined');
+    const req = parseJoin(session, payload);
     if (socket.data.sourceOf)
       throw new Refusal('already-joined', 'a source connection cannot join as a peer');
     return this.#deps.sessions.join(session, req);

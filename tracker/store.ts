@@ -4,6 +4,7 @@
  * id is pinned to) is the one durable part: kept in a file when a path is given.
  */
 import { z } from 'zod';
+import type { RandomSource } from './clock.ts';
 import { DurableJsonFile } from './durable-file.ts';
 import type {
   ChannelRegistration,
@@ -123,7 +124,11 @@ export class MemoryTrackerStore implements TrackerStore {
   readonly #links = new Map<string, Set<string>>();
   readonly #departed = new Map<string, ByteTotals>();
 
-  constructor(opts: Partial<MemoryTrackerStoreOptions> = {}) {
+  constructor(
+    opts: Partial<MemoryTrackerStoreOptions> = {},
+    /** Draws of `samplePeers` (Math.random by default; the simulator's is seeded). */
+    private readonly random: RandomSource = Math.random,
+  ) {
     if (opts.pinFile) {
       this.#pinFile = new DurableJsonFile(opts.pinFile, () => ({
         version: 1 as const,
@@ -219,13 +224,13 @@ export class MemoryTrackerStore implements TrackerStore {
     const chosen = new Set<number>();
     // Random probes first (cheap for big swarms), then a full scan from a random offset.
     for (let tries = 0; tries < n * 4 && out.length < n && chosen.size < ids.length; tries++) {
-      const i = Math.floor(Math.random() * ids.length);
+      const i = Math.floor(this.random() * ids.length);
       if (chosen.has(i)) continue;
       chosen.add(i);
       const p = this.#peers.get(ids[i]!)!;
       if (accept(p)) out.push(p);
     }
-    const start = Math.floor(Math.random() * ids.length);
+    const start = Math.floor(this.random() * ids.length);
     for (let k = 0; k < ids.length && out.length < n; k++) {
       const i = (start + k) % ids.length;
       if (chosen.has(i)) continue;
