@@ -64,7 +64,8 @@ export async function runSimCli(argv: string[]): Promise<void> {
   if (f.seed !== undefined) overrides.seed = intFlag('seed', f.seed, 1, 0, 2 ** 31);
   if (f.policy !== undefined) overrides.policy = f.policy;
   if (f.ladder !== undefined) {
-    if (f.ladder !== 'light' && f.ladder !== 'default') throw new UsageError('--ladder must be light or default');
+    if (f.ladder !== 'light' && f.ladder !== 'default')
+      throw new UsageError('--ladder must be light or default');
     overrides.ladder = f.ladder;
   }
   const byteScale = scaleFlag(f['byte-scale']);

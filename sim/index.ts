@@ -10,7 +10,15 @@ export {
   type Scenario,
   type Distribution,
 } from './scenario.ts';
-export { figures, markdown, plots, summaryLine, quantile, type SimResult, type SimFigures } from './report.ts';
+export {
+  figures,
+  markdown,
+  plots,
+  summaryLine,
+  quantile,
+  type SimResult,
+  type SimFigures,
+} from './report.ts';
 export { histogramSvg, lineSvg, barSvg, type Series } from './svg.ts';
 export { Rng } from './rng.ts';
 export { VirtualTime } from './loop.ts';

@@ -131,7 +131,8 @@ export function figures(r: SimResult) {
     stalledViewers: v.filter((x) => x.stalls > 0).length,
     rebufferRatio: watchedS > 0 ? stallS / (watchedS + stallS) : NaN,
     startupS: p50p95(v.flatMap((x) => (x.startupMs === null ? [] : [x.startupMs / 1000]))),
-    neverStarted: v.filter((x) => x.startupMs === null && (x.leftAtMs ?? Infinity) - x.joinedAtMs > 10_000).length,
+    neverStarted: v.filter((x) => x.startupMs === null && (x.leftAtMs ?? Infinity) - x.joinedAtMs > 10_000)
+      .length,
     latencyS: p50p95(r.latencyS),
     upload: {
       copiesP50: quantile(copies, 0.5),
@@ -149,7 +150,11 @@ export function figures(r: SimResult) {
       p95: quantile(r.depths, 0.95),
       max: r.depths.reduce((a, b) => Math.max(a, b), 0),
     },
-    reachS: { p50Of50: quantile(reach(0.5), 0.5), p50Of99: quantile(reach(0.99), 0.5), p95Of99: quantile(reach(0.99), 0.95) },
+    reachS: {
+      p50Of50: quantile(reach(0.5), 0.5),
+      p50Of99: quantile(reach(0.99), 0.5),
+      p95Of99: quantile(reach(0.99), 0.95),
+    },
     tracker: {
       requestsPerRoundP50: quantile(
         r.tracker.map((t) => t.requests),
@@ -190,8 +195,14 @@ export function markdown(r: SimResult, f: SimFigures): string {
   const rows: [string, string][] = [
     ['offload (1 − origin segment bytes / bytes consumed)', pct(f.offload)],
     ['offload, second half of the run', `${pct(f.steadyOffload)} (limit ${pct(f.physicalLimit)})`],
-    ['continuity (segments ready before their deadline)', `${f3(f.continuity)} (${f.segmentsPlayed} segments)`],
-    ['stalls / stall time / rebuffer ratio', `${f.stalls} / ${f.stallS.toFixed(1)} s / ${f3(f.rebufferRatio)}`],
+    [
+      'continuity (segments ready before their deadline)',
+      `${f3(f.continuity)} (${f.segmentsPlayed} segments)`,
+    ],
+    [
+      'stalls / stall time / rebuffer ratio',
+      `${f.stalls} / ${f.stallS.toFixed(1)} s / ${f3(f.rebufferRatio)}`,
+    ],
     ['viewers that stalled', `${f.stalledViewers} of ${f.viewers}`],
     ['startup p50 / p95', `${f2(f.startupS.p50)} / ${f2(f.startupS.p95)} s`],
     ['latency behind newest segment p50 / p95', `${f2(f.latencyS.p50)} / ${f2(f.latencyS.p95)} s`],
@@ -201,7 +212,10 @@ export function markdown(r: SimResult, f: SimFigures): string {
     ],
     ['share of upload by the top 1 % of uploaders', pct(f.upload.top1PctShare)],
     ['viewers that uploaded nothing', `${f.upload.idle}`],
-    ['depth of delivery mean / p50 / p95 / max', `${f2(f.depth.mean)} / ${f.depth.p50} / ${f.depth.p95} / ${f.depth.max}`],
+    [
+      'depth of delivery mean / p50 / p95 / max',
+      `${f2(f.depth.mean)} / ${f.depth.p50} / ${f.depth.p95} / ${f.depth.max}`,
+    ],
     [
       'time for a segment to reach 50 % / 99 % of viewers (median over segments)',
       `${f2(f.reachS.p50Of50)} / ${f2(f.reachS.p50Of99)} s (p95 of 99 %: ${f2(f.reachS.p95Of99)} s)`,
@@ -239,11 +253,18 @@ export function plots(r: SimResult): Record<string, string> {
   const windowed: [number, number][] = [];
   for (let i = window; i < t.length; i++) {
     const c = t[i]!.consumedBytes - t[i - window]!.consumedBytes;
-    if (c > 0) windowed.push([t[i]!.atS, 100 * (1 - (t[i]!.originSegmentBytes - t[i - window]!.originSegmentBytes) / c)]);
+    if (c > 0)
+      windowed.push([
+        t[i]!.atS,
+        100 * (1 - (t[i]!.originSegmentBytes - t[i - window]!.originSegmentBytes) / c),
+      ]);
   }
   const egress: [number, number][] = [];
   for (let i = 1; i < t.length; i++)
-    egress.push([t[i]!.atS, ((t[i]!.originSegmentBytes - t[i - 1]!.originSegmentBytes) * 8) / 1000 / r.run.byteScale]);
+    egress.push([
+      t[i]!.atS,
+      ((t[i]!.originSegmentBytes - t[i - 1]!.originSegmentBytes) * 8) / 1000 / r.run.byteScale,
+    ]);
   const copies = r.viewers
     .map((x) => x.uploadedBytes / (r.streamBytes[x.rendition] ?? NaN))
     .filter(Number.isFinite);
@@ -255,7 +276,9 @@ export function plots(r: SimResult): Record<string, string> {
       series: [
         {
           label: 'cumulative',
-          points: t.filter((x) => x.consumedBytes > 0).map((x) => [x.atS, 100 * (1 - x.originSegmentBytes / x.consumedBytes)]),
+          points: t
+            .filter((x) => x.consumedBytes > 0)
+            .map((x) => [x.atS, 100 * (1 - x.originSegmentBytes / x.consumedBytes)]),
         },
         { label: `last ${window} s`, points: windowed },
       ],
@@ -266,8 +289,27 @@ export function plots(r: SimResult): Record<string, string> {
       yLabel: 'kbit/s',
       series: [{ label: 'origin', points: egress }],
     }),
-    'upload-copies.svg': histogramSvg({ title: 'Upload per viewer', xLabel: 'stream copies uploaded', values: copies }),
-    'depth.svg': histogramSvg({ title: 'Depth at which segments reached viewers', xLabel: 'hops from the origin', values: r.depths, bins: Math.max(1, Math.min(30, r.depths.reduce((a, b) => Math.max(a, b), 0))) }),
-    'latency.svg': histogramSvg({ title: 'Latency behind the newest segment', xLabel: 's', values: r.latencyS }),
+    'upload-copies.svg': histogramSvg({
+      title: 'Upload per viewer',
+      xLabel: 'stream copies uploaded',
+      values: copies,
+    }),
+    'depth.svg': histogramSvg({
+      title: 'Depth at which segments reached viewers',
+      xLabel: 'hops from the origin',
+      values: r.depths,
+      bins: Math.max(
+        1,
+        Math.min(
+          30,
+          r.depths.reduce((a, b) => Math.max(a, b), 0),
+        ),
+      ),
+    }),
+    'latency.svg': histogramSvg({
+      title: 'Latency behind the newest segment',
+      xLabel: 's',
+      values: r.latencyS,
+    }),
   };
 }

@@ -41,6 +41,8 @@ export interface SimWorld {
 export const DEFAULT_SIM: SimOptions = { byteScale: 1 };
 
 const CHANNEL = 'sim';
+/** The stream runs this many segments before the first viewer arrives (the bench waits for it too). */
+const WARMUP_SEGMENTS = 3;
 const ORIGIN_URL = 'http://origin.sim';
 /** A segment's spread is judged over the viewers present when it was published and this long after. */
 const SPREAD_WINDOW_MS = 30_000;
@@ -55,7 +57,8 @@ interface Viewer {
 }
 
 /** kbit/s → bytes/s at the payload scale (Infinity stays). */
-const bytesPerS = (kbps: number, scale: number) => (Number.isFinite(kbps) ? (kbps * 1000 * scale) / 8 : Infinity);
+const bytesPerS = (kbps: number, scale: number) =>
+  Number.isFinite(kbps) ? (kbps * 1000 * scale) / 8 : Infinity;
 
 export async function simulate(scenario: Scenario, options: Partial<SimOptions> = {}): Promise<SimResult> {
   const o = { ...DEFAULT_SIM, ...options };
@@ -64,6 +67,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   let rssMax = process.memoryUsage().rss;
   const time = new VirtualTime();
   const { clock } = time;
+  const t0 = WARMUP_SEGMENTS * s.segmentDurationS * 1000;
   const rng = new Rng(s.seed);
   const rngs = {
     place: rng.fork('place'),
@@ -83,7 +87,11 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   });
   const origin = new SimOrigin(
     clock,
-    { originUrl: ORIGIN_URL, latencyMs: s.origin.latencyMs, egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale) },
+    {
+      originUrl: ORIGIN_URL,
+      latencyMs: s.origin.latencyMs,
+      egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale),
+    },
     rng.fork('origin'),
   );
   origin.addChannel(source);
@@ -116,7 +124,13 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       latencyMs: s.turn.latencyMs,
     });
   const streamBytes: Record<string, number> = {};
+  // The source registers its channel once it is live (as the real one does), then viewers arrive.
+  let registered = false;
   source.on('published', (records) => {
+    if (!registered) {
+      registered = true;
+      void tracker.registerChannel(channelInfo(source, 0));
+    }
     for (const att of records) {
       streamBytes[att.rendition] = (streamBytes[att.rendition] ?? 0) + att.byteLength;
       tracker.pushAttestation(att);
@@ -265,12 +279,12 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   }
 
   // ---- arrivals and departures ----------------------------------------------------------------
-  const joinAt = (i: number) => (s.joinOverS * 1000 * i) / s.peers;
+  const joinAt = (i: number) => t0 + (s.joinOverS * 1000 * i) / s.peers;
   if (s.churn.kind !== 'sessions') for (let i = 0; i < s.peers; i++) clock.setTimeout(spawn, joinAt(i));
   if (s.churn.kind === 'replace') {
     const { intervalS, fraction } = s.churn;
     const churn = (): void => {
-      if (clock.now() < (s.durationS - 10) * 1000) {
+      if (clock.now() < t0 + (s.durationS - 10) * 1000) {
         const all = [...live];
         const n = Math.round(all.length * fraction);
         for (let i = 0; i < n && all.length > 0; i++) leave(all.splice(rngs.churn.int(all.length), 1)[0]!);
@@ -278,7 +292,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       }
       clock.setTimeout(churn, intervalS * 1000);
     };
-    clock.setTimeout(churn, intervalS * 1000);
+    clock.setTimeout(churn, t0 + intervalS * 1000);
   } else if (s.churn.kind === 'sessions') {
     const { sessionS, gapS } = s.churn;
     // Each viewer leaves after its session; another arrives after a gap (the audience stays about the same).
@@ -298,6 +312,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
 
   // ---- sampling -------------------------------------------------------------------------------
   const ticks: SimTick[] = [];
+  /** Simulated seconds since the first viewer could arrive (figures are over this phase). */
+  const atS = () => Math.round((clock.now() - t0) / 1000);
   const sampleTick = (): void => {
     let consumed = 0;
     let p2p = 0;
@@ -321,7 +337,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     }
     const originSegmentBytes = origin.counters()[CHANNEL]?.segment.bytes ?? 0;
     const tick: SimTick = {
-      atS: Math.round(clock.now() / 1000),
+      atS: atS(),
       viewers: live.size,
       originSegmentBytes,
       consumedBytes: consumed,
@@ -340,18 +356,16 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     });
     clock.setTimeout(sampleTick, 1000);
   };
-  clock.setTimeout(sampleTick, 1000);
-  };
-  clock.setTimeout(round, TRACKER_ROUND_MS);
+  clock.setTimeout(sampleTick, t0 + 1000);
 
   const world: SimWorld = {
     network,
     peerIds: () => [...live].map((v) => v.record.peerId).filter(Boolean),
   };
-  for (const e of o.events ?? []) clock.setTimeout(() => e.run(world), e.atS * 1000);
+  for (const e of o.events ?? []) clock.setTimeout(() => e.run(world), t0 + e.atS * 1000);
 
   source.start();
-  await time.runUntil(s.durationS * 1000);
+  await time.runUntil(t0 + s.durationS * 1000);
 
   // ---- the end --------------------------------------------------------------------------------
   for (const v of live) snapshot(v);
@@ -363,14 +377,27 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     depths,
     spreads,
     tracker: tracker.rounds().map((t) => ({
-      atS: Math.round(t.atMs / 1000),
-      requests: t.joins + t.joinsRefused + t.reports + t.reportsRefused + t.signals + t.signalsRefused + t.complaints + t.leaves,
+      atS: Math.round((t.atMs - t0) / 1000),
+      requests:
+        t.joins +
+        t.joinsRefused +
+        t.reports +
+        t.reportsRefused +
+        t.signals +
+        t.signalsRefused +
+        t.complaints +
+        t.leaves,
       pushes: t.neighbourPushes + t.signalPushes + t.attestationPushes + t.channelPushes,
     })),
     originSegmentBytes: origin.counters()[CHANNEL]?.segment.bytes ?? 0,
     streamBytes,
     network: network.totals(),
-    run: { wallS: (performance.now() - wall0) / 1000, rssMaxBytes: rssMax, events: time.events, byteScale: o.byteScale },
+    run: {
+      wallS: (performance.now() - wall0) / 1000,
+      rssMaxBytes: rssMax,
+      events: time.events,
+      byteScale: o.byteScale,
+    },
   };
   for (const v of [...live]) {
     v.player.destroy();

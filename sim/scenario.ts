@@ -100,7 +100,11 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
   sessions: {
     name: 'sessions',
     // Heavy-tailed session lengths, as measured in deployed P2P live systems (Weibull, shape < 1).
-    churn: { kind: 'sessions', sessionS: { kind: 'weibull', shape: 0.6, scale: 300 }, gapS: { kind: 'exponential', mean: 5 } },
+    churn: {
+      kind: 'sessions',
+      sessionS: { kind: 'weibull', shape: 0.6, scale: 300 },
+      gapS: { kind: 'exponential', mean: 5 },
+    },
   },
   heterogeneous: {
     name: 'heterogeneous',
@@ -120,7 +124,13 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
   },
   'nat-mix': {
     name: 'nat-mix',
-    natMix: { open: 0.1, 'full-cone': 0.2, 'restricted-cone': 0.2, 'port-restricted-cone': 0.3, symmetric: 0.2 },
+    natMix: {
+      open: 0.1,
+      'full-cone': 0.2,
+      'restricted-cone': 0.2,
+      'port-restricted-cone': 0.3,
+      symmetric: 0.2,
+    },
     turn: { uploadKbps: 100_000, latencyMs: 20 },
     latencySpanMs: 80,
     handshakeMs: 300,
@@ -129,7 +139,13 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
   abr: {
     name: 'abr',
     rendition: 'auto',
-    downloadKbps: { kind: 'classes', classes: [ { share: 0.5, value: 1000 }, { share: 0.5, value: 20_000 } ] },
+    downloadKbps: {
+      kind: 'classes',
+      classes: [
+        { share: 0.5, value: 1000 },
+        { share: 0.5, value: 20_000 },
+      ],
+    },
   },
 };
 
@@ -140,12 +156,13 @@ export class ScenarioError extends Error {}
 /** The preset `name` with `overrides` applied, validated. */
 export function scenarioFor(name: string, overrides: Partial<Scenario> = {}): Scenario {
   const preset = PRESETS[name];
-  if (!preset) throw new ScenarioError(`unknown scenario ${JSON.stringify(name)} (one of ${SCENARIO_NAMES.join(', ')})`);
+  if (!preset)
+    throw new ScenarioError(`unknown scenario ${JSON.stringify(name)} (one of ${SCENARIO_NAMES.join(', ')})`);
   const s: Scenario = { ...steady, name, ...preset, ...overrides };
+  // The bench's steady pace (one viewer every 500 ms), over at most the first third of the run.
   if (overrides.joinOverS === undefined && preset.joinOverS === undefined)
-    s.joinOverS = Math.max(1, s.peers * 0.5); // the bench's steady pace: one viewer every 500 ms
-  if (name === 'flash-crowd' && overrides.joinOverS === undefined)
-    s.joinOverS = s.peers <= 100 ? 10 : 60;
+    s.joinOverS = Math.max(1, Math.min(s.peers * 0.5, s.durationS / 3));
+  if (name === 'flash-crowd' && overrides.joinOverS === undefined) s.joinOverS = s.peers <= 100 ? 10 : 60;
   validateScenario(s);
   return s;
 }
@@ -191,12 +208,15 @@ export function validateDistribution(d: Distribution, what: string): void {
       return check(positive(d.shape) && positive(d.scale), `${what}: shape and scale must be > 0`);
     case 'classes': {
       check(Array.isArray(d.classes) && d.classes.length > 0, `${what}: classes must be a non-empty list`);
-      for (const c of d.classes) check(nonNegative(c.share) && positive(c.value), `${what}: share ≥ 0, value > 0`);
+      for (const c of d.classes)
+        check(nonNegative(c.share) && positive(c.value), `${what}: share ≥ 0, value > 0`);
       const sum = d.classes.reduce((s, c) => s + c.share, 0);
       return check(Math.abs(sum - 1) < 1e-6, `${what}: shares must sum to 1 (got ${sum})`);
     }
     default:
-      throw new ScenarioError(`${what}: unknown distribution ${JSON.stringify((d as { kind: unknown }).kind)}`);
+      throw new ScenarioError(
+        `${what}: unknown distribution ${JSON.stringify((d as { kind: unknown }).kind)}`,
+      );
   }
 }
 
@@ -238,8 +258,14 @@ export function validateScenario(s: Scenario): void {
   check(nonNegative(s.jitterMs), 'jitterMs must be ≥ 0');
   check(nonNegative(s.handshakeMs), 'handshakeMs must be ≥ 0');
   if (s.turn !== null)
-    check(positive(s.turn.uploadKbps) && nonNegative(s.turn.latencyMs), 'turn: uploadKbps > 0, latencyMs ≥ 0');
-  check(nonNegative(s.origin.latencyMs) && positive(s.origin.egressKbps), 'origin: latencyMs ≥ 0, egressKbps > 0');
+    check(
+      positive(s.turn.uploadKbps) && nonNegative(s.turn.latencyMs),
+      'turn: uploadKbps > 0, latencyMs ≥ 0',
+    );
+  check(
+    nonNegative(s.origin.latencyMs) && positive(s.origin.egressKbps),
+    'origin: latencyMs ≥ 0, egressKbps > 0',
+  );
   check(nonNegative(s.tracker.processingMs), 'tracker processingMs must be ≥ 0');
 }
 

@@ -125,7 +125,11 @@ export function barSvg(p: {
   series: readonly { label: string; values: readonly number[]; color?: string }[];
 }): string {
   const n = p.categories.length;
-  const yMax = maxOf(p.series.flatMap((s) => s.values.filter(Number.isFinite)), 1e-9) * 1.1;
+  const yMax =
+    maxOf(
+      p.series.flatMap((s) => s.values.filter(Number.isFinite)),
+      1e-9,
+    ) * 1.1;
   const { parts, y } = frame(p.title, '', p.yLabel, 0, 1, yMax);
   // frame() labels a numeric x axis: cover those tick labels, the categories go there instead.
   parts.push(`<rect x="0" y="${H - M.bottom + 2}" width="${W}" height="${M.bottom - 2}" fill="white"/>`);

@@ -4,7 +4,7 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { figures, scenarioFor, simulate, summaryLine, type SimResult } from '../../sim/index.ts';
+import { figures, scenarioFor, simulate, type SimResult } from '../../sim/index.ts';
 import { peertv } from '../helpers/process.ts';
 
 /** The result without what depends on the machine (wall time, memory). */
@@ -44,10 +44,16 @@ describe('simulator', () => {
     const fed = [a, b].find((v) => !v.firstTier)!;
     const feeder = [a, b].find((v) => v.firstTier)!;
     assert.ok(fed && feeder, 'one of them is the first tier');
-    assert.ok(fed.p2pBytes > 0.7 * (fed.p2pBytes + fed.httpBytes), `P2P share ${fed.p2pBytes}/${fed.httpBytes}`);
+    assert.ok(
+      fed.p2pBytes > 0.7 * (fed.p2pBytes + fed.httpBytes),
+      `P2P share ${fed.p2pBytes}/${fed.httpBytes}`,
+    );
     assert.ok(feeder.uploadedBytes >= fed.p2pBytes);
     // Conservation: every byte sent over the network arrived or was discarded by a close.
-    assert.equal(r.network.sentBytes, r.network.receivedBytes + r.network.discardedBytes + r.network.inFlightBytes);
+    assert.equal(
+      r.network.sentBytes,
+      r.network.receivedBytes + r.network.discardedBytes + r.network.inFlightBytes,
+    );
     assert.ok(f.depth.max >= 2, 'segments went one hop beyond the origin');
   });
 
@@ -59,10 +65,17 @@ describe('simulator', () => {
           atS: 30,
           run: (w) => {
             const [x, y] = w.peerIds();
-            if (x && y) w.network.partition(x, y), (cut = [x, y]);
+            if (!x || !y) return;
+            w.network.partition(x, y);
+            cut = [x, y];
           },
         },
-        { atS: 60, run: (w) => cut && w.network.heal(cut[0], cut[1]) },
+        {
+          atS: 60,
+          run: (w) => {
+            if (cut) w.network.heal(cut[0], cut[1]);
+          },
+        },
       ],
     });
     assert.ok(cut, 'both were there to cut');
@@ -76,14 +89,15 @@ describe('simulator', () => {
   });
 
   test('npm run sim prints the one-line summary last and writes the report', async () => {
-    const out = await peertv(['sim', '--peers', '4', '--duration', '20', '--out', '/tmp/peertv-sim-smoke'], { timeoutMs: 120_000 });
+    const out = await peertv(['sim', '--peers', '4', '--duration', '20', '--out', '/tmp/peertv-sim-smoke'], {
+      timeoutMs: 120_000,
+    });
     assert.equal(out.code, 0, out.stderr);
     const last = out.stdout.trim().split('\n').at(-1)!;
     assert.match(
       last,
       /^offload=\S+ continuity=\S+ stalls=\d+ startup_p95_s=\S+ latency_p50_s=\S+ peers=4 speed=\S+x scenario=steady policy=random$/,
     );
-    void summaryLine;
   });
 
   test('bad flags are refused in one line', async () => {
