@@ -423,7 +423,10 @@ function channelInfo(source: SimSource, viewers: number): ChannelInfo {
       name: r.name,
       width: r.width,
       height: r.height,
-      bandwidthBps: peakBandwidthBps(r, source.opts.hasAudio),
+      bandwidthBps: Math.max(
+        1,
+        Math.round(peakBandwidthBps(r, source.opts.hasAudio) * source.opts.byteScale),
+      ),
     })),
     livePlaylist: source.status === 'idle' ? null : originPaths.liveMaster(source.channel),
     recordings: [],

@@ -238,7 +238,13 @@ export class SimSource extends TypedEmitter<SimSourceEvents> {
   masterPlaylist(): Uint8Array {
     this.#master ??= encoder.encode(
       masterPlaylist({
-        ladder: this.ladder,
+        // Bitrates scaled like the payloads, so every byte-based decision of the engine (expected
+        // sizes, upload allowances in multiples of the top bitrate) stays what it is at full scale.
+        ladder: this.ladder.map((r) => ({
+          ...r,
+          videoKbps: r.videoKbps * this.opts.byteScale,
+          audioKbps: r.audioKbps * this.opts.byteScale,
+        })),
         fps: this.opts.fps,
         hasAudio: this.opts.hasAudio,
         uri: (r) => `${r}.m3u8`,

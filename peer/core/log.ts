@@ -18,15 +18,26 @@ const MAX_NAMESPACES = 32;
 /** A log factory for one peer whose id may change (`peerId()` is read at each line). */
 export function peerLogs(peerId: () => string): (component: LogComponent) => Log {
   const loggers = new Map<string, createDebug.Debugger>();
-  return (component) =>
-    (formatter, ...args) => {
-      const namespace = `peertv:peer:${peerId() || 'new'}:${component}`;
-      let d = loggers.get(namespace);
-      if (!d) {
-        if (loggers.size >= MAX_NAMESPACES) loggers.clear();
-        d = createDebug(namespace);
-        loggers.set(namespace, d);
+  const loggerFor = (namespace: string): createDebug.Debugger => {
+    let d = loggers.get(namespace);
+    if (!d) {
+      if (loggers.size >= MAX_NAMESPACES) loggers.clear();
+      d = createDebug(namespace);
+      loggers.set(namespace, d);
+    }
+    return d;
+  };
+  return (component) => {
+    // The logger of the current id, looked up again only when the id changed (hot paths log often).
+    let id: string | undefined;
+    let d: createDebug.Debugger | undefined;
+    return (formatter, ...args) => {
+      const now = peerId() || 'new';
+      if (now !== id || !d) {
+        id = now;
+        d = loggerFor(`peertv:peer:${now}:${component}`);
       }
       if (d.enabled) d(formatter, ...args);
     };
+  };
 }
