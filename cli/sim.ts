@@ -33,6 +33,8 @@ Options:
   --out DIR              where the report goes
 `;
 
+const MAX_SCENARIO_FILE_BYTES = 64 * 1024;
+
 function scaleFlag(value: string | undefined): number {
   if (value === undefined) return 1;
   const m = /^1\/(\d{1,4})$/.exec(value) ?? /^(1)$/.exec(value);
@@ -75,6 +77,9 @@ export async function runSimCli(argv: string[]): Promise<void> {
       if (f.scenario !== undefined) throw new UsageError('give --scenario or --scenario-file, not both');
       let text: string;
       try {
+        // A scenario is a few hundred bytes; anything much larger is not one.
+        if (fs.statSync(f['scenario-file']).size > MAX_SCENARIO_FILE_BYTES)
+          throw new Error(`larger than ${MAX_SCENARIO_FILE_BYTES} bytes`);
         text = fs.readFileSync(f['scenario-file'], 'utf8');
       } catch (err) {
         throw new UsageError(`--scenario-file: ${(err as Error).message}`);

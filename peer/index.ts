@@ -19,6 +19,7 @@ export {
 } from './core/player.ts';
 export { MemorySegmentStore, type SegmentStore } from './core/segment-store.ts';
 export { ManualClock } from './core/clock.ts';
+export { MinHeap } from './core/heap.ts';
 export { MemoryNetwork } from './core/memory-transport.ts';
 export { UploadManager, DEFAULT_UPLOAD, type UploadOptions } from './core/upload.ts';
 export { Neighbour } from './core/neighbour.ts';

@@ -32,7 +32,7 @@ import {
   TypedEmitter,
 } from '../protocol/index.ts';
 import type { ByteKind, ChannelCounters } from '../source/index.ts';
-import type { Clock, HttpFetcher, HttpResponse, TimerHandle } from '../peer/index.ts';
+import { MinHeap, type Clock, type HttpFetcher, type HttpResponse, type TimerHandle } from '../peer/index.ts';
 import type { Rng } from './rng.ts';
 import type { SimSource } from './source.ts';
 
@@ -120,7 +120,10 @@ export class SimOrigin extends TypedEmitter<SimOriginEvents> implements HttpFetc
   readonly #channelJson = new Map<string, { status: string; bytes: Uint8Array }>();
   readonly #waiting = new Set<Request>();
   /** Bodies being sent: a min-heap on (tag, id); finished or aborted ones are skipped lazily. */
-  readonly #heap: Request[] = [];
+  readonly #heap = new MinHeap<Request>(
+    (a, b) => a.tag < b.tag || (a.tag === b.tag && a.id < b.id),
+    (r) => r.done,
+  );
   #sending = 0;
   /** Processor-sharing virtual time: bytes each body being sent has received since the start. */
   #vBytes = 0;
@@ -187,9 +190,9 @@ export class SimOrigin extends TypedEmitter<SimOriginEvents> implements HttpFetc
     if (this.#destroyed) return;
     this.#destroyed = true;
     this.#clock.clearTimeout(this.#timer);
-    const all = [...this.#waiting, ...this.#heap.filter((r) => !r.done)];
+    const all = [...this.#waiting, ...this.#heap.live()];
     this.#waiting.clear();
-    this.#heap.length = 0;
+    this.#heap.clear();
     this.#sending = 0;
     for (const r of all) {
       this.#clock.clearTimeout(r.timer);
@@ -256,7 +259,7 @@ export class SimOrigin extends TypedEmitter<SimOriginEvents> implements HttpFetc
     this.#sync();
     r.milestone = Math.min(size, this.opts.chunkBytes);
     r.tag = this.#vBytes + r.milestone;
-    this.#push(r);
+    this.#heap.push(r);
     this.#sending++;
     this.#arm();
   }
@@ -328,7 +331,7 @@ export class SimOrigin extends TypedEmitter<SimOriginEvents> implements HttpFetc
   #arm(): void {
     this.#clock.clearTimeout(this.#timer);
     this.#timer = undefined;
-    const next = this.#peek();
+    const next = this.#heap.peek();
     if (!next) return;
     const ms = ((next.tag - this.#vBytes) * this.#sending * 1000) / this.opts.egressBytesPerS;
     this.#timer = this.#clock.setTimeout(() => this.#onChunks(), Math.max(0, ms));
@@ -337,10 +340,10 @@ export class SimOrigin extends TypedEmitter<SimOriginEvents> implements HttpFetc
   #onChunks(): void {
     this.#timer = undefined;
     this.#sync();
-    const first = this.#peek();
+    const first = this.#heap.peek();
     if (first) this.#vBytes = Math.max(this.#vBytes, first.tag);
-    for (let r = this.#peek(); r && r.tag <= this.#vBytes + EPSILON_BYTES; r = this.#peek()) {
-      this.#pop();
+    for (let r = this.#heap.peek(); r && r.tag <= this.#vBytes + EPSILON_BYTES; r = this.#heap.peek()) {
+      this.#heap.pop();
       const n = r.milestone - r.sent;
       r.sent = r.milestone;
       this.#sent(r, n);
@@ -349,55 +352,13 @@ export class SimOrigin extends TypedEmitter<SimOriginEvents> implements HttpFetc
       if (r.sent < size) {
         r.milestone = Math.min(size, r.sent + this.opts.chunkBytes);
         r.tag += r.milestone - r.sent;
-        this.#push(r);
+        this.#heap.push(r);
       } else {
         this.#sending--;
         this.#finish(r);
       }
     }
     this.#arm();
-  }
-
-  #peek(): Request | undefined {
-    for (;;) {
-      const top = this.#heap[0];
-      if (!top || !top.done) return top;
-      this.#pop();
-    }
-  }
-
-  static #before(a: Request, b: Request): boolean {
-    return a.tag < b.tag || (a.tag === b.tag && a.id < b.id);
-  }
-
-  #push(r: Request): void {
-    const h = this.#heap;
-    h.push(r);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!SimOrigin.#before(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  #pop(): void {
-    const h = this.#heap;
-    const last = h.pop();
-    if (!last || h.length === 0) return;
-    h[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const rr = l + 1;
-      let m = i;
-      if (l < h.length && SimOrigin.#before(h[l]!, h[m]!)) m = l;
-      if (rr < h.length && SimOrigin.#before(h[rr]!, h[m]!)) m = rr;
-      if (m === i) break;
-      [h[i], h[m]] = [h[m]!, h[i]!];
-      i = m;
-    }
   }
 
   // ---- routing (source/origin.ts's #route, on SimSources) ----

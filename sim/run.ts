@@ -11,7 +11,7 @@ import {
   type PeerLink,
   type Transport,
 } from '../peer/index.ts';
-import { originPaths, segmentKey, type ChannelInfo, type NatType } from '../protocol/index.ts';
+import { originPaths, segmentKey, type ChannelInfo } from '../protocol/index.ts';
 import { peakBandwidthBps } from '../source/index.ts';
 import { simIntegrity } from './integrity.ts';
 import { VirtualTime } from './loop.ts';
@@ -51,9 +51,6 @@ interface Viewer {
   record: ViewerRecord;
   engine: PeerEngine;
   player: HeadlessPlayer;
-  natType: NatType;
-  uploadKbps: number;
-  downloadKbps: number;
 }
 
 /** kbit/s → bytes/s at the payload scale (Infinity stays). */
@@ -209,7 +206,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       },
     );
     const player = new HeadlessPlayer(engine, { abr: s.rendition === 'auto' });
-    const v: Viewer = { record, engine, player, natType, uploadKbps, downloadKbps };
+    const v: Viewer = { record, engine, player };
     live.add(v);
     player.on('playing', ({ startupMs }) => (record.startupMs ??= startupMs));
     engine.on('joined', ({ peerId }) => {

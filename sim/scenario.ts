@@ -12,6 +12,7 @@
  */
 import { NAT_TYPES, type NatType } from '../protocol/index.ts';
 import type { Rng } from './rng.ts';
+import { SIM_LADDERS } from './source.ts';
 
 /** A distribution of a positive quantity. */
 export type Distribution =
@@ -194,7 +195,7 @@ const positive = (x: unknown): boolean => typeof x === 'number' && x > 0;
 const nonNegative = (x: unknown): boolean => typeof x === 'number' && x >= 0 && Number.isFinite(x);
 
 export function validateDistribution(d: Distribution, what: string): void {
-  check(d !== null && typeof d === 'object', `${what}: a distribution object`);
+  check(isObject(d), `${what}: a distribution object`);
   switch (d.kind) {
     case 'fixed':
       return check(positive(d.value), `${what}: value must be > 0`);
@@ -220,7 +221,16 @@ export function validateDistribution(d: Distribution, what: string): void {
   }
 }
 
+const isObject = (x: unknown): boolean => x !== null && typeof x === 'object' && !Array.isArray(x);
+
 export function validateScenario(s: Scenario): void {
+  check(
+    typeof s.name === 'string' && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(s.name),
+    'name must be [a-z0-9_-], 1–64',
+  );
+  for (const k of ['churn', 'uploadKbps', 'downloadKbps', 'natMix', 'origin', 'tracker'] as const)
+    check(isObject(s[k]), `${k} must be an object`);
+  check(s.turn === null || isObject(s.turn), 'turn must be an object or null');
   check(Number.isSafeInteger(s.seed), 'seed must be an integer');
   check(Number.isSafeInteger(s.peers) && s.peers >= 1 && s.peers <= 100_000, 'peers must be 1–100000');
   check(positive(s.durationS) && s.durationS <= 86_400, 'duration must be > 0 and ≤ 86400 s');
@@ -228,7 +238,11 @@ export function validateScenario(s: Scenario): void {
   check(s.ladder === 'default' || s.ladder === 'light', 'ladder must be default or light');
   check(positive(s.segmentDurationS) && s.segmentDurationS <= 20, 'segment duration must be in (0, 20] s');
   check(Number.isSafeInteger(s.windowSegments) && s.windowSegments >= 2, 'window must be ≥ 2 segments');
-  check(typeof s.rendition === 'string' && s.rendition.length > 0, 'rendition must be a name or auto');
+  const names = SIM_LADDERS[s.ladder].map((r) => r.name);
+  check(
+    s.rendition === 'auto' || names.includes(s.rendition),
+    `rendition must be auto or one of the ${s.ladder} ladder's: ${names.join(', ')}`,
+  );
   check(nonNegative(s.joinOverS), 'joinOverS must be ≥ 0');
   switch (s.churn.kind) {
     case 'none':

@@ -18,7 +18,6 @@ import {
   Sessions,
   answer,
   parseJoin,
-  peerRequests,
   type ChannelRecord,
   type OverlayPolicy,
   type PeerHandle,
@@ -31,26 +30,20 @@ import {
   type TrackerStore,
 } from '../tracker/index.ts';
 import {
-  TypedEmitter,
-  parseAckError,
   parseAttestation,
   parseChannelInfo,
-  parseJoinResult,
-  parseNeighboursUpdate,
-  parsePushedSignal,
   type Ack,
   type Attestation,
   type ChannelInfo,
   type IceServer,
-  type JoinRequest,
   type JoinResult,
-  type PeerComplaintCode,
-  type PeerReport,
   type ServerToClientEvents,
-  type SignalData,
 } from '../protocol/index.ts';
-import type { Clock, TrackerConnection, TrackerConnectionEvents } from '../peer/index.ts';
+import type { Clock } from '../peer/index.ts';
 import type { Rng } from './rng.ts';
+import { SimTrackerConnection } from './tracker-connection.ts';
+
+export { SimTrackerConnection, type SimTrackerConnectionStats } from './tracker-connection.ts';
 
 export interface SimTrackerOptions extends SessionOptions {
   /** The overlay policy, by name (see {@link SIM_POLICIES}). */
@@ -167,14 +160,14 @@ export interface SimTrackerDeps {
   metrics?: SessionMetrics;
 }
 
-type Timer = ReturnType<Clock['setTimeout']>;
+export type Timer = ReturnType<Clock['setTimeout']>;
 
 /** Events the tracker sends to a peer's connection. */
-type PushEvent = 'neighbours' | 'signal' | 'attestation' | 'channel';
-type Payload<E extends PushEvent> = Parameters<ServerToClientEvents[E]>[0];
+export type PushEvent = 'neighbours' | 'signal' | 'attestation' | 'channel';
+export type Payload<E extends PushEvent> = Parameters<ServerToClientEvents[E]>[0];
 
 /** One connection as the tracker sees it (a socket.io socket's role): one session in the core. */
-interface SimSocket extends PeerHandle {
+export interface SimSocket extends PeerHandle {
   /** The tracker's view: false once it closed the socket or heard that the peer did. */
   connected: boolean;
   /** The peer's view: false once the peer closed it or heard that the tracker did. */
@@ -530,196 +523,5 @@ export class SimTracker {
         return fn;
       },
     });
-  }
-}
-
-/** What the connection counts (as `SocketIoTrackerConnection.stats`). */
-export interface SimTrackerConnectionStats {
-  /** Pushes that failed the client's validation and were dropped, per event. */
-  invalidPushes: Record<string, number>;
-  lastInvalid: string | null;
-  /** Reports not sent (disconnected) or refused by the tracker. */
-  reportsDropped: number;
-  reportsRefused: number;
-  lastReportError: string | null;
-  reconnects: number;
-}
-
-/**
- * A simulated peer's connection to the {@link SimTracker}: the `TrackerConnection` seam, with the
- * real client's semantics (acks, fire-and-forget reports, validated pushes, `disconnected` and
- * `reconnected` after the tracker timed the peer out).
- */
-export class SimTrackerConnection extends TypedEmitter<TrackerConnectionEvents> implements TrackerConnection {
-  /** The id of the current session (set by a successful join; cleared by leave and disconnection). */
-  peerId: string | undefined;
-  readonly #tracker: SimTracker;
-  #socket: SimSocket;
-  #closed = false;
-  #reconnectTimer: Timer | undefined;
-  readonly #stats: SimTrackerConnectionStats = {
-    invalidPushes: {},
-    lastInvalid: null,
-    reportsDropped: 0,
-    reportsRefused: 0,
-    lastReportError: null,
-    reconnects: 0,
-  };
-
-  /** Use {@link SimTracker.connect}. */
-  constructor(
-    tracker: SimTracker,
-    readonly ip: string,
-    readonly latencyMs: number,
-  ) {
-    super();
-    this.#tracker = tracker;
-    this.#socket = tracker.open(this);
-  }
-
-  get connected(): boolean {
-    return !this.#closed && this.#socket.clientConnected;
-  }
-
-  get closed(): boolean {
-    return this.#closed;
-  }
-
-  get stats(): SimTrackerConnectionStats {
-    return { ...this.#stats, invalidPushes: { ...this.#stats.invalidPushes } };
-  }
-
-  async join(req: JoinRequest): Promise<Ack<JoinResult>> {
-    const sock = this.#usable('join');
-    const ack = await this.#tracker.ask(sock, 'join', () => this.#tracker.join(sock, req));
-    if (!ack.ok) return ack;
-    const r = parseJoinResult(ack);
-    if (!r.ok) throw new Error(`tracker sent a malformed join answer (${r.message})`);
-    if (sock === this.#socket) this.peerId = r.value.peerId;
-    return { ...r.value, ok: true };
-  }
-
-  report(report: PeerReport): void {
-    if (!this.connected) {
-      this.#stats.reportsDropped++;
-      return;
-    }
-    const { session } = this.#socket;
-    this.#tracker
-      .ask(this.#socket, 'report', async () => {
-        await peerRequests.report(this.#tracker.sessions, session, report);
-        this.#tracker.countRequest('report');
-      })
-      .then((ack) => {
-        if (ack.ok) return;
-        this.#stats.reportsRefused++;
-        this.#stats.lastReportError = `${ack.error.code}: ${ack.error.message}`;
-      })
-      .catch(() => {});
-  }
-
-  async signal(to: string, data: SignalData): Promise<Ack<object>> {
-    const sock = this.#usable('signal');
-    const ack = await this.#tracker.ask(sock, 'signal', async () => {
-      await peerRequests.signal(this.#tracker.sessions, sock.session, { to, data });
-      this.#tracker.countRequest('signal');
-    });
-    if (ack.ok) return { ok: true };
-    const e = parseAckError(ack);
-    if (!e.ok) throw new Error(`tracker sent a malformed signal answer (${e.message})`);
-    return e.value;
-  }
-
-  reportPeer(peer: string, code: PeerComplaintCode): void {
-    if (!this.connected) return;
-    const { session } = this.#socket;
-    this.#tracker
-      .ask(this.#socket, 'report-peer', () => {
-        this.#tracker.countRequest('report-peer');
-        return peerRequests['report-peer'](this.#tracker.sessions, session, { peer, code });
-      })
-      .catch(() => {});
-  }
-
-  /** Leaves the channel (the connection stays open for a later `join`). */
-  leave(): void {
-    if (!this.connected) return;
-    this.peerId = undefined;
-    const { session } = this.#socket;
-    this.#tracker
-      .ask(this.#socket, 'leave', () => peerRequests.leave(this.#tracker.sessions, session))
-      .catch(() => {});
-  }
-
-  /** Closes the connection for good: the tracker sees a disconnection. Idempotent; no event after it. */
-  destroy(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#tracker.clock.clearTimeout(this.#reconnectTimer);
-    this.peerId = undefined;
-    if (this.#socket.clientConnected) this.#tracker.closeFromPeer(this.#socket);
-    this.removeAllListeners();
-  }
-
-  /**
-   * The network drops the connection (`reason` as socket.io gives it): `disconnected` now, the tracker
-   * notices after the latency; back after `reconnectAfterMs` when given, else on {@link reconnect}.
-   */
-  drop(reason = 'transport close', reconnectAfterMs?: number): void {
-    if (this.#closed || !this.#socket.clientConnected) return;
-    this.#tracker.closeFromPeer(this.#socket);
-    this.#lost(reason, reconnectAfterMs);
-  }
-
-  /** Connects again after a drop or a kick (a new session: the engine joins again). */
-  reconnect(): void {
-    if (this.#closed || this.#socket.clientConnected || this.#tracker.destroyed) return;
-    this.#tracker.clock.clearTimeout(this.#reconnectTimer);
-    this.#reconnectTimer = undefined;
-    this.#socket = this.#tracker.open(this);
-    this.#stats.reconnects++;
-    this.emit('reconnected');
-  }
-
-  /** @internal The tracker pushes an event on `sock`; checked as the real client checks it. */
-  deliver<E extends PushEvent>(sock: SimSocket, event: E, payload: Payload<E>): void {
-    if (this.#closed || sock !== this.#socket || !sock.clientConnected) return;
-    if (event === 'attestation') {
-      this.emit('attestation', payload as Attestation);
-      return;
-    }
-    const r =
-      event === 'neighbours'
-        ? parseNeighboursUpdate(payload)
-        : event === 'signal'
-          ? parsePushedSignal(payload)
-          : parseChannelInfo(payload);
-    if (!r.ok) {
-      this.#stats.invalidPushes[event] = (this.#stats.invalidPushes[event] ?? 0) + 1;
-      this.#stats.lastInvalid = `${event}: ${r.message}`;
-      return;
-    }
-    this.emit(event, ...([r.value] as unknown as Parameters<TrackerConnectionEvents[E]>));
-  }
-
-  /** @internal The tracker closed `sock` (it timed the peer out). */
-  kicked(sock: SimSocket, reconnectAfterMs: number): void {
-    if (this.#closed || sock !== this.#socket || !sock.clientConnected) return;
-    this.#lost('io server disconnect', reconnectAfterMs > 0 ? reconnectAfterMs : undefined);
-  }
-
-  #lost(reason: string, reconnectAfterMs: number | undefined): void {
-    this.#socket.clientConnected = false;
-    this.peerId = undefined;
-    this.emit('disconnected', reason);
-    if (reconnectAfterMs !== undefined && !this.#closed)
-      this.#reconnectTimer = this.#tracker.clock.setTimeout(() => this.reconnect(), reconnectAfterMs);
-  }
-
-  /** The current socket, or a rejection as the real client gives one. */
-  #usable(event: string): SimSocket {
-    if (this.#closed) throw new Error('tracker connection is closed');
-    if (!this.#socket.clientConnected) throw new Error(`${event} failed: not connected to the tracker`);
-    return this.#socket;
   }
 }

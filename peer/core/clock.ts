@@ -3,6 +3,7 @@
  * due timers run synchronously in time order (ties in scheduling order), including timers scheduled by
  * timers while advancing. Pure: no real timers, no wall clock.
  */
+import { MinHeap } from './heap.ts';
 import type { Clock, TimerHandle } from './seams.ts';
 
 export interface ManualClockOptions {
@@ -34,9 +35,12 @@ export class ManualClock implements Clock {
   #wallOffsetMs: number;
   #seq = 0;
   #nextId = 1;
-  /** Min-heap on (dueMs, seq); cancelled timers are removed from `#live` and skipped lazily. */
-  readonly #heap: Timer[] = [];
   readonly #live = new Map<number, Timer>();
+  /** Timers by (dueMs, seq); cancelled ones are removed from `#live` and skipped lazily. */
+  readonly #heap = new MinHeap<Timer>(
+    (a, b) => a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq),
+    (t) => this.#live.get(t.id) !== t,
+  );
   #running = false;
 
   constructor(opts: Partial<ManualClockOptions> = {}) {
@@ -68,18 +72,14 @@ export class ManualClock implements Clock {
     const delay = Number.isNaN(ms) || ms < 0 ? 0 : ms;
     const timer: Timer = { id: this.#nextId++, dueMs: this.#nowMs + delay, seq: this.#seq++, fn };
     this.#live.set(timer.id, timer);
-    this.#push(timer);
+    this.#heap.push(timer);
     return timer.id;
   }
 
   clearTimeout(handle: TimerHandle | undefined): void {
     if (typeof handle !== 'number' || !this.#live.delete(handle)) return;
     // Cancelled timers leave the heap lazily; rebuild it when they dominate (many cleared timeouts).
-    if (this.#heap.length > 1024 && this.#heap.length > 2 * this.#live.size) {
-      const live = this.#heap.filter((t) => this.#live.get(t.id) === t);
-      this.#heap.length = 0;
-      for (const t of live) this.#push(t);
-    }
+    if (this.#heap.length > 1024 && this.#heap.length > 2 * this.#live.size) this.#heap.compact();
   }
 
   /** Timers scheduled and neither run nor cleared. */
@@ -89,7 +89,7 @@ export class ManualClock implements Clock {
 
   /** Due time of the next pending timer, or undefined. */
   nextDueMs(): number | undefined {
-    return this.#peek()?.dueMs;
+    return this.#heap.peek()?.dueMs;
   }
 
   /**
@@ -133,11 +133,8 @@ export class ManualClock implements Clock {
    */
   runNext(limitMs = Infinity): boolean {
     if (this.#running) throw new Error('ManualClock: runNext() called from inside a timer');
-    const next = this.#peek();
-    if (!next || next.dueMs > limitMs) return false;
-    this.#pop();
-    this.#live.delete(next.id);
-    if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
+    const next = this.#take(limitMs);
+    if (!next) return false;
     this.#running = true;
     try {
       next.fn();
@@ -149,7 +146,7 @@ export class ManualClock implements Clock {
 
   /** Moves time to `ms` without running anything (every pending timer must be due later). */
   jumpTo(ms: number): void {
-    const next = this.#peek();
+    const next = this.#heap.peek();
     if (next && next.dueMs < ms) throw new Error('ManualClock.jumpTo: a timer is due before that time');
     if (ms > this.#nowMs) this.#nowMs = ms;
   }
@@ -160,11 +157,8 @@ export class ManualClock implements Clock {
     let ran = 0;
     try {
       for (;;) {
-        const next = this.#peek();
-        if (!next || next.dueMs > targetMs) break;
-        this.#pop();
-        this.#live.delete(next.id);
-        if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
+        const next = this.#take(targetMs);
+        if (!next) break;
         if (++ran > MAX_TIMERS_PER_CALL)
           throw new Error(`ManualClock: more than ${MAX_TIMERS_PER_CALL} timers in one call`);
         next.fn();
@@ -175,46 +169,13 @@ export class ManualClock implements Clock {
     return ran;
   }
 
-  /** The earliest live timer (drops cancelled ones from the top of the heap). */
-  #peek(): Timer | undefined {
-    for (;;) {
-      const top = this.#heap[0];
-      if (!top || this.#live.get(top.id) === top) return top;
-      this.#pop();
-    }
-  }
-
-  static #before(a: Timer, b: Timer): boolean {
-    return a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq);
-  }
-
-  #push(t: Timer): void {
-    const h = this.#heap;
-    h.push(t);
-    let i = h.length - 1;
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (!ManualClock.#before(h[i]!, h[p]!)) break;
-      [h[i], h[p]] = [h[p]!, h[i]!];
-      i = p;
-    }
-  }
-
-  #pop(): void {
-    const h = this.#heap;
-    const last = h.pop();
-    if (!last || h.length === 0) return;
-    h[0] = last;
-    let i = 0;
-    for (;;) {
-      const l = 2 * i + 1;
-      const r = l + 1;
-      let m = i;
-      if (l < h.length && ManualClock.#before(h[l]!, h[m]!)) m = l;
-      if (r < h.length && ManualClock.#before(h[r]!, h[m]!)) m = r;
-      if (m === i) break;
-      [h[i], h[m]] = [h[m]!, h[i]!];
-      i = m;
-    }
+  /** Takes the earliest pending timer due at or before `limitMs` out, moving time to it. */
+  #take(limitMs: number): Timer | undefined {
+    const next = this.#heap.peek();
+    if (!next || next.dueMs > limitMs) return undefined;
+    this.#heap.pop();
+    this.#live.delete(next.id);
+    if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
+    return next;
   }
 }

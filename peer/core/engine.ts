@@ -39,17 +39,7 @@ import { Transfers, type Delivery } from './transfers.ts';
 import { UploadManager } from './upload.ts';
 
 export type { KnownSegment } from './playlist-follower.ts';
-export {
-  checkOptions,
-  DEFAULT_ENGINE,
-  EngineError,
-  type EngineDeps,
-  type EngineEvents,
-  type EngineOptions,
-  type LoadResult,
-  type SegmentSourceKind,
-  type Variant,
-} from './engine-options.ts';
+export * from './engine-options.ts';
 import {
   checkOptions,
   DEFAULT_ENGINE,
@@ -516,17 +506,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   #perform(action: SchedulerAction): void {
     const { rendition, mediaSequence: seq } = action;
-    this.#log.scheduler(
-      '%s %s/%d%s',
-      action.type,
-      rendition,
-      seq,
-      action.type === 'p2p'
-        ? ` from ${action.neighbourId}`
-        : action.type === 'switch'
-          ? `: ${action.why}`
-          : '',
-    );
+    // No string is built here unless the namespace is enabled (this runs for every action).
+    const detail = action.type === 'p2p' ? action.neighbourId : action.type === 'switch' ? action.why : '';
+    this.#log.scheduler('%s %s/%d %s', action.type, rendition, seq, detail);
     switch (action.type) {
       case 'pull':
         return this.#transfers.startHttp(rendition, seq);

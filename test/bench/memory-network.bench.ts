@@ -13,6 +13,7 @@ import { performance } from 'node:perf_hooks';
 import { ManualClock } from '../../peer/core/clock.ts';
 import { MemoryNetwork, type MemoryNetworkConfig } from '../../peer/core/memory-transport.ts';
 import type { PeerLink } from '../../peer/core/seams.ts';
+import { Rng } from '../../sim/index.ts';
 
 const { values: flags } = parseArgs({
   options: {
@@ -33,17 +34,11 @@ for (const [name, v] of Object.entries({ PEERS, LINK_ENDS, MESSAGES, BYTES }))
     process.exit(2);
   }
 
-/** Seeded uniform [0, 1) (mulberry32): the run is the same every time. */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1): the simulator's generator, so a run is the same every time. */
+const seeded = (seed: number): (() => number) => {
+  const rng = new Rng(seed);
+  return () => rng.next();
+};
 
 const mib = (bytes: number): string => (bytes / 1024 / 1024).toFixed(0);
 const gc = (): void => (globalThis as { gc?: () => void }).gc?.();

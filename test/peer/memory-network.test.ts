@@ -5,55 +5,19 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { NAT_TYPES, signalDataSchema, type NatType, type SignalData } from '../../protocol/index.ts';
+import { NAT_TYPES, type NatType, type SignalData } from '../../protocol/index.ts';
 import { ManualClock } from '../../peer/core/clock.ts';
 import { ICE_FAILURE } from '../../peer/core/memory-link.ts';
-import {
-  connectsDirectly,
-  MemoryNetwork,
-  type MemoryNetworkConfig,
-} from '../../peer/core/memory-transport.ts';
-import type { Clock, PeerLink } from '../../peer/core/seams.ts';
+import { connectsDirectly, MemoryNetwork } from '../../peer/core/memory-transport.ts';
+import type { PeerLink } from '../../peer/core/seams.ts';
+import { memNet, pair, type Recorder } from '../helpers/memory-links.ts';
+import { Rng } from '../../sim/index.ts';
 
-interface Recorder {
-  data: { atMs: number; bytes: Uint8Array }[];
-  closes: { atMs: number; reason: string }[];
-  connects: number[];
-}
-
-function record(link: PeerLink, clock: Clock): Recorder {
-  const r: Recorder = { data: [], closes: [], connects: [] };
-  link.on('data', (bytes) => r.data.push({ atMs: clock.now(), bytes }));
-  link.on('close', (reason) => r.closes.push({ atMs: clock.now(), reason }));
-  link.on('connect', () => r.connects.push(clock.now()));
-  return r;
-}
-
-/** Links `a` (initiator) and `b`, relaying signals at once (a tracker with no delay). */
-function pair(net: MemoryNetwork, a: string, b: string) {
-  const la = net.transport(a).createLink({ localId: a, remoteId: b, initiator: true, iceServers: [] });
-  const lb = net.transport(b).createLink({ localId: b, remoteId: a, initiator: false, iceServers: [] });
-  la.on('signal', (s) => lb.signal(signalDataSchema.parse(s)));
-  lb.on('signal', (s) => la.signal(signalDataSchema.parse(s)));
-  return { la, lb, ra: record(la, net.clock), rb: record(lb, net.clock) };
-}
-
-function memNet(config: Partial<MemoryNetworkConfig> = {}) {
-  const clock = new ManualClock();
-  return { clock, net: new MemoryNetwork(clock, config) };
-}
-
-/** Seeded uniform [0, 1) (mulberry32). */
-function seeded(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1): the simulator's generator, so a run is the same every time. */
+const seeded = (seed: number): (() => number) => {
+  const rng = new Rng(seed);
+  return () => rng.next();
+};
 
 /** A `random` that returns the given values in turn, then 0.99. */
 function scripted(...values: number[]): () => number {

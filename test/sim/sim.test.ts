@@ -4,7 +4,14 @@
  */
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { figures, scenarioFor, simulate, type SimResult } from '../../sim/index.ts';
+import {
+  figures,
+  scenarioFor,
+  scenarioFromJson,
+  ScenarioError,
+  simulate,
+  type SimResult,
+} from '../../sim/index.ts';
 import { peertv } from '../helpers/process.ts';
 
 /** The result without what depends on the machine (wall time, memory). */
@@ -98,6 +105,33 @@ describe('simulator', () => {
       last,
       /^offload=\S+ continuity=\S+ stalls=\d+ startup_p95_s=\S+ latency_p50_s=\S+ peers=4 speed=\S+x scenario=steady policy=random$/,
     );
+  });
+
+  test('scenario files: presets with overrides, "unlimited", and every bad value refused by name', () => {
+    const s = scenarioFromJson(
+      '{"base": "churn", "peers": 12, "origin": {"latencyMs": 5, "egressKbps": "unlimited"}}',
+    );
+    assert.equal(s.name, 'churn');
+    assert.equal(s.peers, 12);
+    assert.equal(s.origin.egressKbps, Infinity);
+    assert.equal(s.churn.kind, 'replace');
+    for (const [text, why] of [
+      ['[]', /JSON object/],
+      ['{"base": "nope"}', /unknown scenario/],
+      ['{"peerz": 3}', /unknown field "peerz"/],
+      ['{"origin": null}', /origin must be an object/],
+      ['{"churn": null}', /churn must be an object/],
+      ['{"rendition": "4k"}', /rendition must be auto or one of/],
+      ['{"natMix": {"open": 0.5}}', /natMix shares must sum to 1/],
+      ['{"uploadKbps": {"kind": "classes", "classes": []}}', /uploadKbps: classes/],
+      ['{"name": "a b"}', /name must be/],
+      ['not json', /not JSON/],
+    ] as const)
+      assert.throws(
+        () => scenarioFromJson(text),
+        (err: Error) => err instanceof ScenarioError && why.test(err.message),
+        text,
+      );
   });
 
   test('bad flags are refused in one line', async () => {

@@ -26,31 +26,11 @@ import {
 } from '../../protocol/index.ts';
 import { ManualClock } from '../../peer/index.ts';
 import { Rng } from '../../sim/rng.ts';
+import { channelRecord } from '../helpers/channel-record.ts';
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-const channel = (renditions: string[]): ChannelRecord => ({
-  registration: {
-    channel: 'ch',
-    title: 'Channel',
-    originUrl: 'http://127.0.0.1:9',
-    publicKey: 'A'.repeat(43),
-    status: 'live',
-    segmentDurationS: 1,
-    renditions: renditions.map((name, i) => ({
-      name,
-      width: 320,
-      height: 180,
-      bandwidthBps: 400_000 * (i + 1),
-    })),
-    livePlaylist: null,
-    recordings: [],
-  },
-  origin: null,
-  originBase: null,
-  registeredAt: 0,
-  updatedAt: 0,
-});
+const channel = (renditions: string[]): ChannelRecord => channelRecord({}, renditions);
 
 interface Received {
   at: number;

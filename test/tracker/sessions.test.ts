@@ -22,6 +22,7 @@ import {
   type PeerReport,
   type ServerToClientEvents,
 } from '../../protocol/index.ts';
+import { channelRecord } from '../helpers/channel-record.ts';
 
 type Sent = { [E in PeerEvent]: [E, Parameters<ServerToClientEvents[E]>[0]] }[PeerEvent];
 
@@ -61,24 +62,7 @@ class FakePeer implements PeerHandle {
   }
 }
 
-const rendition = { name: '180p', width: 320, height: 180, bandwidthBps: 400_000 };
-const channel: ChannelRecord = {
-  registration: {
-    channel: 'ch',
-    title: 'Channel',
-    originUrl: 'http://127.0.0.1:9',
-    publicKey: 'A'.repeat(43),
-    status: 'live',
-    segmentDurationS: 1,
-    renditions: [rendition],
-    livePlaylist: null,
-    recordings: [],
-  },
-  origin: null,
-  originBase: null,
-  registeredAt: 0,
-  updatedAt: 0,
-};
+const channel: ChannelRecord = channelRecord();
 
 const report = (over: Partial<PeerReport> = {}): PeerReport =>
   emptyReport({ bufferS: 4, uploadKbps: 800, downloadKbps: 200, httpBytes: 1000, ...over });

@@ -8,13 +8,14 @@ import {
   TokenBucket,
   offloadOver,
   uploadRateOver,
-  type ChannelRecord,
   type OverlayPolicy,
   type PeerRecord,
   type PolicyContext,
 } from '../../tracker/index.ts';
 import type { ChannelStatsSample, PeerReport } from '../../protocol/index.ts';
 import { emptyReport } from '../helpers/tracker-clients.ts';
+import { channelRecord } from '../helpers/channel-record.ts';
+import { Rng } from '../../sim/index.ts';
 
 // ---------------------------------------------------------------- fixtures
 
@@ -45,38 +46,11 @@ function peer(over: Partial<PeerRecord> = {}): PeerRecord {
 const report = (over: Partial<PeerReport> = {}): PeerReport =>
   emptyReport({ bufferS: 4, downloadKbps: 200, ...over });
 
-function channelRecord(over: Partial<ChannelRecord> = {}): ChannelRecord {
-  return {
-    registration: {
-      channel: 'ch',
-      title: 'Channel',
-      originUrl: 'http://127.0.0.1:9',
-      publicKey: 'A'.repeat(43),
-      status: 'live',
-      segmentDurationS: 1,
-      renditions: [{ name: '180p', width: 320, height: 180, bandwidthBps: 400_000 }],
-      livePlaylist: null,
-      recordings: [],
-    },
-    origin: null,
-    originBase: null,
-    registeredAt: 0,
-    updatedAt: 0,
-    ...over,
-  };
-}
-
-/** Deterministic PRNG (mulberry32) for the randomized store test. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Seeded uniform [0, 1): the simulator's generator, so a run is the same every time. */
+const prng = (seed: number): (() => number) => {
+  const rng = new Rng(seed);
+  return () => rng.next();
+};
 
 async function storeWith(peers: PeerRecord[]): Promise<MemoryTrackerStore> {
   const store = new MemoryTrackerStore();
