@@ -31,7 +31,8 @@ import { Links } from './links.ts';
 import { peerLogs, type Log, type LogComponent } from './log.ts';
 import type { Neighbour } from './neighbour.ts';
 import { PlaylistFollower, type KnownSegment } from './playlist-follower.ts';
-import { schedule, type NeighbourView, type SchedulerAction, type SchedulerInput } from './scheduler.ts';
+import { schedule, type SchedulerAction, type SchedulerInput } from './scheduler.ts';
+import { NeighbourViews } from './scheduler-views.ts';
 import { toRanges } from './segment-store.ts';
 import type { Clock, TimerHandle, TrackerConnection } from './seams.ts';
 import { TrackerSession } from './tracker-session.ts';
@@ -83,6 +84,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly #ladderNames = new Set<string>();
   #variantUrls = new Map<string, string>();
   #tickTimer: TimerHandle | undefined;
+  /** When the pending round runs (engine clock ms). */
+  #tickDueAt = Infinity;
+  /** The scheduler's input, reused from round to round. */
+  #input: SchedulerInput | undefined;
+  readonly #neighbourViews = new NeighbourViews(this.receivedFrom);
   #playbackProbe: () => { bufferS: number; stalls: number } = () => ({ bufferS: 0, stalls: 0 });
   #ready = false;
   /** The player said which rendition it plays (see `followPlayerRendition`). */
@@ -213,7 +219,10 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         this.#log.links('closed %s: %s%s', info.id, info.reason, info.code ? ` (${info.code})` : '');
         this.emit('peer-closed', info);
       },
-      changed: () => this.#scheduleTick(0),
+      // A neighbour's news (a `have`, a link closing) can only change a decision for a waiting demand.
+      changed: () => {
+        if (this.#demands.size > 0) this.#scheduleTick(0);
+      },
     });
     this.#session = deps.tracker && this.#createSession(deps.tracker, deps.random ?? Math.random);
     const onAdded = ({ rendition, seqs }: { rendition: string; seqs: number[] }) => {
@@ -447,8 +456,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
 
   #scheduleTick(delayMs = this.opts.schedulerTickMs): void {
     if (this.#destroyed) return;
-    if (delayMs > 0 && this.#tickTimer !== undefined) return;
+    if (this.#tickTimer !== undefined && (delayMs > 0 || this.#tickDueAt <= this.#deps.clock.now())) return;
     this.#deps.clock.clearTimeout(this.#tickTimer);
+    this.#tickDueAt = this.#deps.clock.now() + delayMs;
     this.#tickTimer = this.#deps.clock.setTimeout(() => {
       this.#tickTimer = undefined;
       this.#tick();
@@ -467,41 +477,38 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   }
 
   #schedulerInput(): SchedulerInput {
-    const now = this.#deps.clock.now();
-    const neighbours: NeighbourView[] = [];
-    for (const n of this.neighbours.values())
-      neighbours.push({
-        id: n.id,
-        open: n.open,
-        demoted: n.demoted,
-        busyUntil: n.busyUntil,
-        inFlight: n.downloads.size,
-        firstByteMs: n.firstByteMs.value,
-        throughputBps: n.throughput.value,
-        receivedBytes: this.receivedFrom[n.id] ?? 0,
-        holdsSegment: (r, s) => n.holdsSegment(r, s),
-      });
-    return {
-      now,
+    const input = (this.#input ??= {
+      now: 0,
       opts: this.opts,
-      demands: this.#demands.values(),
-      neighbours,
+      demands: [],
+      neighbours: [],
       estimates: {
         expectedBytes: (r, s) => this.#expectedSize(r, s),
         httpEstimateMs: (bytes) => this.#transfers.httpEstimateMs(bytes),
-        topBitrateBps: this.ladder.topBitrateBps(),
+        topBitrateBps: 0,
       },
       transfer: (r, s) => this.#transfers.view(r, s),
       unverified: (r, s) => this.#transfers.unverified(r, s),
       held: (r, s) => this.#deps.store.has(r, s),
       firstTier: {
-        active: this.firstTier,
-        rendition: this.rendition,
-        newestPublished: this.newestPublished,
-        renditionSet: this.#renditionSet,
+        active: false,
+        rendition: '',
+        newestPublished: -1,
+        renditionSet: false,
         isGap: (s) => this.known.get(s)?.gap ?? false,
       },
-    };
+    });
+    // The closures above are made once; what changes is set here each round.
+    input.now = this.#deps.clock.now();
+    input.demands = this.#demands.values();
+    input.neighbours = this.#neighbourViews.of(this.neighbours.values());
+    input.estimates.topBitrateBps = this.ladder.topBitrateBps();
+    const ft = input.firstTier;
+    ft.active = this.firstTier;
+    ft.rendition = this.rendition;
+    ft.newestPublished = this.newestPublished;
+    ft.renditionSet = this.#renditionSet;
+    return input;
   }
 
   #perform(action: SchedulerAction): void {

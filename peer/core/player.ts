@@ -17,6 +17,11 @@ export interface PlayerOptions {
   resumeBufferS: number;
   /** Jump back to the live edge when this far behind it (in segment durations). */
   maxLatencySegments: number;
+  /**
+   * Longest wait between two looks at the playback state. The player is event-driven: it wakes when
+   * the playhead reaches the end of a segment, when a segment arrives and when the playlist changes;
+   * this tick only bounds retries, live sync and ABR checks while nothing else happens.
+   */
   tickMs: number;
   /** Pick the rendition by throughput (only when the engine's rendition option is 'auto'). */
   abr: boolean;
@@ -27,7 +32,7 @@ export const DEFAULT_PLAYER: PlayerOptions = {
   bufferAheadSegments: 2,
   resumeBufferS: 1,
   maxLatencySegments: 6,
-  tickMs: 100,
+  tickMs: 500,
   abr: true,
 };
 
@@ -57,7 +62,8 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
   readonly opts: PlayerOptions;
   state: PlayerState = 'starting';
   /** Playhead on the player's timeline (s). */
-  positionS = 0;
+  /** Playhead position at the last look (s on the player's timeline). */
+  #positionS = 0;
   startupMs: number | undefined;
   stalls = 0;
   stallMs = 0;
@@ -82,7 +88,13 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     this.#lastTickAt = this.#startedAt;
     engine.setPlaybackProbe(() => ({ bufferS: this.bufferS, stalls: this.stalls }));
     engine.on('playlist', () => this.#plan());
-    this.#schedule();
+    this.#arm();
+  }
+
+  /** The playhead now (s on the player's timeline): it moves between looks while playing. */
+  get positionS(): number {
+    if (this.state !== 'playing') return this.#positionS;
+    return this.#positionS + (this.engine.clock.now() - this.#lastTickAt) / 1000;
   }
 
   /** Seconds buffered ahead of the playhead (contiguous ready segments). */
@@ -131,12 +143,23 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     return slot;
   }
 
-  #schedule(): void {
-    if (this.#destroyed) return;
-    this.#timer = this.engine.clock.setTimeout(() => {
+  /** Sets the next look: when the playhead reaches the current segment's end, at most `tickMs` away. */
+  #arm(): void {
+    const { clock } = this.engine;
+    clock.clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#destroyed || this.state === 'ended') return;
+    let ms = this.opts.tickMs;
+    const slot = this.state === 'playing' && this.#current !== undefined && this.#slots.get(this.#current);
+    if (slot) {
+      // Whole ms, never 0: the playhead is past the boundary when the timer runs (no float shortfall).
+      const toEndMs = Math.ceil((slot.startS + slot.seg.durationS - this.positionS) * 1000);
+      ms = Math.min(ms, Math.max(1, toEndMs));
+    }
+    this.#timer = clock.setTimeout(() => {
+      this.#timer = undefined;
       this.#tick();
-      this.#schedule();
-    }, this.opts.tickMs);
+    }, ms);
   }
 
   /** Chooses the start segment once the playlist is known, then keeps requests flowing. */
@@ -185,6 +208,11 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
 
   #tick(): void {
     if (this.#destroyed || this.state === 'ended') return;
+    this.#step();
+    this.#arm();
+  }
+
+  #step(): void {
     const now = this.engine.clock.now();
     const elapsedS = (now - this.#lastTickAt) / 1000;
     this.#lastTickAt = now;
@@ -195,13 +223,13 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     if (this.state === 'starting') {
       if (cur.ready) {
         this.state = 'playing';
-        this.positionS = cur.startS;
+        this.#positionS = cur.startS;
         this.startupMs = now - this.#startedAt;
         this.emit('playing', { startupMs: this.startupMs, mediaSequence: this.#current });
         this.#enter(this.#current, true);
       }
     } else if (this.state === 'playing') {
-      this.positionS += elapsedS;
+      this.#positionS += elapsedS;
       // Move through segments whose end the playhead crossed.
       for (;;) {
         const slot = this.#slots.get(this.#current!)!;
@@ -214,7 +242,7 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
             return;
           }
           // The buffer ran dry: stall at the boundary.
-          this.positionS = slot.startS + slot.seg.durationS;
+          this.#positionS = slot.startS + slot.seg.durationS;
           this.state = 'stalled';
           this.stalls++;
           this.#stallStartedAt = now;
@@ -261,7 +289,7 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     for (let s = this.#current!; s < target; s++) this.engine.drop(this.engine.rendition, s);
     this.emit('live-sync', { skippedSegments: target - this.#current! });
     this.#current = target;
-    this.positionS = slot.startS;
+    this.#positionS = slot.startS;
     if (!slot.ready) {
       if (this.state === 'playing') {
         this.state = 'stalled';

@@ -1,0 +1,57 @@
+/**
+ * Read-only views of a neighbour for the scheduler, made once per neighbour and read live: a scheduling
+ * round runs many times a second per peer, so it must not copy every neighbour's state each time.
+ */
+import type { Neighbour } from './neighbour.ts';
+import type { NeighbourView } from './scheduler.ts';
+
+class LiveNeighbourView implements NeighbourView {
+  constructor(
+    private readonly n: Neighbour,
+    private readonly receivedFrom: Readonly<Record<string, number>>,
+  ) {}
+  get id(): string {
+    return this.n.id;
+  }
+  get open(): boolean {
+    return this.n.open;
+  }
+  get demoted(): boolean {
+    return this.n.demoted;
+  }
+  get busyUntil(): number {
+    return this.n.busyUntil;
+  }
+  get inFlight(): number {
+    return this.n.downloads.size;
+  }
+  get firstByteMs(): number {
+    return this.n.firstByteMs.value;
+  }
+  get throughputBps(): number {
+    return this.n.throughput.value;
+  }
+  get receivedBytes(): number {
+    return this.receivedFrom[this.n.id] ?? 0;
+  }
+  holdsSegment(rendition: string, mediaSequence: number): boolean {
+    return this.n.holdsSegment(rendition, mediaSequence);
+  }
+}
+
+/** The views of the current neighbours, in linking order (a neighbour keeps its view while linked). */
+export class NeighbourViews {
+  readonly #views = new WeakMap<Neighbour, NeighbourView>();
+
+  constructor(private readonly receivedFrom: Readonly<Record<string, number>>) {}
+
+  of(neighbours: Iterable<Neighbour>): NeighbourView[] {
+    const out: NeighbourView[] = [];
+    for (const n of neighbours) {
+      let v = this.#views.get(n);
+      if (!v) this.#views.set(n, (v = new LiveNeighbourView(n, this.receivedFrom)));
+      out.push(v);
+    }
+    return out;
+  }
+}
