@@ -909,6 +909,12 @@ function figures(ph: PhaseResult) {
     rebufferRatio: watchedS > 0 ? stallMs / 1000 / (watchedS + stallMs / 1000) : NaN,
     startupS: { p50: quantile(startups, 0.5), p95: quantile(startups, 0.95), n: startups.length },
     latencyS: { p50: quantile(latencies, 0.5), p95: quantile(latencies, 0.95) },
+    // Node viewers: starting the engine (tracker, channel, playlist), and each segment's load time.
+    joinS: p50p95(honest.map((v) => (v.joinMs === null ? null : v.joinMs / 1000))),
+    segmentMs: {
+      http: p50p95(honest.flatMap((v) => v.httpSegmentMs)),
+      p2p: p50p95(honest.flatMap((v) => v.p2pSegmentMs)),
+    },
     rejectedSegments: honest.reduce((s, v) => s + v.rejected, 0),
     poisonersDropped: honest.reduce((s, v) => s + v.badPeersDropped, 0),
     corruptedStored: ph.corruptedStored,
@@ -1112,6 +1118,8 @@ ${row('continuity (Node viewers: segments ready before their deadline)', (x) => 
 ${row('stalls / stall time / rebuffer ratio (all viewers)', (x) => `${x.stalls} / ${x.stallS.toFixed(1)} s / ${f3(x.rebufferRatio)}`, scenario === 'steady' ? '0' : '')}
 ${row('startup to first frame p50 / p95 (all viewers)', (x) => `${f2(x.startupS.p50)} / ${f2(x.startupS.p95)} s`, 'p95 ≤ 2 s')}
 ${row('latency behind newest segment p50 / p95', (x) => `${f2(x.latencyS.p50)} / ${f2(x.latencyS.p95)} s`, `p50 ≤ ${3 * segS} s`)}
+${row('Node viewers: engine start (tracker, channel, playlist) p50 / p95', (x) => `${f2(x.joinS.p50)} / ${f2(x.joinS.p95)} s`, '')}
+${row('Node viewers: segment load HTTP / P2P p50 (p95)', (x) => `${x.segmentMs.http.p50.toFixed(0)} (${x.segmentMs.http.p95.toFixed(0)}) / ${x.segmentMs.p2p.p50.toFixed(0)} (${x.segmentMs.p2p.p95.toFixed(0)}) ms`, '')}
 ${row('origin segment bytes / consumed', (x) => `${(x.originSegmentBytes / 1e6).toFixed(1)} / ${(x.consumedBytes / 1e6).toFixed(1)} MB`)}
 ${row('upload: busiest / median viewer (stream copies)', (x) => `${uploadText(x.upload.busiest)} / ${uploadText(x.upload.median)}`)}${browserRows}
 ${row('segments rejected by honest viewers / poisoners dropped', (x) => `${x.rejectedSegments} / ${x.poisonersDropped}`)}

@@ -39,6 +39,9 @@ export interface ViewerFigures {
   uploadedBytes: number;
   /** Latency behind the newest published segment, sampled every second while playing (s). */
   latencyS: number[];
+  /** Time to load each segment (request to verified bytes), by where it came from (ms). */
+  httpSegmentMs: number[];
+  p2pSegmentMs: number[];
   /** Segments this viewer rejected (failed verification), and links it closed for bad data. */
   rejected: number;
   badPeersDropped: number;
@@ -163,6 +166,8 @@ async function startViewer(role: ViewerRole, uploadCapKbps: number, p2p: boolean
     p2pBytes: 0,
     uploadedBytes: 0,
     latencyS: [],
+    httpSegmentMs: [],
+    p2pSegmentMs: [],
     rejected: 0,
     badPeersDropped: 0,
     stored: {},
@@ -187,6 +192,9 @@ async function startViewer(role: ViewerRole, uploadCapKbps: number, p2p: boolean
   figures.joinMs = performance.now() - joinStarted;
   peer.player!.on('playing', ({ startupMs }) => (figures.startupMs = startupMs));
   peer.engine.on('segment-rejected', () => figures.rejected++);
+  peer.engine.on('segment-loaded', ({ source, ms }) =>
+    (source === 'p2p' ? figures.p2pSegmentMs : figures.httpSegmentMs).push(ms),
+  );
   peer.engine.on('peer-closed', ({ code }) => {
     if (code === 'peer-sent-bad-segment') figures.badPeersDropped++;
   });
