@@ -9,6 +9,7 @@ import {
   scenarioFromJson,
   ScenarioError,
   SCENARIO_NAMES,
+  PROFILE_NAMES,
   simulate,
   summaryLine,
   type Scenario,
@@ -29,6 +30,8 @@ Options:
   --policy NAME          overlay policy (random)
   --seed N               random seed (default 1)
   --ladder NAME          light (480p/240p, as npm run bench --light) or default (720p/480p/360p)
+  --profile NAME         ${PROFILE_NAMES.join(', ')} laid over the scenario (bench-2core: the 2-core bench machine's
+                         loopback under CPU contention, fitted to the bench's component figures)
   --byte-scale 1/N       payloads and capacities scaled by 1/N for speed (default 1: real sizes)
   --out DIR              where the report goes
 `;
@@ -53,6 +56,7 @@ export async function runSimCli(argv: string[]): Promise<void> {
     policy: { type: 'string' },
     seed: { type: 'string' },
     ladder: { type: 'string' },
+    profile: { type: 'string' },
     'byte-scale': { type: 'string' },
     out: { type: 'string' },
   });
@@ -70,6 +74,7 @@ export async function runSimCli(argv: string[]): Promise<void> {
       throw new UsageError('--ladder must be light or default');
     overrides.ladder = f.ladder;
   }
+  if (f.profile !== undefined) overrides.profile = f.profile;
   const byteScale = scaleFlag(f['byte-scale']);
   let scenario: Scenario;
   try {

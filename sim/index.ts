@@ -5,6 +5,8 @@ export {
   scenarioFromJson,
   validateScenario,
   SCENARIO_NAMES,
+  PROFILE_NAMES,
+  PROFILES,
   PRESETS,
   ScenarioError,
   type Scenario,

@@ -19,6 +19,8 @@ export interface ViewerRecord {
   /** Upload capacity given to it (kbit/s; Infinity: unlimited). */
   uploadKbps: number;
   startupMs: number | null;
+  /** From joining to the engine started (tracker, channel, playlist), as the bench's `joinS`. */
+  joinMs: number | null;
   stalls: number;
   stallMs: number;
   segmentsPlayed: number;
@@ -62,8 +64,11 @@ export interface SimResult {
   scenario: Scenario;
   viewers: ViewerRecord[];
   ticks: SimTick[];
-  /** Latency behind the newest published segment, sampled every second per playing viewer (s). */
+  /** Latency behind the newest published segment, sampled once a second per playing viewer (s). */
   latencyS: number[];
+  /** Time to load each segment (demand to verified bytes), by where it came from (ms). */
+  httpSegmentMs: number[];
+  p2pSegmentMs: number[];
   /** Depth of every (viewer, segment) delivery: 1 from the origin, n + 1 from a neighbour at depth n. */
   depths: number[];
   spreads: SegmentSpread[];
@@ -134,6 +139,8 @@ export function figures(r: SimResult) {
     neverStarted: v.filter((x) => x.startupMs === null && (x.leftAtMs ?? Infinity) - x.joinedAtMs > 10_000)
       .length,
     latencyS: p50p95(r.latencyS),
+    joinS: p50p95(v.flatMap((x) => (x.joinMs === null ? [] : [x.joinMs / 1000]))),
+    segmentMs: { http: p50p95(r.httpSegmentMs), p2p: p50p95(r.p2pSegmentMs) },
     upload: {
       copiesP50: quantile(copies, 0.5),
       copiesP90: quantile(copies, 0.9),
@@ -178,6 +185,7 @@ export function figures(r: SimResult) {
 export type SimFigures = ReturnType<typeof figures>;
 
 const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+const f0 = (x: number) => (Number.isFinite(x) ? x.toFixed(0) : 'n/a');
 const f3 = (x: number) => (Number.isFinite(x) ? x.toFixed(3) : 'n/a');
 const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : 'n/a');
 
@@ -206,6 +214,11 @@ export function markdown(r: SimResult, f: SimFigures): string {
     ['viewers that stalled', `${f.stalledViewers} of ${f.viewers}`],
     ['startup p50 / p95', `${f2(f.startupS.p50)} / ${f2(f.startupS.p95)} s`],
     ['latency behind newest segment p50 / p95', `${f2(f.latencyS.p50)} / ${f2(f.latencyS.p95)} s`],
+    ['engine start (tracker, channel, playlist) p50 / p95', `${f2(f.joinS.p50)} / ${f2(f.joinS.p95)} s`],
+    [
+      'segment load HTTP / P2P p50 (p95)',
+      `${f0(f.segmentMs.http.p50)} (${f0(f.segmentMs.http.p95)}) / ${f0(f.segmentMs.p2p.p50)} (${f0(f.segmentMs.p2p.p95)}) ms`,
+    ],
     [
       'upload per viewer, stream copies p50 / p90 / p99 / max',
       `${f2(f.upload.copiesP50)} / ${f2(f.upload.copiesP90)} / ${f2(f.upload.copiesP99)} / ${f2(f.upload.copiesMax)}`,
@@ -228,7 +241,7 @@ export function markdown(r: SimResult, f: SimFigures): string {
   ];
   return `# Simulation: ${s.name}, ${s.peers} peers, policy ${s.policy} (seed ${s.seed})
 
-${s.peers} viewers (${s.rendition}) joining over ${s.joinOverS} s, ${s.durationS} simulated s; ${s.ladder} ladder, ${s.segmentDurationS} s segments; churn ${s.churn.kind}; ${r.run.events} events in ${r.run.wallS.toFixed(1)} s wall${r.run.byteScale !== 1 ? `; payloads scaled by ${r.run.byteScale} (capacities too)` : ''}.
+${s.peers} viewers (${s.rendition}) joining over ${s.joinOverS} s, ${s.durationS} simulated s; ${s.ladder} ladder, ${s.segmentDurationS} s segments; churn ${s.churn.kind}${s.profile !== 'none' ? `; profile ${s.profile}` : ''}; ${r.run.events} events in ${r.run.wallS.toFixed(1)} s wall${r.run.byteScale !== 1 ? `; payloads scaled by ${r.run.byteScale} (capacities too)` : ''}.
 
 | figure | value |
 |---|---|

@@ -72,6 +72,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     nat: rng.fork('nat'),
     churn: rng.fork('churn'),
     jitter: rng.fork('jitter'),
+    sampling: rng.fork('sampling'),
   };
 
   // ---- the world ------------------------------------------------------------------------------
@@ -87,6 +88,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     {
       originUrl: ORIGIN_URL,
       latencyMs: s.origin.latencyMs,
+      latencyJitterMs: s.origin.latencyJitterMs,
       egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale),
     },
     rng.fork('origin'),
@@ -140,6 +142,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   const byPeerId = new Map<string, Viewer>();
   let nextIndex = 0;
   const latencyS: number[] = [];
+  const httpSegmentMs: number[] = [];
+  const p2pSegmentMs: number[] = [];
   const depths: number[] = [];
   /** segment key → peer id → depth (recent segments only). */
   const depthOf = new Map<string, Map<string, number>>();
@@ -163,6 +167,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       natType,
       uploadKbps,
       startupMs: null,
+      joinMs: null,
       stalls: 0,
       stallMs: 0,
       segmentsPlayed: 0,
@@ -213,7 +218,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       record.peerId = peerId;
       byPeerId.set(peerId, v);
     });
-    engine.on('segment-loaded', ({ rendition, mediaSequence, source: via, from }) => {
+    engine.on('segment-loaded', ({ rendition, mediaSequence, source: via, from, ms }) => {
+      (via === 'p2p' ? p2pSegmentMs : httpSegmentMs).push(ms);
       const key = segmentKey({ channel: CHANNEL, rendition, mediaSequence });
       let d = 1;
       if (via === 'p2p' && from) d = (depthOf.get(key)?.get(from) ?? 0) + 1;
@@ -223,9 +229,12 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       depths.push(d);
       arrivals.get(key)?.set(index, clock.now());
     });
-    engine.start().catch(() => {
-      // Counted: a viewer that never starts shows as startupMs null in the report.
-    });
+    engine.start().then(
+      () => (record.joinMs = clock.now() - record.joinedAtMs),
+      () => {
+        // Counted: a viewer that never starts shows as startupMs null in the report.
+      },
+    );
     return v;
   };
 
@@ -329,8 +338,6 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       p2p += v.engine.p2pBytes;
       uploaded += v.engine.uploads.uploadedBytes;
       stalls += v.player.stalls;
-      const l = v.player.latencyS;
-      if (l !== undefined && v.player.state === 'playing') latencyS.push(l);
     }
     const originSegmentBytes = origin.counters()[CHANNEL]?.segment.bytes ?? 0;
     const tick: SimTick = {
@@ -352,6 +359,15 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       events: time.events,
     });
     clock.setTimeout(sampleTick, 1000);
+    // Latency once in each second, at a random instant: sampling in step with the source (both on
+    // whole seconds) would always see the same point of the sawtooth between two segments.
+    clock.setTimeout(sampleLatency, rngs.sampling.next() * 1000);
+  };
+  const sampleLatency = (): void => {
+    for (const v of live) {
+      const l = v.player.latencyS;
+      if (l !== undefined && v.player.state === 'playing') latencyS.push(l);
+    }
   };
   clock.setTimeout(sampleTick, t0 + 1000);
 
@@ -371,6 +387,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     viewers: records,
     ticks,
     latencyS,
+    httpSegmentMs,
+    p2pSegmentMs,
     depths,
     spreads,
     tracker: tracker.rounds().map((t) => ({

@@ -29,6 +29,8 @@ export type LadderName = 'default' | 'light';
 export interface Scenario {
   /** The preset it started from (and the report's `scenario=`). */
   name: string;
+  /** The {@link PROFILES} entry laid over the preset (`none`: the preset's own world). */
+  profile: string;
   seed: number;
   /** Viewers at the peak (joins beyond the first `peers` replace leavers under churn). */
   peers: number;
@@ -66,12 +68,14 @@ export interface Scenario {
   handshakeMs: number;
   /** TURN relay for pairs that cannot connect directly (null: none). */
   turn: { uploadKbps: number; latencyMs: number } | null;
-  origin: { latencyMs: number; egressKbps: number };
+  /** Request latency (first byte), plus a uniform extra in [0, latencyJitterMs); egress shared fairly. */
+  origin: { latencyMs: number; latencyJitterMs: number; egressKbps: number };
   tracker: { processingMs: number };
 }
 
 const steady: Scenario = {
   name: 'steady',
+  profile: 'none',
   seed: 1,
   peers: 30,
   durationS: 90,
@@ -89,7 +93,7 @@ const steady: Scenario = {
   jitterMs: 0,
   handshakeMs: 30,
   turn: null,
-  origin: { latencyMs: 1, egressKbps: Infinity },
+  origin: { latencyMs: 1, latencyJitterMs: 0, egressKbps: Infinity },
   tracker: { processingMs: 1 },
 };
 
@@ -136,7 +140,7 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
     latencySpanMs: 80,
     handshakeMs: 300,
   },
-  'slow-origin': { name: 'slow-origin', origin: { latencyMs: 150, egressKbps: 20_000 } },
+  'slow-origin': { name: 'slow-origin', origin: { latencyMs: 150, latencyJitterMs: 0, egressKbps: 20_000 } },
   abr: {
     name: 'abr',
     rendition: 'auto',
@@ -152,6 +156,44 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
 
 export const SCENARIO_NAMES = Object.keys(PRESETS);
 
+/** The `bench-2core` profile's values (fitted: see {@link PROFILES}). */
+const BENCH_2CORE = {
+  /** Data channel throughput each way (SCTP in a Node viewer sharing the cores). */
+  p2pKbps: 45_000,
+  jitterMs: 10,
+  handshakeMs: 150,
+  originLatencyMs: 15,
+  originJitterMs: 30,
+  originEgressKbps: 100_000,
+  trackerMs: 20,
+};
+
+/**
+ * Profiles: what a place does to the network, the origin and the tracker, laid over any preset
+ * (`--profile NAME`). `bench-2core` is the machine `npm run bench` runs on (2 cores shared by ffmpeg,
+ * the origin, the tracker and 30 Node viewers on loopback): there, CPU contention, not the wire, makes
+ * every request and transfer take time. Its values are fitted to the bench's own component figures
+ * (Node viewers' engine start, HTTP and P2P segment load times, p50 and p95); the outcome figures
+ * (offload, continuity, stalls, startup, latency) are then compared, not fitted (README "Calibration").
+ */
+export const PROFILES: Readonly<Record<string, Partial<Scenario>>> = {
+  none: {},
+  'bench-2core': {
+    uploadKbps: { kind: 'fixed', value: BENCH_2CORE.p2pKbps },
+    downloadKbps: { kind: 'fixed', value: BENCH_2CORE.p2pKbps },
+    jitterMs: BENCH_2CORE.jitterMs,
+    handshakeMs: BENCH_2CORE.handshakeMs,
+    origin: {
+      latencyMs: BENCH_2CORE.originLatencyMs,
+      latencyJitterMs: BENCH_2CORE.originJitterMs,
+      egressKbps: BENCH_2CORE.originEgressKbps,
+    },
+    tracker: { processingMs: BENCH_2CORE.trackerMs },
+  },
+};
+
+export const PROFILE_NAMES = Object.keys(PROFILES);
+
 export class ScenarioError extends Error {}
 
 /** The preset `name` with `overrides` applied, validated. */
@@ -159,7 +201,17 @@ export function scenarioFor(name: string, overrides: Partial<Scenario> = {}): Sc
   const preset = PRESETS[name];
   if (!preset)
     throw new ScenarioError(`unknown scenario ${JSON.stringify(name)} (one of ${SCENARIO_NAMES.join(', ')})`);
-  const s: Scenario = { ...steady, name, ...preset, ...overrides };
+  const profileName = overrides.profile ?? 'none';
+  const profile = PROFILES[profileName];
+  if (!profile)
+    throw new ScenarioError(
+      `unknown profile ${JSON.stringify(profileName)} (one of ${PROFILE_NAMES.join(', ')})`,
+    );
+  const s: Scenario = { ...steady, name, ...preset, ...profile, ...overrides, profile: profileName };
+  // The origin's and tracker's fields may be given one by one (the rest from the layers below).
+  for (const k of ['origin', 'tracker'] as const)
+    if (isObject(s[k]))
+      Object.assign(s, { [k]: { ...steady[k], ...preset[k], ...profile[k], ...overrides[k] } });
   // The bench's steady pace (one viewer every 500 ms), over at most the first third of the run.
   if (overrides.joinOverS === undefined && preset.joinOverS === undefined)
     s.joinOverS = Math.max(1, Math.min(s.peers * 0.5, s.durationS / 3));
@@ -277,8 +329,8 @@ export function validateScenario(s: Scenario): void {
       'turn: uploadKbps > 0, latencyMs ≥ 0',
     );
   check(
-    nonNegative(s.origin.latencyMs) && positive(s.origin.egressKbps),
-    'origin: latencyMs ≥ 0, egressKbps > 0',
+    nonNegative(s.origin.latencyMs) && nonNegative(s.origin.latencyJitterMs) && positive(s.origin.egressKbps),
+    'origin: latencyMs ≥ 0, latencyJitterMs ≥ 0, egressKbps > 0',
   );
   check(nonNegative(s.tracker.processingMs), 'tracker processingMs must be ≥ 0');
 }

@@ -115,7 +115,22 @@ describe('simulator', () => {
     assert.equal(s.peers, 12);
     assert.equal(s.origin.egressKbps, Infinity);
     assert.equal(s.churn.kind, 'replace');
+    assert.equal(s.origin.latencyJitterMs, 0, 'fields not given come from the preset');
+    // A profile lays the place's network over the preset; the file's own fields still win.
+    const p = scenarioFromJson(
+      '{"base": "flash-crowd", "profile": "bench-2core", "origin": {"latencyMs": 7}}',
+    );
+    assert.equal(p.profile, 'bench-2core');
+    assert.equal(p.joinOverS, 10);
+    assert.equal(p.origin.latencyMs, 7);
+    assert.ok(
+      p.origin.latencyJitterMs > 0 && Number.isFinite(p.origin.egressKbps),
+      'the rest from the profile',
+    );
+    assert.ok(p.uploadKbps.kind === 'fixed' && Number.isFinite(p.uploadKbps.value));
     for (const [text, why] of [
+      ['{"profile": "moon"}', /unknown profile "moon"/],
+      ['{"origin": {"latencyJitterMs": -1}}', /origin: latencyMs ≥ 0, latencyJitterMs ≥ 0/],
       ['[]', /JSON object/],
       ['{"base": "nope"}', /unknown scenario/],
       ['{"peerz": 3}', /unknown field "peerz"/],
