@@ -17,7 +17,12 @@ export {
   type PlayerEvents,
   type PlayerState,
 } from './core/player.ts';
-export { MemorySegmentStore, type SegmentStore } from './core/segment-store.ts';
+export {
+  MemorySegmentStore,
+  DEFAULT_SEGMENT_STORE_CAPACITY,
+  type SegmentStore,
+} from './core/segment-store.ts';
+export { DEFAULT_BUDGET } from './core/budget.ts';
 export { ManualClock } from './core/clock.ts';
 export { MinHeap } from './core/heap.ts';
 export { MemoryNetwork } from './core/memory-transport.ts';

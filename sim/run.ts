@@ -13,9 +13,10 @@ import {
 } from '../peer/index.ts';
 import { originPaths, segmentKey, type ChannelInfo } from '../protocol/index.ts';
 import { peakBandwidthBps } from '../source/index.ts';
+import { scaledEngineBytes, scaledStoreBytes } from './byte-scale.ts';
 import { simIntegrity } from './integrity.ts';
 import { VirtualTime } from './loop.ts';
-import { SimOrigin } from './origin.ts';
+import { DEFAULT_SIM_ORIGIN, SimOrigin } from './origin.ts';
 import type { SegmentSpread, SimResult, SimTick, ViewerRecord } from './report.ts';
 import { Rng } from './rng.ts';
 import { sample, sampleNat, type Scenario } from './scenario.ts';
@@ -65,6 +66,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   const time = new VirtualTime();
   const { clock } = time;
   const t0 = WARMUP_SEGMENTS * s.segmentDurationS * 1000;
+  const engineBytes = scaledEngineBytes(o.byteScale);
   const rng = new Rng(s.seed);
   const rngs = {
     place: rng.fork('place'),
@@ -90,6 +92,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       latencyMs: s.origin.latencyMs,
       latencyJitterMs: s.origin.latencyJitterMs,
       egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale),
+      // Progress in as many chunks as at full size.
+      chunkBytes: Math.max(1, Math.round(DEFAULT_SIM_ORIGIN.chunkBytes * o.byteScale)),
     },
     rng.fork('origin'),
   );
@@ -198,14 +202,17 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
         mode: 'viewer',
         natType,
         originUrl: ORIGIN_URL,
-        ...(Number.isFinite(uploadKbps) && { declaredUploadKbps: Math.round(uploadKbps) }),
+        ...(Number.isFinite(uploadKbps) && {
+          declaredUploadKbps: Math.max(1, Math.round(uploadKbps * o.byteScale)),
+        }),
+        ...engineBytes,
       },
       {
         clock,
         transport,
         http: origin,
         tracker: tracker.connect({ ip: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}` }),
-        store: new MemorySegmentStore(),
+        store: new MemorySegmentStore({ capacityBytes: scaledStoreBytes(o.byteScale) }),
         random: () => engineRng.next(),
         integrity: simIntegrity,
       },

@@ -13,6 +13,7 @@ import {
   type SegmentRejectReason,
 } from '../../protocol/index.ts';
 import type { BudgetOptions } from './budget.ts';
+import { MIN_THROUGHPUT_SAMPLE_BYTES, PRIOR_HTTP_BPS, PRIOR_NEIGHBOUR_BPS } from './estimators.ts';
 import type { SegmentStore } from './segment-store.ts';
 import type { Clock, HttpFetcher, Integrity, LinkRoute, TrackerConnection, Transport } from './seams.ts';
 import type { UploadOptions } from './upload.ts';
@@ -76,6 +77,14 @@ export interface EngineOptions {
   unresponsiveBanMs: number;
   /** Banned peers remembered at most (the oldest ban is forgotten first). */
   maxBanned: number;
+  /**
+   * A transfer says something about throughput from this many bytes on (below, the time to first byte
+   * dominates). The simulator scales it with its payloads, so that scaled runs decide as full-size ones.
+   */
+  minThroughputSampleBytes: number;
+  /** Throughput assumed of a neighbour and of the origin until measured (bytes/s). */
+  priorNeighbourBps: number;
+  priorHttpBps: number;
 }
 
 export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
@@ -107,6 +116,9 @@ export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
   banMs: 3_600_000,
   unresponsiveBanMs: 600_000,
   maxBanned: 1024,
+  minThroughputSampleBytes: MIN_THROUGHPUT_SAMPLE_BYTES,
+  priorNeighbourBps: PRIOR_NEIGHBOUR_BPS,
+  priorHttpBps: PRIOR_HTTP_BPS,
 };
 
 export interface EngineDeps {

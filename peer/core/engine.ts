@@ -156,6 +156,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       attestations: this.#attestations,
       integrity,
       channel: o.channel,
+      minThroughputSampleBytes: o.minThroughputSampleBytes,
+      priorHttpBps: o.priorHttpBps,
       hold: {
         maxEntries: o.unverifiedHoldSegments,
         maxHoldMs: o.unverifiedHoldMs,

@@ -1,5 +1,11 @@
 /** Small online estimators used by the scheduler and the upload manager. */
 
+/** Transfers smaller than this tell little about throughput (time to first byte dominates). */
+export const MIN_THROUGHPUT_SAMPLE_BYTES = 32 * 1024;
+/** Throughput assumed until measured (bytes/s): of a neighbour, of the origin. */
+export const PRIOR_NEIGHBOUR_BPS = 1_500_000;
+export const PRIOR_HTTP_BPS = 500_000;
+
 /** Exponentially weighted moving average with a default until the first sample. */
 export class Ewma {
   #value: number | undefined;

@@ -31,6 +31,8 @@ export interface LinksOptions {
   banMs: number;
   unresponsiveBanMs: number;
   maxBanned: number;
+  minThroughputSampleBytes: number;
+  priorNeighbourBps: number;
 }
 
 export interface LinksDeps {
@@ -143,7 +145,12 @@ export class Links {
       link,
       clock,
       { peerId: this.#deps.peerId(), channel: this.#opts.channel },
-      { ladder: this.#deps.ladder, budget: this.#deps.budget },
+      {
+        ladder: this.#deps.ladder,
+        budget: this.#deps.budget,
+        minThroughputSampleBytes: this.#opts.minThroughputSampleBytes,
+        priorBps: this.#opts.priorNeighbourBps,
+      },
     );
     const createdAt = clock.now();
     this.neighbours.set(remoteId, n);

@@ -25,7 +25,7 @@ import {
   type BudgetOptions,
   type StreamLadder,
 } from './budget.ts';
-import { Ewma } from './estimators.ts';
+import { Ewma, MIN_THROUGHPUT_SAMPLE_BYTES, PRIOR_NEIGHBOUR_BPS } from './estimators.ts';
 import type { Clock, PeerLink, TimerHandle } from './seams.ts';
 
 export interface Download {
@@ -65,13 +65,15 @@ export class DownloadAbort extends Error {
 
 const HELLO_TIMEOUT_MS = 10_000;
 const BUSY_BACKOFF_MS = 1000;
-/** A partial transfer says something about the neighbour's throughput from this many bytes on. */
-const MIN_THROUGHPUT_SAMPLE_BYTES = 32 * 1024;
 
 export interface NeighbourDeps {
   /** The channel's renditions and bitrate (announcements of other renditions are not held). */
   ladder: StreamLadder;
   budget: Partial<BudgetOptions>;
+  /** A transfer (even partial) says something about the neighbour's throughput from this many bytes on. */
+  minThroughputSampleBytes: number;
+  /** Its throughput until measured (bytes/s). */
+  priorBps: number;
 }
 
 /** Why a transfer from a neighbour failed (each one demotes it; a few in a row close the link). */
@@ -84,7 +86,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly holds = new Map<string, HaveSet>();
   /** Delivery rate from this neighbour (bytes/s), and time to first byte (ms). */
   // Prior before the first transfer: 1.5 MB/s (a modest residential uplink), so new neighbours get tried.
-  readonly throughput = new Ewma(0.4, 1_500_000);
+  readonly throughput: Ewma;
   readonly firstByteMs = new Ewma(0.4, 150);
   readonly downloads = new Map<number, Download>();
   readonly connectedAt: number;
@@ -98,6 +100,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly standing: SupplierStanding;
   readonly budget: BudgetOptions;
   readonly ladder: StreamLadder;
+  readonly #minSampleBytes: number;
   #open = false;
   #closed = false;
   #nextRequestId = 1;
@@ -120,6 +123,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     this.connectedAt = clock.now();
     this.budget = budgetOptions(deps.budget);
     this.ladder = deps.ladder ?? UNKNOWN_LADDER;
+    this.#minSampleBytes = deps.minThroughputSampleBytes ?? MIN_THROUGHPUT_SAMPLE_BYTES;
+    this.throughput = new Ewma(0.4, deps.priorBps ?? PRIOR_NEIGHBOUR_BPS);
     this.standing = new SupplierStanding(this.budget);
     this.#messages = new DebtBucket(
       clock.now(),
@@ -208,7 +213,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     );
     // A partial transfer big enough to time says how fast the neighbour really is.
     const elapsedS = (this.clock.now() - (d.firstByteAt ?? d.startedAt)) / 1000;
-    if (d.received >= MIN_THROUGHPUT_SAMPLE_BYTES && elapsedS > 0) this.throughput.add(d.received / elapsedS);
+    if (d.received >= this.#minSampleBytes && elapsedS > 0) this.throughput.add(d.received / elapsedS);
     d.reject(new DownloadAbort(why, 'cancelled'));
   }
 
@@ -375,7 +380,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     if (d.received === d.totalBytes) {
       this.downloads.delete(d.requestId);
       const elapsedS = Math.max(0.001, (now - (d.firstByteAt ?? d.startedAt)) / 1000);
-      if (d.received > MIN_THROUGHPUT_SAMPLE_BYTES) this.throughput.add(d.received / elapsedS);
+      if (d.received > this.#minSampleBytes) this.throughput.add(d.received / elapsedS);
       this.standing.succeed();
       d.resolve(d.buffer);
     }

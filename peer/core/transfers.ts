@@ -53,16 +53,18 @@ export interface TransfersDeps {
   failed(message: string): void;
   /** Something changed that may change a decision: schedule a round after `delayMs`. */
   wake(delayMs: number): void;
+  /** Segments smaller than this tell little about throughput (time to first byte dominates). */
+  minThroughputSampleBytes: number;
+  /** HTTP throughput until measured (bytes/s). */
+  priorHttpBps: number;
 }
 
-/** Segments smaller than this tell little about throughput (time to first byte dominates). */
-const MIN_THROUGHPUT_SAMPLE_BYTES = 32 * 1024;
 const HTTP_RETRY_MS = 300;
 const BAD_HTTP_RETRY_MS = 500;
 
 export class Transfers {
   /** Segment download throughput over HTTP (bytes/s) and its time to first byte (ms). */
-  readonly httpThroughput = new Ewma(0.3, 500_000);
+  readonly httpThroughput: Ewma;
   readonly httpFirstByteMs = new Ewma(0.3, 100);
   readonly #deps: TransfersDeps;
   readonly #inFlight = new Map<string, Transfer>();
@@ -71,6 +73,7 @@ export class Transfers {
 
   constructor(deps: TransfersDeps) {
     this.#deps = deps;
+    this.httpThroughput = new Ewma(0.3, deps.priorHttpBps);
     this.#unverified = new UnverifiedHold(deps.clock, deps.hold, {
       retry: (key, held) => void this.#retryAttestation(key, held),
       bytesDropped: (_key, held) =>
@@ -192,7 +195,7 @@ export class Transfers {
           throw new EngineError('origin-unavailable', `segment ${rendition}/${seq}: HTTP ${res.status}`);
         const now = this.#deps.clock.now();
         if (firstByteAt !== undefined) this.httpFirstByteMs.add(firstByteAt - request.startedAt);
-        if (res.bytes.byteLength > MIN_THROUGHPUT_SAMPLE_BYTES)
+        if (res.bytes.byteLength > this.#deps.minThroughputSampleBytes)
           this.httpThroughput.add(
             res.bytes.byteLength / Math.max(0.001, (now - (firstByteAt ?? request.startedAt)) / 1000),
           );

@@ -27,6 +27,27 @@ describe('simulator', () => {
     assert.notEqual(comparable(a), comparable(c));
   });
 
+  test('a byte scale shrinks the run, not its decisions: capped uplinks decide alike at 1 and 1/8', async () => {
+    // Heterogeneous uplinks (some below the stream's bitrate) make every decision depend on capacity,
+    // chunking and throughput estimates: the settings counted in bytes must shrink with the payloads.
+    const s = scenarioFor('heterogeneous', { peers: 12, durationS: 40, seed: 3 });
+    const full = figures(await simulate(s));
+    const scaled = figures(await simulate(s, { byteScale: 1 / 8 }));
+    assert.ok(full.offload > 0.2, `P2P carries a share (offload ${full.offload})`);
+    assert.ok(Math.abs(full.offload - scaled.offload) < 0.03, `offload ${full.offload} vs ${scaled.offload}`);
+    assert.equal(scaled.stalls, full.stalls);
+    assert.ok(
+      Math.abs(full.depth.mean - scaled.depth.mean) < 0.25,
+      `depth ${full.depth.mean} vs ${scaled.depth.mean}`,
+    );
+    assert.ok(
+      Math.abs(full.segmentMs.p2p.p50 - scaled.segmentMs.p2p.p50) < 0.1 * full.segmentMs.p2p.p50 + 5,
+      `P2P load p50 ${full.segmentMs.p2p.p50} vs ${scaled.segmentMs.p2p.p50} ms`,
+    );
+    // Reported bytes are scaled back to full size.
+    assert.ok(Math.abs(scaled.consumedBytes / full.consumedBytes - 1) < 0.02);
+  });
+
   test('one viewer alone plays everything from the origin: offload 0, no stall, bytes conserved', async () => {
     const r = await simulate(scenarioFor('steady', { peers: 1, durationS: 40 }));
     const f = figures(r);
