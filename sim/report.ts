@@ -25,6 +25,9 @@ export interface ViewerRecord {
   stallMs: number;
   segmentsPlayed: number;
   segmentsOnTime: number;
+  seeks: number;
+  /** Waiting for seek targets (apart from stalls). */
+  seekWaitMs: number;
   httpBytes: number;
   p2pBytes: number;
   uploadedBytes: number;
@@ -136,6 +139,10 @@ export function figures(r: SimResult) {
     stalledViewers: v.filter((x) => x.stalls > 0).length,
     rebufferRatio: watchedS > 0 ? stallS / (watchedS + stallS) : NaN,
     startupS: p50p95(v.flatMap((x) => (x.startupMs === null ? [] : [x.startupMs / 1000]))),
+    seeks: {
+      count: sum(v.map((x) => x.seeks)),
+      meanWaitS: sum(v.map((x) => x.seekWaitMs)) / 1000 / Math.max(1, sum(v.map((x) => x.seeks))),
+    },
     neverStarted: v.filter((x) => x.startupMs === null && (x.leftAtMs ?? Infinity) - x.joinedAtMs > 10_000)
       .length,
     latencyS: p50p95(r.latencyS),
@@ -212,6 +219,7 @@ export function markdown(r: SimResult, f: SimFigures): string {
       `${f.stalls} / ${f.stallS.toFixed(1)} s / ${f3(f.rebufferRatio)}`,
     ],
     ['viewers that stalled', `${f.stalledViewers} of ${f.viewers}`],
+    ['seeks / mean wait for the target', `${f.seeks.count} / ${f2(f.seeks.meanWaitS)} s`],
     ['startup p50 / p95', `${f2(f.startupS.p50)} / ${f2(f.startupS.p95)} s`],
     ['latency behind newest segment p50 / p95', `${f2(f.latencyS.p50)} / ${f2(f.latencyS.p95)} s`],
     ['engine start (tracker, channel, playlist) p50 / p95', `${f2(f.joinS.p50)} / ${f2(f.joinS.p95)} s`],

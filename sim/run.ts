@@ -75,6 +75,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     churn: rng.fork('churn'),
     jitter: rng.fork('jitter'),
     sampling: rng.fork('sampling'),
+    seeks: rng.fork('seeks'),
   };
 
   // ---- the world ------------------------------------------------------------------------------
@@ -176,6 +177,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       stallMs: 0,
       segmentsPlayed: 0,
       segmentsOnTime: 0,
+      seeks: 0,
+      seekWaitMs: 0,
       httpBytes: 0,
       p2pBytes: 0,
       uploadedBytes: 0,
@@ -220,7 +223,10 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     const player = new HeadlessPlayer(engine, { abr: s.rendition === 'auto' });
     const v: Viewer = { record, engine, player };
     live.add(v);
-    player.on('playing', ({ startupMs }) => (record.startupMs ??= startupMs));
+    player.on('playing', ({ startupMs }) => {
+      record.startupMs ??= startupMs;
+      if (s.seeks.perMinute > 0) scheduleSeek(v);
+    });
     engine.on('joined', ({ peerId }) => {
       record.peerId = peerId;
       byPeerId.set(peerId, v);
@@ -245,6 +251,27 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     return v;
   };
 
+  /** The viewer's next seek: back into the window from the live edge, or back to the edge. */
+  const scheduleSeek = (v: Viewer): void => {
+    clock.setTimeout(
+      () => {
+        if (!live.has(v)) return;
+        const { engine, player } = v;
+        const listed = [...engine.known.keys()];
+        const oldest = Math.min(...listed);
+        const edge = engine.newestPublished - player.opts.startBehindSegments;
+        const cur = player.currentSequence ?? edge;
+        const target =
+          cur < edge - 1
+            ? Math.min(edge, Math.max(...listed))
+            : Math.max(oldest, cur - 1 - rngs.seeks.int(s.seeks.maxBackSegments));
+        player.seek(target);
+        scheduleSeek(v);
+      },
+      rngs.seeks.exponential(60 / s.seeks.perMinute) * 1000,
+    );
+  };
+
   const leave = (v: Viewer): void => {
     snapshot(v);
     v.record.leftAtMs = clock.now();
@@ -262,6 +289,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     r.stallMs = player.stallMs;
     r.segmentsPlayed = player.segmentsPlayed;
     r.segmentsOnTime = player.segmentsOnTime;
+    r.seeks = player.seeks;
+    r.seekWaitMs = player.seekWaitMs;
     r.httpBytes = engine.httpBytes;
     r.p2pBytes = engine.p2pBytes;
     r.uploadedBytes = engine.uploads.uploadedBytes;

@@ -54,6 +54,12 @@ export interface Scenario {
     | { kind: 'none' }
     | { kind: 'replace'; intervalS: number; fraction: number }
     | { kind: 'sessions'; sessionS: Distribution; gapS: Distribution };
+  /**
+   * Seeks: each playing viewer seeks at random times (`perMinute` on average, 0: never): back by 1 to
+   * `maxBackSegments` segments into the playlist's window when at the live edge, back to the edge when
+   * behind it by choice.
+   */
+  seeks: { perMinute: number; maxBackSegments: number };
   /** Upload capacity of each viewer, kbit/s (Infinity: unlimited, as Node peers on loopback). */
   uploadKbps: Distribution;
   /** Download capacity of each viewer, kbit/s. */
@@ -86,6 +92,7 @@ const steady: Scenario = {
   rendition: '480p',
   joinOverS: 15,
   churn: { kind: 'none' },
+  seeks: { perMinute: 0, maxBackSegments: 4 },
   uploadKbps: { kind: 'fixed', value: Infinity },
   downloadKbps: { kind: 'fixed', value: Infinity },
   natMix: { open: 1 },
@@ -111,6 +118,7 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
       gapS: { kind: 'exponential', mean: 5 },
     },
   },
+  seeks: { name: 'seeks', seeks: { perMinute: 2, maxBackSegments: 4 } },
   heterogeneous: {
     name: 'heterogeneous',
     // A share of peers uploads less than one stream's bitrate (light ladder's 480p ≈ 1.3 Mbit/s).
@@ -209,7 +217,7 @@ export function scenarioFor(name: string, overrides: Partial<Scenario> = {}): Sc
     );
   const s: Scenario = { ...steady, name, ...preset, ...profile, ...overrides, profile: profileName };
   // The origin's and tracker's fields may be given one by one (the rest from the layers below).
-  for (const k of ['origin', 'tracker'] as const)
+  for (const k of ['origin', 'tracker', 'seeks'] as const)
     if (isObject(s[k]))
       Object.assign(s, { [k]: { ...steady[k], ...preset[k], ...profile[k], ...overrides[k] } });
   // The bench's steady pace (one viewer every 500 ms), over at most the first third of the run.
@@ -280,7 +288,7 @@ export function validateScenario(s: Scenario): void {
     typeof s.name === 'string' && /^[a-z0-9][a-z0-9_-]{0,63}$/.test(s.name),
     'name must be [a-z0-9_-], 1–64',
   );
-  for (const k of ['churn', 'uploadKbps', 'downloadKbps', 'natMix', 'origin', 'tracker'] as const)
+  for (const k of ['churn', 'seeks', 'uploadKbps', 'downloadKbps', 'natMix', 'origin', 'tracker'] as const)
     check(isObject(s[k]), `${k} must be an object`);
   check(s.turn === null || isObject(s.turn), 'turn must be an object or null');
   check(Number.isSafeInteger(s.seed), 'seed must be an integer');
@@ -310,6 +318,13 @@ export function validateScenario(s: Scenario): void {
     default:
       throw new ScenarioError('churn must be none, replace or sessions');
   }
+  check(
+    nonNegative(s.seeks.perMinute) &&
+      s.seeks.perMinute <= 60 &&
+      Number.isSafeInteger(s.seeks.maxBackSegments) &&
+      s.seeks.maxBackSegments >= 1,
+    'seeks: perMinute 0–60, maxBackSegments ≥ 1',
+  );
   validateDistribution(s.uploadKbps, 'uploadKbps');
   validateDistribution(s.downloadKbps, 'downloadKbps');
   const shares = Object.entries(s.natMix);

@@ -36,7 +36,8 @@ export const DEFAULT_PLAYER: PlayerOptions = {
   abr: true,
 };
 
-export type PlayerState = 'starting' | 'playing' | 'stalled' | 'ended';
+/** `seeking`: waiting for the segment a seek moved to (the viewer's choice, not a stall). */
+export type PlayerState = 'starting' | 'playing' | 'stalled' | 'seeking' | 'ended';
 
 export type PlayerEvents = {
   playing: (info: { startupMs: number; mediaSequence: number }) => void;
@@ -45,6 +46,8 @@ export type PlayerEvents = {
   /** Playback moved on to a segment (for deadline accounting). */
   'segment-played': (info: { mediaSequence: number; readyBeforeDeadline: boolean }) => void;
   'live-sync': (info: { skippedSegments: number }) => void;
+  seeking: (info: { mediaSequence: number }) => void;
+  seeked: (info: { mediaSequence: number; waitMs: number }) => void;
   ended: () => void;
 };
 
@@ -69,12 +72,18 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
   stallMs = 0;
   segmentsPlayed = 0;
   segmentsOnTime = 0;
+  seeks = 0;
+  /** Time spent waiting for seek targets (not counted as stalls). */
+  seekWaitMs = 0;
   readonly #slots = new Map<number, Slot>();
   #current: number | undefined;
   #next: number | undefined;
   #startedAt: number;
   #lastTickAt: number;
   #stallStartedAt: number | undefined;
+  #seekStartedAt = 0;
+  /** The viewer seeked back: being behind live is its choice, not a reason to jump to the live edge. */
+  #behindByChoice = false;
   #timer: TimerHandle | undefined;
   #destroyed = false;
 
@@ -185,7 +194,8 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     const rendition = this.engine.rendition;
     // Before the first frame the playhead waits at the start segment: it is needed now, the next ones
     // one duration later each.
-    const headS = this.state === 'starting' ? (this.#slots.get(this.#current)?.startS ?? 0) : this.positionS;
+    const waiting = this.state === 'starting' || this.state === 'seeking';
+    const headS = waiting ? (this.#slots.get(this.#current)?.startS ?? 0) : this.positionS;
     for (let seq = this.#current; seq <= this.#current + this.opts.bufferAheadSegments; seq++) {
       const slot = this.#slotFor(seq);
       if (!slot) break;
@@ -253,6 +263,15 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
         this.#current = this.#current! + 1;
         this.#enter(this.#current, true);
       }
+    } else if (this.state === 'seeking') {
+      if (cur.ready) {
+        const waitMs = now - this.#seekStartedAt;
+        this.seekWaitMs += waitMs;
+        this.state = 'playing';
+        this.#positionS = cur.startS;
+        this.emit('seeked', { mediaSequence: this.#current, waitMs });
+        this.#enter(this.#current, true);
+      }
     } else if (this.state === 'stalled') {
       if (cur.ready && (this.bufferS >= this.opts.resumeBufferS || this.#nextUnknown())) {
         const d = now - (this.#stallStartedAt ?? now);
@@ -282,6 +301,7 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
   #liveSync(): void {
     const latency = this.latencyS;
     const dur = this.engine.channelInfo?.segmentDurationS ?? 2;
+    if (this.#behindByChoice) return;
     if (this.engine.ended || latency === undefined || latency <= this.opts.maxLatencySegments * dur) return;
     const target = this.engine.newestPublished - this.opts.startBehindSegments;
     const slot = this.#slotFor(target);
@@ -298,6 +318,45 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
         this.emit('stall-started', { mediaSequence: target });
       }
     }
+  }
+
+  /**
+   * Moves the playhead to the start of segment `mediaSequence`, one the playlist lists: back into the
+   * window, or forward towards the live edge. The player waits in `seeking` until it is ready (the wait
+   * is counted apart from stalls); requests ahead of the old position that the new one does not need
+   * are dropped. Returns false (and does nothing) for a segment not listed, or before playback started.
+   */
+  seek(mediaSequence: number): boolean {
+    if (this.#destroyed || this.state === 'ended' || this.state === 'starting') return false;
+    const seg = this.engine.known.get(mediaSequence);
+    if (!seg || seg.gap) return false;
+    const now = this.engine.clock.now();
+    if (this.state === 'stalled') {
+      // The stall ends here: what follows is the seek's wait.
+      const d = now - (this.#stallStartedAt ?? now);
+      this.stallMs += d;
+      this.emit('stall-ended', { durationMs: d });
+    }
+    const rendition = this.engine.rendition;
+    const keep = (seq: number) =>
+      seq >= mediaSequence && seq <= mediaSequence + this.opts.bufferAheadSegments;
+    for (const [seq, slot] of this.#slots)
+      if (slot.requested && !slot.ready && !keep(seq)) this.engine.drop(rendition, seq);
+    // A new timeline from the target (slots are placed relative to one another).
+    this.#slots.clear();
+    this.#current = mediaSequence;
+    this.#next = mediaSequence;
+    this.#slotFor(mediaSequence);
+    this.#positionS = 0;
+    this.#lastTickAt = now;
+    this.#behindByChoice = mediaSequence < this.engine.newestPublished - this.opts.startBehindSegments;
+    this.seeks++;
+    this.state = 'seeking';
+    this.#seekStartedAt = now;
+    this.emit('seeking', { mediaSequence });
+    this.#request();
+    this.#tick();
+    return true;
   }
 
   /** Forgets slots far behind the playhead. */

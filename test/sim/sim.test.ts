@@ -48,6 +48,17 @@ describe('simulator', () => {
     assert.ok(Math.abs(scaled.consumedBytes / full.consumedBytes - 1) < 0.02);
   });
 
+  test('seeks: viewers go back into the window and return to the live edge; waiting for a seek is not a stall', async () => {
+    const r = await simulate(scenarioFor('seeks', { peers: 6, durationS: 90, seed: 2 }));
+    const f = figures(r);
+    assert.ok(f.seeks.count >= 6, `${f.seeks.count} seeks`);
+    assert.equal(f.stalls, 0);
+    assert.equal(f.continuity, 1);
+    // Behind live by choice for a while (no jump back to the edge), then at the edge again.
+    assert.ok(f.latencyS.p95 > f.latencyS.p50 + r.scenario.segmentDurationS, JSON.stringify(f.latencyS));
+    assert.ok(f.latencyS.p50 < 3 * r.scenario.segmentDurationS, JSON.stringify(f.latencyS));
+  });
+
   test('one viewer alone plays everything from the origin: offload 0, no stall, bytes conserved', async () => {
     const r = await simulate(scenarioFor('steady', { peers: 1, durationS: 40 }));
     const f = figures(r);
