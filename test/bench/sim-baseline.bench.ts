@@ -100,19 +100,23 @@ for (const peers of f.peers)
   }
 progressDone();
 
-const pct = (x: number) => (Number.isFinite(x) ? `${(x * 100).toFixed(1)} %` : 'n/a');
-const f2 = (x: number) => (Number.isFinite(x) ? x.toFixed(2) : 'n/a');
+// Figures come back from JSON, where NaN is null.
+const ok = (x: number | null): x is number => typeof x === 'number' && Number.isFinite(x);
+const pct = (x: number | null) => (ok(x) ? `${(x * 100).toFixed(1)} %` : 'n/a');
+const f2 = (x: number | null) => (ok(x) ? x.toFixed(2) : 'n/a');
+const f3 = (x: number | null) => (ok(x) ? x.toFixed(3) : 'n/a');
 const table = [
-  '| scenario | peers | offload (2nd half) | continuity | stalls (viewers) | startup p50 / p95 | latency p50 / p95 | upload copies p50 / p99 / max | top 1 % share | depth mean / max | reach 99 % p50 | speed | max RSS |',
-  '|---|---|---|---|---|---|---|---|---|---|---|---|---|',
+  '| scenario | peers | offload (2nd half) | continuity | stalls (viewers) | never started | startup p50 / p95 | latency p50 / p95 | upload copies p50 / p99 / max | top 1 % share | depth mean / max | reach 99 % p50 | speed | max RSS |',
+  '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...runs
     .map(({ scenario, peers, figures: x, maxRssMB }) =>
       [
         scenario,
         peers,
         `${pct(x.offload)} (${pct(x.steadyOffload)})`,
-        x.continuity.toFixed(3),
+        f3(x.continuity),
         `${x.stalls} (${x.stalledViewers})`,
+        x.neverStarted,
         `${f2(x.startupS.p50)} / ${f2(x.startupS.p95)} s`,
         `${f2(x.latencyS.p50)} / ${f2(x.latencyS.p95)} s`,
         `${f2(x.upload.copiesP50)} / ${f2(x.upload.copiesP99)} / ${f2(x.upload.copiesMax)}`,
@@ -132,7 +136,7 @@ fs.writeFileSync(
     `\`npm run sim -- --scenario S --peers N --duration ${f.durationS} --policy ${f.policy} --seed ${f.seed} --byte-scale ${f.byteScale}\`; each run's own report is in its directory.\n\n${table}\n`,
 );
 process.stdout.write(`${table}\n\nreport: ${path.relative(root, out)}/report.md\n`);
-const worst = runs.reduce((a, b) => (b.figures.offload < a.figures.offload ? b : a));
+const worst = runs.reduce((a, b) => ((b.figures.offload ?? 1) < (a.figures.offload ?? 1) ? b : a));
 process.stdout.write(
-  `runs=${runs.length} policy=${f.policy} peers=${f.peers.join(',')} worst_offload=${worst.figures.offload.toFixed(2)} (${worst.scenario}×${worst.peers})\n`,
+  `runs=${runs.length} policy=${f.policy} peers=${f.peers.join(',')} worst_offload=${f2(worst.figures.offload)} (${worst.scenario}×${worst.peers})\n`,
 );
