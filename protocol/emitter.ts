@@ -19,9 +19,14 @@ export class TypedEmitter<Events extends EventMap> {
    */
   readonly #listeners = new Map<keyof Events, readonly Events[keyof Events][]>();
   readonly #onceWrappers = new WeakMap<Events[keyof Events], Events[keyof Events]>();
-  /** Called when a listener throws. Defaults to `console.error`; override per instance. */
-  onListenerError: (info: ListenerErrorInfo) => void = ({ event, error }) =>
+
+  /**
+   * Called when a listener throws. Defaults to `console.error`; override per instance (a method, not
+   * a closure per instance: emitters are made for every link and neighbour).
+   */
+  onListenerError({ event, error }: ListenerErrorInfo): void {
     console.error(`peertv: listener for "${event}" threw:`, error);
+  }
 
   on<E extends keyof Events>(event: E, listener: Events[E]): this {
     const list = this.#listeners.get(event) ?? [];
