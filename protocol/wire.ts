@@ -115,18 +115,27 @@ class Writer {
   copy(): Uint8Array {
     return this.#buf.slice(0, this.#len);
   }
+
+  /** The message in the writer's buffer, good until the writer starts over. */
+  view(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
 }
 
 /**
- * One writer for every message but `data`, reused (encoding is synchronous): each message then costs
- * one allocation, its exact copy.
+ * The writer reused for every message but a `data` one to keep (encoding is synchronous): such a
+ * message then costs one allocation, its exact copy, or none when sent at once.
  */
 const scratch = new Writer(256);
 
-/** Bytes of the varint encoding of `value` (a safe non-negative integer). */
-function varintSize(value: number): number {
+/**
+ * Bytes of the varint encoding of `value`. Only a size guess for a value not checked yet: an invalid
+ * one gives a bounded wrong answer (the check throws later), never a loop without end.
+ */
+function varintSize(value: unknown): number {
+  if (typeof value !== 'number') return 1;
   let n = 1;
-  for (let v = value; v >= 0x80; v = Math.floor(v / 0x80)) n++;
+  for (let v = value; v >= 0x80 && n < 8; v = Math.floor(v / 0x80)) n++;
   return n;
 }
 
@@ -173,19 +182,45 @@ function writeRanges(w: Writer, ranges: unknown): void {
  * peer, and decodes as `peer-version-mismatch`.)
  */
 export function encodeMessage(msg: WireMessage): Uint8Array {
+  if (typeof msg === 'object' && msg !== null && msg.type === 'data') {
+    // Sized exactly: the payload is copied once, and `finish` returns the buffer as it is.
+    const w = new Writer(dataMessageBytes(msg));
+    writeMessage(w, msg);
+    return w.finish();
+  }
+  writeMessage(scratch.reset(), msg);
+  return scratch.copy();
+}
+
+/**
+ * {@link encodeMessage} into a buffer the encoder keeps and reuses: the bytes returned are good until
+ * the next call. For a sender that hands them at once to something that copies them (`PeerLink.send`
+ * does, by contract): a message then costs no allocation of its own.
+ */
+export function encodeMessageTransient(msg: WireMessage): Uint8Array {
+  writeMessage(scratch.reset(), msg);
+  return scratch.view();
+}
+
+/** Length of a `data` message once encoded (its fields already checked or about to be). */
+function dataMessageBytes(msg: Extract<WireMessage, { type: 'data' }>): number {
+  const length = msg.bytes instanceof Uint8Array ? msg.bytes.length : 0;
+  return 1 + varintSize(msg.requestId) + varintSize(msg.offset) + varintSize(msg.totalBytes) + length;
+}
+
+/** Writes one message (checked: misuse throws a TypeError). */
+function writeMessage(w: Writer, msg: WireMessage): void {
   if (typeof msg !== 'object' || msg === null) misuse('message must be an object');
   switch (msg.type) {
     case 'hello': {
-      const w = scratch.reset();
       w.u8(T_HELLO);
       w.varint(checkSeq(msg.version, 'version'));
       w.ascii(checkString(msg.peerId, isPeerId, 'peer id'));
       w.ascii(checkString(msg.channel, isChannelId, 'channel id'));
-      return w.copy();
+      return;
     }
     case 'have':
     case 'lost': {
-      const w = scratch.reset();
       w.u8(msg.type === 'have' ? T_HAVE : T_LOST);
       w.ascii(checkString(msg.rendition, isRenditionName, 'rendition'));
       if (msg.type === 'have') {
@@ -193,16 +228,15 @@ export function encodeMessage(msg: WireMessage): Uint8Array {
         w.u8(msg.reset ? FLAG_RESET : 0);
       }
       writeRanges(w, msg.ranges);
-      return w.copy();
+      return;
     }
     case 'request': {
-      const w = scratch.reset();
       w.u8(T_REQUEST);
       w.varint(checkSeq(msg.requestId, 'requestId'));
       w.ascii(checkString(msg.rendition, isRenditionName, 'rendition'));
       w.varint(checkSeq(msg.mediaSequence, 'mediaSequence'));
       w.varint(checkSeq(msg.deadlineMs, 'deadlineMs'));
-      return w.copy();
+      return;
     }
     case 'data': {
       const requestId = checkSeq(msg.requestId, 'requestId');
@@ -215,36 +249,32 @@ export function encodeMessage(msg: WireMessage): Uint8Array {
       if (totalBytes > MAX_SEGMENT_BYTES) misuse(`totalBytes ${totalBytes} > ${MAX_SEGMENT_BYTES}`);
       if (offset + bytes.length > totalBytes)
         misuse(`offset ${offset} + ${bytes.length} bytes > totalBytes ${totalBytes}`);
-      // Sized exactly: the payload is copied once, and `finish` returns the buffer as it is.
-      const w = new Writer(
-        1 + varintSize(requestId) + varintSize(offset) + varintSize(totalBytes) + bytes.length,
-      );
       w.u8(T_DATA);
       w.varint(requestId);
       w.varint(offset);
       w.varint(totalBytes);
       w.bytes(bytes);
-      return w.finish();
+      return;
     }
     case 'cancel': {
-      const w = scratch.reset();
       w.u8(T_CANCEL);
       w.varint(checkSeq(msg.requestId, 'requestId'));
-      return w.copy();
+      return;
     }
     case 'absent': {
-      const w = scratch.reset();
       w.u8(T_ABSENT);
       w.varint(checkSeq(msg.requestId, 'requestId'));
       const code = ABSENT_CODES.indexOf(msg.reason);
       if (code < 0) misuse(`unknown absent reason: ${JSON.stringify(msg.reason)}`);
       w.u8(code);
-      return w.copy();
+      return;
     }
     case 'bye': {
       const code = (BYE_CODES as readonly string[]).indexOf(msg.code);
       if (code < 0) misuse(`unknown bye code: ${JSON.stringify(msg.code)}`);
-      return Uint8Array.of(T_BYE, code);
+      w.u8(T_BYE);
+      w.u8(code);
+      return;
     }
     default:
       return misuse(`unknown message type: ${JSON.stringify((msg as { type?: unknown }).type)}`);

@@ -6,7 +6,7 @@
  */
 import {
   decodeMessage,
-  encodeMessage,
+  encodeMessageTransient,
   HaveSet,
   MAX_SEGMENT_BYTES,
   TypedEmitter,
@@ -255,7 +255,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   #send(msg: WireMessage): void {
     if (this.#closed || !this.link.connected) return;
     try {
-      this.link.send(encodeMessage(msg));
+      // The link copies what it sends: the encoder's own buffer will do.
+      this.link.send(encodeMessageTransient(msg));
     } catch (err) {
       this.#onClosed(`send failed: ${(err as Error).message}`, undefined);
       this.link.destroy('send failed');
