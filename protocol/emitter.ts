@@ -18,7 +18,8 @@ export class TypedEmitter<Events extends EventMap> {
    * and copies nothing.
    */
   readonly #listeners = new Map<keyof Events, readonly Events[keyof Events][]>();
-  readonly #onceWrappers = new WeakMap<Events[keyof Events], Events[keyof Events]>();
+  /** The wrapper of each `once` listener (made at the first: most emitters never get one). */
+  #onceWrappers: WeakMap<Events[keyof Events], Events[keyof Events]> | undefined;
 
   /**
    * Called when a listener throws. Defaults to `console.error`; override per instance (a method, not
@@ -39,14 +40,14 @@ export class TypedEmitter<Events extends EventMap> {
       this.off(event, listener);
       (listener as (...a: Parameters<Events[E]>) => void)(...args);
     }) as Events[E];
-    this.#onceWrappers.set(listener, wrapper);
+    (this.#onceWrappers ??= new WeakMap()).set(listener, wrapper);
     return this.on(event, wrapper);
   }
 
   /** Removes a listener added with `on` or `once`. */
   off<E extends keyof Events>(event: E, listener: Events[E]): this {
-    const wrapper = this.#onceWrappers.get(listener);
-    if (wrapper && this.#remove(event, wrapper)) this.#onceWrappers.delete(listener);
+    const wrapper = this.#onceWrappers?.get(listener);
+    if (wrapper && this.#remove(event, wrapper)) this.#onceWrappers?.delete(listener);
     else this.#remove(event, listener);
     return this;
   }
