@@ -12,16 +12,26 @@ export interface ListenerErrorInfo {
 export class TypedEmitter<Events extends EventMap> {
   /** Type-level only (never set): lets helpers such as {@link waitFor} recover the event map. */
   declare readonly eventMap?: Events;
-  readonly #listeners = new Map<keyof Events, Set<Events[keyof Events]>>();
-  readonly #onceWrappers = new WeakMap<Events[keyof Events], Events[keyof Events]>();
-  /** Called when a listener throws. Defaults to `console.error`; override per instance. */
-  onListenerError: (info: ListenerErrorInfo) => void = ({ event, error }) =>
+  /**
+   * Listeners per event, in the order added, each listener once. The arrays are never changed, only
+   * replaced: an emit goes through the list it started with, whatever its listeners add or remove,
+   * and copies nothing.
+   */
+  readonly #listeners = new Map<keyof Events, readonly Events[keyof Events][]>();
+  /** The wrapper of each `once` listener (made at the first: most emitters never get one). */
+  #onceWrappers: WeakMap<Events[keyof Events], Events[keyof Events]> | undefined;
+
+  /**
+   * Called when a listener throws. Defaults to `console.error`; override per instance (a method, not
+   * a closure per instance: emitters are made for every link and neighbour).
+   */
+  onListenerError({ event, error }: ListenerErrorInfo): void {
     console.error(`peertv: listener for "${event}" threw:`, error);
+  }
 
   on<E extends keyof Events>(event: E, listener: Events[E]): this {
-    let set = this.#listeners.get(event);
-    if (!set) this.#listeners.set(event, (set = new Set()));
-    set.add(listener);
+    const list = this.#listeners.get(event) ?? [];
+    if (!list.includes(listener)) this.#listeners.set(event, [...list, listener]);
     return this;
   }
 
@@ -30,17 +40,26 @@ export class TypedEmitter<Events extends EventMap> {
       this.off(event, listener);
       (listener as (...a: Parameters<Events[E]>) => void)(...args);
     }) as Events[E];
-    this.#onceWrappers.set(listener, wrapper);
+    (this.#onceWrappers ??= new WeakMap()).set(listener, wrapper);
     return this.on(event, wrapper);
   }
 
   /** Removes a listener added with `on` or `once`. */
   off<E extends keyof Events>(event: E, listener: Events[E]): this {
-    const set = this.#listeners.get(event);
-    const wrapper = this.#onceWrappers.get(listener);
-    if (wrapper && set?.delete(wrapper)) this.#onceWrappers.delete(listener);
-    else set?.delete(listener);
+    const wrapper = this.#onceWrappers?.get(listener);
+    if (wrapper && this.#remove(event, wrapper)) this.#onceWrappers?.delete(listener);
+    else this.#remove(event, listener);
     return this;
+  }
+
+  #remove<E extends keyof Events>(event: E, listener: Events[keyof Events]): boolean {
+    const list = this.#listeners.get(event);
+    if (!list?.includes(listener)) return false;
+    this.#listeners.set(
+      event,
+      list.filter((l) => l !== listener),
+    );
+    return true;
   }
 
   removeAllListeners(): void {
@@ -48,13 +67,13 @@ export class TypedEmitter<Events extends EventMap> {
   }
 
   listenerCount<E extends keyof Events>(event: E): number {
-    return this.#listeners.get(event)?.size ?? 0;
+    return this.#listeners.get(event)?.length ?? 0;
   }
 
   protected emit<E extends keyof Events>(event: E, ...args: Parameters<Events[E]>): void {
-    const set = this.#listeners.get(event);
-    if (!set) return;
-    for (const listener of [...set]) {
+    const list = this.#listeners.get(event);
+    if (!list) return;
+    for (const listener of list) {
       try {
         (listener as (...a: Parameters<Events[E]>) => void)(...args);
       } catch (error) {

@@ -94,15 +94,49 @@ class Writer {
     for (let i = 0; i < value.length; i++) this.#buf[this.#len++] = value.charCodeAt(i);
   }
 
+  /** Starts over (the buffer is kept). */
+  reset(): this {
+    this.#len = 0;
+    return this;
+  }
+
   bytes(value: Uint8Array): void {
     this.#reserve(value.length);
     this.#buf.set(value, this.#len);
     this.#len += value.length;
   }
 
+  /** The message, in the writer's own buffer when it is full (else a copy): the writer is done. */
   finish(): Uint8Array {
     return this.#buf.length === this.#len ? this.#buf : this.#buf.slice(0, this.#len);
   }
+
+  /** A copy of the message: the writer can start over. */
+  copy(): Uint8Array {
+    return this.#buf.slice(0, this.#len);
+  }
+
+  /** The message in the writer's buffer, good until the writer starts over. */
+  view(): Uint8Array {
+    return this.#buf.subarray(0, this.#len);
+  }
+}
+
+/**
+ * The writer reused for every message but a `data` one to keep (encoding is synchronous): such a
+ * message then costs one allocation, its exact copy, or none when sent at once.
+ */
+const scratch = new Writer(256);
+
+/**
+ * Bytes of the varint encoding of `value`. Only a size guess for a value not checked yet: an invalid
+ * one gives a bounded wrong answer (the check throws later), never a loop without end.
+ */
+function varintSize(value: unknown): number {
+  if (typeof value !== 'number') return 1;
+  let n = 1;
+  for (let v = value; v >= 0x80 && n < 8; v = Math.floor(v / 0x80)) n++;
+  return n;
 }
 
 function misuse(message: string): never {
@@ -148,19 +182,45 @@ function writeRanges(w: Writer, ranges: unknown): void {
  * peer, and decodes as `peer-version-mismatch`.)
  */
 export function encodeMessage(msg: WireMessage): Uint8Array {
+  if (typeof msg === 'object' && msg !== null && msg.type === 'data') {
+    // Sized exactly: the payload is copied once, and `finish` returns the buffer as it is.
+    const w = new Writer(dataMessageBytes(msg));
+    writeMessage(w, msg);
+    return w.finish();
+  }
+  writeMessage(scratch.reset(), msg);
+  return scratch.copy();
+}
+
+/**
+ * {@link encodeMessage} into a buffer the encoder keeps and reuses: the bytes returned are good until
+ * the next call. For a sender that hands them at once to something that copies them (`PeerLink.send`
+ * does, by contract): a message then costs no allocation of its own.
+ */
+export function encodeMessageTransient(msg: WireMessage): Uint8Array {
+  writeMessage(scratch.reset(), msg);
+  return scratch.view();
+}
+
+/** Length of a `data` message once encoded (its fields already checked or about to be). */
+function dataMessageBytes(msg: Extract<WireMessage, { type: 'data' }>): number {
+  const length = msg.bytes instanceof Uint8Array ? msg.bytes.length : 0;
+  return 1 + varintSize(msg.requestId) + varintSize(msg.offset) + varintSize(msg.totalBytes) + length;
+}
+
+/** Writes one message (checked: misuse throws a TypeError). */
+function writeMessage(w: Writer, msg: WireMessage): void {
   if (typeof msg !== 'object' || msg === null) misuse('message must be an object');
   switch (msg.type) {
     case 'hello': {
-      const w = new Writer(1 + 8 + 17 + 65);
       w.u8(T_HELLO);
       w.varint(checkSeq(msg.version, 'version'));
       w.ascii(checkString(msg.peerId, isPeerId, 'peer id'));
       w.ascii(checkString(msg.channel, isChannelId, 'channel id'));
-      return w.finish();
+      return;
     }
     case 'have':
     case 'lost': {
-      const w = new Writer(64);
       w.u8(msg.type === 'have' ? T_HAVE : T_LOST);
       w.ascii(checkString(msg.rendition, isRenditionName, 'rendition'));
       if (msg.type === 'have') {
@@ -168,16 +228,15 @@ export function encodeMessage(msg: WireMessage): Uint8Array {
         w.u8(msg.reset ? FLAG_RESET : 0);
       }
       writeRanges(w, msg.ranges);
-      return w.finish();
+      return;
     }
     case 'request': {
-      const w = new Writer(1 + 8 + 33 + 8 + 8);
       w.u8(T_REQUEST);
       w.varint(checkSeq(msg.requestId, 'requestId'));
       w.ascii(checkString(msg.rendition, isRenditionName, 'rendition'));
       w.varint(checkSeq(msg.mediaSequence, 'mediaSequence'));
       w.varint(checkSeq(msg.deadlineMs, 'deadlineMs'));
-      return w.finish();
+      return;
     }
     case 'data': {
       const requestId = checkSeq(msg.requestId, 'requestId');
@@ -190,33 +249,32 @@ export function encodeMessage(msg: WireMessage): Uint8Array {
       if (totalBytes > MAX_SEGMENT_BYTES) misuse(`totalBytes ${totalBytes} > ${MAX_SEGMENT_BYTES}`);
       if (offset + bytes.length > totalBytes)
         misuse(`offset ${offset} + ${bytes.length} bytes > totalBytes ${totalBytes}`);
-      const w = new Writer(1 + 8 + 4 + 4 + bytes.length);
       w.u8(T_DATA);
       w.varint(requestId);
       w.varint(offset);
       w.varint(totalBytes);
       w.bytes(bytes);
-      return w.finish();
+      return;
     }
     case 'cancel': {
-      const w = new Writer(1 + 8);
       w.u8(T_CANCEL);
       w.varint(checkSeq(msg.requestId, 'requestId'));
-      return w.finish();
+      return;
     }
     case 'absent': {
-      const w = new Writer(1 + 8 + 1);
       w.u8(T_ABSENT);
       w.varint(checkSeq(msg.requestId, 'requestId'));
       const code = ABSENT_CODES.indexOf(msg.reason);
       if (code < 0) misuse(`unknown absent reason: ${JSON.stringify(msg.reason)}`);
       w.u8(code);
-      return w.finish();
+      return;
     }
     case 'bye': {
       const code = (BYE_CODES as readonly string[]).indexOf(msg.code);
       if (code < 0) misuse(`unknown bye code: ${JSON.stringify(msg.code)}`);
-      return Uint8Array.of(T_BYE, code);
+      w.u8(T_BYE);
+      w.u8(code);
+      return;
     }
     default:
       return misuse(`unknown message type: ${JSON.stringify((msg as { type?: unknown }).type)}`);
@@ -231,6 +289,35 @@ function violation(message: string): never {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
+
+/**
+ * ASCII strings decoded lately, with the check they passed: the same few (renditions, the channel)
+ * come in nearly every message, so a match is returned as it is, neither built nor checked again.
+ * Slot by length and first and last byte.
+ */
+const RECENT_SLOTS = 32;
+const recentText: (string | undefined)[] = new Array<string | undefined>(RECENT_SLOTS).fill(undefined);
+const recentCheck: (((v: string) => boolean) | undefined)[] = new Array<((v: string) => boolean) | undefined>(
+  RECENT_SLOTS,
+).fill(undefined);
+
+function recentSlot(bytes: Uint8Array, start: number, len: number): number {
+  return len === 0 ? 0 : (len * 7 + bytes[start]! * 3 + bytes[start + len - 1]!) % RECENT_SLOTS;
+}
+
+/** The recent string in `slot` when it is exactly these bytes and passed `ok`, else undefined. */
+function recentMatch(
+  slot: number,
+  bytes: Uint8Array,
+  start: number,
+  len: number,
+  ok: (v: string) => boolean,
+): string | undefined {
+  const text = recentText[slot];
+  if (text === undefined || text.length !== len || recentCheck[slot] !== ok) return undefined;
+  for (let i = 0; i < len; i++) if (text.charCodeAt(i) !== bytes[start + i]) return undefined;
+  return text;
+}
 
 class Reader {
   pos = 0;
@@ -265,6 +352,12 @@ class Reader {
     const len = this.u8(`${field} length`);
     const end = this.pos + len;
     if (end > this.bytes.length) violation(`truncated: ${field}`);
+    const slot = recentSlot(this.bytes, this.pos, len);
+    const seen = recentMatch(slot, this.bytes, this.pos, len, ok);
+    if (seen !== undefined) {
+      this.pos = end;
+      return seen;
+    }
     const raw = this.bytes.subarray(this.pos, end);
     this.pos = end;
     let text = '';
@@ -285,6 +378,10 @@ class Reader {
       }
     }
     if (!ok(text)) violation(`${field}: invalid value ${JSON.stringify(text)}`);
+    if (ascii) {
+      recentText[slot] = text;
+      recentCheck[slot] = ok;
+    }
     return text;
   }
 

@@ -21,12 +21,19 @@ export const DEFAULT_MANUAL_CLOCK: ManualClockOptions = {
 /** Guards `advance`/`runUntilIdle` against timers that reschedule themselves at the same instant forever. */
 const MAX_TIMERS_PER_CALL = 50_000_000;
 
-interface Timer {
-  id: number;
-  dueMs: number;
-  /** Scheduling order: breaks ties between timers due at the same instant. */
-  seq: number;
-  fn: () => void;
+/** A timer is its own handle. */
+class Timer {
+  /** Run or cleared: skipped when it reaches the top of the heap. */
+  done = false;
+
+  constructor(
+    /** The clock it belongs to (a handle of another clock is ignored). */
+    readonly clock: ManualClock,
+    readonly dueMs: number,
+    /** Scheduling order: breaks ties between timers due at the same instant. */
+    readonly seq: number,
+    readonly fn: () => void,
+  ) {}
 }
 
 export class ManualClock implements Clock {
@@ -34,12 +41,12 @@ export class ManualClock implements Clock {
   /** wallNow() − now(). */
   #wallOffsetMs: number;
   #seq = 0;
-  #nextId = 1;
-  readonly #live = new Map<number, Timer>();
-  /** Timers by (dueMs, seq); cancelled ones are removed from `#live` and skipped lazily. */
+  /** Timers scheduled and neither run nor cleared. */
+  #live = 0;
+  /** Timers by (dueMs, seq); cleared ones are marked done and skipped lazily. */
   readonly #heap = new MinHeap<Timer>(
     (a, b) => a.dueMs < b.dueMs || (a.dueMs === b.dueMs && a.seq < b.seq),
-    (t) => this.#live.get(t.id) !== t,
+    (t) => t.done,
   );
   #running = false;
 
@@ -70,21 +77,23 @@ export class ManualClock implements Clock {
   setTimeout(fn: () => void, ms: number): TimerHandle {
     if (typeof fn !== 'function') throw new TypeError('ManualClock.setTimeout: fn must be a function');
     const delay = Number.isNaN(ms) || ms < 0 ? 0 : ms;
-    const timer: Timer = { id: this.#nextId++, dueMs: this.#nowMs + delay, seq: this.#seq++, fn };
-    this.#live.set(timer.id, timer);
+    const timer = new Timer(this, this.#nowMs + delay, this.#seq++, fn);
+    this.#live++;
     this.#heap.push(timer);
-    return timer.id;
+    return timer;
   }
 
   clearTimeout(handle: TimerHandle | undefined): void {
-    if (typeof handle !== 'number' || !this.#live.delete(handle)) return;
+    if (!(handle instanceof Timer) || handle.clock !== this || handle.done) return;
+    handle.done = true;
+    this.#live--;
     // Cancelled timers leave the heap lazily; rebuild it when they dominate (many cleared timeouts).
-    if (this.#heap.length > 1024 && this.#heap.length > 2 * this.#live.size) this.#heap.compact();
+    if (this.#heap.length > 1024 && this.#heap.length > 2 * this.#live) this.#heap.compact();
   }
 
   /** Timers scheduled and neither run nor cleared. */
   get pendingTimers(): number {
-    return this.#live.size;
+    return this.#live;
   }
 
   /** Due time of the next pending timer, or undefined. */
@@ -121,7 +130,7 @@ export class ManualClock implements Clock {
     if (!(limitMs >= 0)) throw new RangeError('ManualClock.runUntilIdle: limitMs must be ≥ 0');
     const limitAt = this.#nowMs + limitMs;
     this.#runThrough(limitAt);
-    if (this.#live.size === 0) return true;
+    if (this.#live === 0) return true;
     if (Number.isFinite(limitAt)) this.#nowMs = limitAt;
     return false;
   }
@@ -174,7 +183,8 @@ export class ManualClock implements Clock {
     const next = this.#heap.peek();
     if (!next || next.dueMs > limitMs) return undefined;
     this.#heap.pop();
-    this.#live.delete(next.id);
+    next.done = true;
+    this.#live--;
     if (next.dueMs > this.#nowMs) this.#nowMs = next.dueMs;
     return next;
   }

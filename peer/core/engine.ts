@@ -503,7 +503,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     // The closures above are made once; what changes is set here each round.
     input.now = this.#deps.clock.now();
     input.demands = this.#demands.values();
-    input.neighbours = this.#neighbourViews.of(this.neighbours.values());
+    input.neighbours = this.#neighbourViews.of(this.neighbours);
     input.estimates.topBitrateBps = this.ladder.topBitrateBps();
     const ft = input.firstTier;
     ft.active = this.firstTier;

@@ -65,7 +65,11 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
   #inboundHead = 0;
   /** Arrival time of the last packet scheduled to this end (keeps order under jitter and loss). */
   #lastArrivalMs = -Infinity;
-  readonly #onArrival = (): void => this.#arrived();
+  /**
+   * Bound once per link, in the constructor: tsx compiles with esbuild's `keepNames`, which gives a
+   * field initializer's function its name by a `defineProperty` per instance (time and memory).
+   */
+  readonly #onArrival: () => void;
 
   constructor(
     private readonly network: MemoryNetwork,
@@ -76,6 +80,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
     readonly initiator: boolean,
   ) {
     super();
+    this.#onArrival = () => this.#arrived();
     this.localId = peerState.id;
     if (initiator)
       network.clock.setTimeout(() => {

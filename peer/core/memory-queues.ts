@@ -20,13 +20,8 @@ export class FifoServer<T extends Sized> {
   #head = 0;
   /** The message in transmission (a timer is pending for it). */
   #current: T | undefined;
-  readonly #onTimer = (): void => {
-    const item = this.#current!;
-    this.#current = undefined;
-    // Checked again: a link destroyed while its message was being transmitted loses it.
-    if (!this.discard?.(item)) this.onDone(item);
-    this.#next();
-  };
+  /** Bound once per server, in the constructor (no per-instance `name`: see MemoryLink's `#onArrival`). */
+  readonly #onTimer: () => void;
 
   constructor(
     private readonly clock: Clock,
@@ -37,6 +32,13 @@ export class FifoServer<T extends Sized> {
     private readonly discard?: (item: T) => boolean,
   ) {
     this.rateBytesPerS = rateBytesPerS;
+    this.#onTimer = () => {
+      const item = this.#current!;
+      this.#current = undefined;
+      // Checked again: a link destroyed while its message was being transmitted loses it.
+      if (!this.discard?.(item)) this.onDone(item);
+      this.#next();
+    };
   }
 
   /** Messages waiting or in transmission. */

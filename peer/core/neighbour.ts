@@ -6,7 +6,7 @@
  */
 import {
   decodeMessage,
-  encodeMessage,
+  encodeMessageTransient,
   HaveSet,
   MAX_SEGMENT_BYTES,
   TypedEmitter,
@@ -54,12 +54,20 @@ export type NeighbourEvents = {
   close: (info: { reason: string; code: PeerErrorCode | undefined }) => void;
 };
 
+/**
+ * Why a download ended without its bytes. An expected outcome, not a fault (every cancel, `absent`
+ * and closed link makes one): it captures no stack trace, which would cost more than the rest of it.
+ */
 export class DownloadAbort extends Error {
-  constructor(
-    message: string,
-    readonly reason: 'absent' | 'closed' | 'cancelled' | 'bad-data',
-  ) {
+  readonly reason: 'absent' | 'closed' | 'cancelled' | 'bad-data';
+
+  constructor(message: string, reason: 'absent' | 'closed' | 'cancelled' | 'bad-data') {
+    // V8 reads the limit when the error is made; other engines ignore it.
+    const limit = Error.stackTraceLimit;
+    Error.stackTraceLimit = 0;
     super(message);
+    Error.stackTraceLimit = limit;
+    this.reason = reason;
   }
 }
 
@@ -252,7 +260,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   #send(msg: WireMessage): void {
     if (this.#closed || !this.link.connected) return;
     try {
-      this.link.send(encodeMessage(msg));
+      // The link copies what it sends: the encoder's own buffer will do.
+      this.link.send(encodeMessageTransient(msg));
     } catch (err) {
       this.#onClosed(`send failed: ${(err as Error).message}`, undefined);
       this.link.destroy('send failed');

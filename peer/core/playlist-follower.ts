@@ -3,7 +3,7 @@
  * duration while live, once for a recording), keeps the known segments of the live window and the
  * newest published media sequence, and says when the playlist changed or could not be had.
  */
-import { parseMediaPlaylist } from './hls.ts';
+import { parseMediaPlaylist, type MediaPlaylist } from './hls.ts';
 import type { Clock, TimerHandle } from './seams.ts';
 
 export interface KnownSegment {
@@ -43,6 +43,8 @@ export class PlaylistFollower {
   #url = '';
   #timer: TimerHandle | undefined;
   #destroyed = false;
+  /** The last playlist parsed, and its text and URL: a poll that finds it unchanged does not parse it again. */
+  #last: { url: string; text: string; playlist: MediaPlaylist } | undefined;
 
   constructor(keepSegments: number, deps: PlaylistFollowerDeps) {
     this.#keepSegments = keepSegments;
@@ -69,7 +71,7 @@ export class PlaylistFollower {
     const url = this.#url;
     const rendition = this.#rendition;
     try {
-      const pl = parseMediaPlaylist(await this.#deps.getText(url), url);
+      const pl = this.#parse(await this.#deps.getText(url), url);
       if (this.#destroyed || rendition !== this.#rendition) return;
       for (const s of pl.segments)
         if (!this.known.has(s.mediaSequence))
@@ -98,6 +100,15 @@ export class PlaylistFollower {
       this.#deps.failed(`playlist: ${(err as Error).message}`);
       if (!this.#destroyed) this.#timer = clock.setTimeout(() => void this.#poll(), 1000);
     }
+  }
+
+  /** The playlist of `text` (parsed unless it is the last one's). */
+  #parse(text: string, url: string): MediaPlaylist {
+    const last = this.#last;
+    if (last !== undefined && last.text === text && last.url === url) return last.playlist;
+    const playlist = parseMediaPlaylist(text, url);
+    this.#last = { url, text, playlist };
+    return playlist;
   }
 
   /** Stops polling. Idempotent. */

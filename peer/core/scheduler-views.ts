@@ -7,7 +7,7 @@ import type { NeighbourView } from './scheduler.ts';
 
 class LiveNeighbourView implements NeighbourView {
   constructor(
-    private readonly n: Neighbour,
+    readonly n: Neighbour,
     private readonly receivedFrom: Readonly<Record<string, number>>,
   ) {}
   get id(): string {
@@ -41,17 +41,29 @@ class LiveNeighbourView implements NeighbourView {
 
 /** The views of the current neighbours, in linking order (a neighbour keeps its view while linked). */
 export class NeighbourViews {
-  readonly #views = new WeakMap<Neighbour, NeighbourView>();
+  /** The last list handed out: handed out again while the neighbours are the same, in the same order. */
+  #list: LiveNeighbourView[] = [];
 
   constructor(private readonly receivedFrom: Readonly<Record<string, number>>) {}
 
-  of(neighbours: Iterable<Neighbour>): NeighbourView[] {
-    const out: NeighbourView[] = [];
-    for (const n of neighbours) {
-      let v = this.#views.get(n);
-      if (!v) this.#views.set(n, (v = new LiveNeighbourView(n, this.receivedFrom)));
-      out.push(v);
+  of(neighbours: ReadonlyMap<string, Neighbour>): readonly NeighbourView[] {
+    const last = this.#list;
+    let i = 0;
+    let same = true;
+    for (const n of neighbours.values()) {
+      if (i >= last.length || last[i]!.n !== n) {
+        same = false;
+        break;
+      }
+      i++;
     }
-    return out;
+    if (same && i === last.length) return last;
+    const byNeighbour = new Map<Neighbour, LiveNeighbourView>();
+    for (const v of last) byNeighbour.set(v.n, v);
+    const list: LiveNeighbourView[] = [];
+    for (const n of neighbours.values())
+      list.push(byNeighbour.get(n) ?? new LiveNeighbourView(n, this.receivedFrom));
+    this.#list = list;
+    return list;
   }
 }

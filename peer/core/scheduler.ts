@@ -119,25 +119,62 @@ export type SchedulerAction =
 /** At most this many transfers in flight from one neighbour. */
 const MAX_IN_FLIGHT_PER_NEIGHBOUR = 2;
 
+/** What a round's own actions changed so far, for its later decisions. */
+interface RoundEffects {
+  /** Transfers started (+) or switched away (−) per neighbour id. */
+  readonly inFlightDelta: Map<string, number>;
+  /** Neighbours held responsible for a switch: demoted for the rest of the round. */
+  readonly blamed: Set<string>;
+}
+
+/**
+ * A neighbour as a round's later decisions see it: its view plus the round's effects, read live when
+ * asked (nothing changes while one decision reads it), so that a round copies no neighbour's state.
+ */
+class RoundView implements NeighbourView {
+  constructor(
+    private readonly n: NeighbourView,
+    private readonly round: RoundEffects,
+  ) {}
+  get id(): string {
+    return this.n.id;
+  }
+  get open(): boolean {
+    return this.n.open;
+  }
+  get demoted(): boolean {
+    return this.n.demoted || this.round.blamed.has(this.n.id);
+  }
+  get busyUntil(): number {
+    return this.n.busyUntil;
+  }
+  get inFlight(): number {
+    return this.n.inFlight + (this.round.inFlightDelta.get(this.n.id) ?? 0);
+  }
+  get firstByteMs(): number {
+    return this.n.firstByteMs;
+  }
+  get throughputBps(): number {
+    return this.n.throughputBps;
+  }
+  get receivedBytes(): number {
+    return this.n.receivedBytes;
+  }
+  holdsSegment(rendition: string, mediaSequence: number): boolean {
+    return this.n.holdsSegment(rendition, mediaSequence);
+  }
+}
+
 /** One scheduling round: the actions to perform, in order. */
 export function schedule(input: SchedulerInput): SchedulerAction[] {
   const { now, opts, estimates } = input;
   const actions: SchedulerAction[] = [];
   // Effects of this round's own actions on what later decisions see.
   const pulled = new Set<number>();
-  const inFlightDelta = new Map<string, number>();
-  const blamed = new Set<string>();
-  const view = (n: NeighbourView): NeighbourView => ({
-    id: n.id,
-    open: n.open,
-    busyUntil: n.busyUntil,
-    firstByteMs: n.firstByteMs,
-    throughputBps: n.throughputBps,
-    receivedBytes: n.receivedBytes,
-    holdsSegment: (r, s) => n.holdsSegment(r, s),
-    inFlight: n.inFlight + (inFlightDelta.get(n.id) ?? 0),
-    demoted: n.demoted || blamed.has(n.id),
-  });
+  const round: RoundEffects = { inFlightDelta: new Map(), blamed: new Set() };
+  const { inFlightDelta, blamed } = round;
+  // Made once per round, when a first demand looks for a holder.
+  let views: RoundView[] | undefined;
 
   // First tier: pull fresh segments of our rendition from the origin as soon as they exist.
   const ft = input.firstTier;
@@ -196,7 +233,15 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
     }
     // Not in flight: P2P if a neighbour holds it and can deliver in time, else HTTP when time is short.
     const best = opts.p2p
-      ? bestHolder(input.neighbours.map(view), rendition, seq, size, deadlineAt, now, opts.safetyMarginMs)
+      ? bestHolder(
+          (views ??= input.neighbours.map((n) => new RoundView(n, round))),
+          rendition,
+          seq,
+          size,
+          deadlineAt,
+          now,
+          opts.safetyMarginMs,
+        )
       : undefined;
     if (best && now + best.etaMs + opts.safetyMarginMs < deadlineAt) {
       actions.push({

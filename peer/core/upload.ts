@@ -118,6 +118,10 @@ export class UploadManager {
   #bestRateBps = 0;
   uploadedBytes = 0;
   #destroyed = false;
+  /** Every neighbour's allowance (rate and burst, bytes), read live: made once, shared by the accounts. */
+  readonly #accountRate = (): number => this.opts.neighbourRateFactor * this.#streamBytesPerS();
+  readonly #accountBurst = (): number =>
+    this.opts.neighbourBurstSegments * this.#streamBytesPerS() * this.ladder.segmentDurationS();
 
   constructor(
     private readonly clock: Clock,
@@ -150,18 +154,17 @@ export class UploadManager {
       : Infinity;
   }
 
+  #streamBytesPerS(): number {
+    return this.ladder.topBitrateBps() / 8;
+  }
+
   /** A neighbour's upload allowance: `neighbourRateFactor` × the top bitrate, burst of a few segments. */
   #account(n: Neighbour): Account {
     let a = this.#accounts.get(n);
     if (!a) {
-      const bytesPerS = () => this.ladder.topBitrateBps() / 8;
       a = {
         outstanding: 0,
-        bucket: new DebtBucket(
-          this.clock.now(),
-          () => this.opts.neighbourRateFactor * bytesPerS(),
-          () => this.opts.neighbourBurstSegments * bytesPerS() * this.ladder.segmentDurationS(),
-        ),
+        bucket: new DebtBucket(this.clock.now(), this.#accountRate, this.#accountBurst),
         overBudget: new LeakyCounter(OVER_BUDGET_LEAK_PER_S),
         repeats: new LeakyCounter(REPEATS_LEAK_PER_S),
         sent: new RecentKeys(SENT_MEMORY),
