@@ -164,16 +164,20 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
 
 export const SCENARIO_NAMES = Object.keys(PRESETS);
 
-/** The `bench-2core` profile's values (fitted: see {@link PROFILES}). */
+/**
+ * The `bench-2core` profile's values, fitted to the p50s of the bench's component figures on this
+ * machine when quiet (results/calibrate-20261203T140250: engine start 14–26 ms, HTTP segment load
+ * 20–32 ms, P2P 26–34 ms). The handshake and tracker times are guesses (the bench measures neither).
+ */
 const BENCH_2CORE = {
   /** Data channel throughput each way (SCTP in a Node viewer sharing the cores). */
-  p2pKbps: 45_000,
-  jitterMs: 10,
-  handshakeMs: 150,
-  originLatencyMs: 15,
-  originJitterMs: 30,
-  originEgressKbps: 100_000,
-  trackerMs: 20,
+  p2pKbps: 100_000,
+  jitterMs: 2,
+  handshakeMs: 100,
+  originLatencyMs: 4,
+  originJitterMs: 6,
+  originEgressKbps: 250_000,
+  trackerMs: 5,
 };
 
 /**

@@ -10,6 +10,11 @@
  * widened by the figure's tolerance.
  *
  *   npm run bench:calibrate -- [--runs N] [--scenarios steady,flash-crowd,churn] [--duration S]
+ *                              [--real-from results/calibrate-<time>]
+ *
+ * `--real-from` reuses the real runs of an earlier calibration (its result.json) and runs only the
+ * simulator: the real side takes minutes and depends on how busy the machine is, the simulator's
+ * seconds (for refitting a profile against the same measurements).
  *
  * Writes results/calibrate-<time>/{result.json,report.md,calibration.svg}; the last line is a summary.
  */
@@ -29,6 +34,7 @@ const f = checkFlags(BENCH, () => {
     scenarios: { type: 'string' },
     duration: { type: 'string' },
     viewers: { type: 'string' },
+    'real-from': { type: 'string' },
   });
   const scenarios = (values.scenarios ?? 'steady,flash-crowd,churn').split(',');
   for (const s of scenarios)
@@ -39,8 +45,18 @@ const f = checkFlags(BENCH, () => {
     durationS: intFlag('duration', values.duration, 90, 30, 600),
     viewers: intFlag('viewers', values.viewers, 30, 2, 60),
     scenarios,
+    realFrom: values['real-from'],
   };
 });
+
+/** Real runs of an earlier calibration, by scenario. */
+const earlier: Record<string, { real: RealFigures[] }> | undefined = f.realFrom
+  ? (
+      JSON.parse(fs.readFileSync(path.resolve(f.realFrom, 'result.json'), 'utf8')) as {
+        raw: Record<string, { real: RealFigures[] }>;
+      }
+    ).raw
+  : undefined;
 
 /** The figures compared, how to read them from either side, and how far apart they may be. */
 interface Compared {
@@ -148,8 +164,10 @@ for (const scenario of f.scenarios) {
   const real: RealFigures[] = [];
   const sim: SimFigures[] = [];
   for (let i = 0; i < f.runs; i++) {
+    const reused = earlier?.[scenario]?.real[i];
+    if (earlier && !reused) throw new Error(`--real-from: no run ${i + 1} of ${scenario} there`);
     progress(`real ${scenario}: run ${i + 1} of ${f.runs}…`);
-    real.push(await realRun(scenario));
+    real.push(reused ?? (await realRun(scenario)));
     progress(`sim ${scenario}: seed ${i + 1} of ${f.runs}…`);
     sim.push(await simRun(scenario, i + 1));
   }
@@ -194,7 +212,7 @@ fs.writeFileSync(
 fs.writeFileSync(
   path.join(out, 'report.md'),
   `# Simulator calibration (${new Date().toISOString()})\n\n` +
-    `${f.viewers} viewers, ${f.durationS} s, light ladder; real: \`npm run bench -- --scenario S --viewers ${f.viewers} --browsers 0 --duration ${f.durationS} --light --fps 15 --preset ultrafast\`, ${f.runs} runs; ` +
+    `${f.viewers} viewers, ${f.durationS} s, light ladder; real${f.realFrom ? ` (the runs of ${f.realFrom})` : ''}: \`npm run bench -- --scenario S --viewers ${f.viewers} --browsers 0 --duration ${f.durationS} --light --fps 15 --preset ultrafast\`, ${f.runs} runs; ` +
     `sim: \`npm run sim -- --scenario S --profile bench-2core --peers ${f.viewers} --duration ${f.durationS}\`, seeds 1–${f.runs}.\n\n` +
     `${table}\n\n![calibration](calibration.svg)\n`,
 );
