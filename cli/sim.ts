@@ -32,7 +32,8 @@ Options:
   --ladder NAME          light (480p/240p, as npm run bench --light) or default (720p/480p/360p)
   --profile NAME         ${PROFILE_NAMES.join(', ')} laid over the scenario (bench-2core: the 2-core bench machine's
                          loopback under CPU contention, fitted to the bench's component figures)
-  --byte-scale 1/N       payloads and capacities scaled by 1/N for speed (default 1: real sizes)
+  --byte-scale 1/N       payloads, capacities and the engines' byte settings scaled by 1/N, for speed and
+                         memory; decisions stay those of real sizes (default 1)
   --out DIR              where the report goes
 `;
 
