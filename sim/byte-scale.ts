@@ -14,6 +14,9 @@ import {
   type EngineOptions,
 } from '../peer/index.ts';
 
+/** A size (or rate) in bytes at `scale`: whole, and never 0. */
+export const scaleBytes = (n: number, scale: number): number => Math.max(1, Math.round(n * scale));
+
 /** The engine options counted in bytes, at `scale`. */
 export function scaledEngineBytes(
   scale: number,
@@ -21,7 +24,7 @@ export function scaledEngineBytes(
   EngineOptions,
   'minThroughputSampleBytes' | 'priorNeighbourBps' | 'priorHttpBps' | 'upload' | 'budget'
 > {
-  const bytes = (n: number) => Math.max(1, Math.round(n * scale));
+  const bytes = (n: number) => scaleBytes(n, scale);
   return {
     minThroughputSampleBytes: bytes(DEFAULT_ENGINE.minThroughputSampleBytes),
     priorNeighbourBps: bytes(DEFAULT_ENGINE.priorNeighbourBps),
@@ -38,5 +41,4 @@ export function scaledEngineBytes(
 }
 
 /** The segment store's capacity at `scale`. */
-export const scaledStoreBytes = (scale: number): number =>
-  Math.max(1, Math.round(DEFAULT_SEGMENT_STORE_CAPACITY * scale));
+export const scaledStoreBytes = (scale: number): number => scaleBytes(DEFAULT_SEGMENT_STORE_CAPACITY, scale);

@@ -81,6 +81,7 @@ export interface SimResult {
   streamBytes: Record<string, number>;
   /** P2P bytes sent and received over the simulated network (conservation). */
   network: { sentBytes: number; receivedBytes: number; discardedBytes: number; inFlightBytes: number };
+  /** `rssMaxBytes`: the process's peak resident memory so far (one run per process: the run's). */
   run: { wallS: number; rssMaxBytes: number; events: number; byteScale: number };
 }
 

@@ -13,7 +13,7 @@ import {
 } from '../peer/index.ts';
 import { originPaths, segmentKey, type ChannelInfo } from '../protocol/index.ts';
 import { peakBandwidthBps } from '../source/index.ts';
-import { scaledEngineBytes, scaledStoreBytes } from './byte-scale.ts';
+import { scaleBytes, scaledEngineBytes, scaledStoreBytes } from './byte-scale.ts';
 import { simIntegrity } from './integrity.ts';
 import { VirtualTime } from './loop.ts';
 import { DEFAULT_SIM_ORIGIN, SimOrigin } from './origin.ts';
@@ -62,7 +62,6 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
   const o = { ...DEFAULT_SIM, ...options };
   const s = scenario;
   const wall0 = performance.now();
-  let rssMax = process.memoryUsage().rss;
   const time = new VirtualTime();
   const { clock } = time;
   const t0 = WARMUP_SEGMENTS * s.segmentDurationS * 1000;
@@ -94,7 +93,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       latencyJitterMs: s.origin.latencyJitterMs,
       egressBytesPerS: bytesPerS(s.origin.egressKbps, o.byteScale),
       // Progress in as many chunks as at full size.
-      chunkBytes: Math.max(1, Math.round(DEFAULT_SIM_ORIGIN.chunkBytes * o.byteScale)),
+      chunkBytes: scaleBytes(DEFAULT_SIM_ORIGIN.chunkBytes, o.byteScale),
     },
     rng.fork('origin'),
   );
@@ -206,7 +205,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
         natType,
         originUrl: ORIGIN_URL,
         ...(Number.isFinite(uploadKbps) && {
-          declaredUploadKbps: Math.max(1, Math.round(uploadKbps * o.byteScale)),
+          declaredUploadKbps: scaleBytes(uploadKbps, o.byteScale),
         }),
         ...engineBytes,
       },
@@ -386,7 +385,6 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       stalls,
     };
     ticks.push(tick);
-    rssMax = Math.max(rssMax, process.memoryUsage().rss);
     o.progress?.({
       atS: tick.atS,
       viewers: live.size,
@@ -445,7 +443,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
     network: network.totals(),
     run: {
       wallS: (performance.now() - wall0) / 1000,
-      rssMaxBytes: rssMax,
+      // The kernel's count (what `/usr/bin/time` reports): the process's peak so far, in KiB.
+      rssMaxBytes: process.resourceUsage().maxRSS * 1024,
       events: time.events,
       byteScale: o.byteScale,
     },
@@ -474,10 +473,7 @@ function channelInfo(source: SimSource, viewers: number): ChannelInfo {
       name: r.name,
       width: r.width,
       height: r.height,
-      bandwidthBps: Math.max(
-        1,
-        Math.round(peakBandwidthBps(r, source.opts.hasAudio) * source.opts.byteScale),
-      ),
+      bandwidthBps: scaleBytes(peakBandwidthBps(r, source.opts.hasAudio), source.opts.byteScale),
     })),
     livePlaylist: source.status === 'idle' ? null : originPaths.liveMaster(source.channel),
     recordings: [],

@@ -165,42 +165,25 @@ export const PRESETS: Readonly<Record<string, Partial<Scenario>>> = {
 export const SCENARIO_NAMES = Object.keys(PRESETS);
 
 /**
- * The `bench-2core` profile's values, fitted to the p50s of the bench's component figures on this
- * machine when quiet (results/calibrate-20261203T140250: engine start 14–26 ms, HTTP segment load
- * 20–32 ms, P2P 26–34 ms). The handshake and tracker times are guesses (the bench measures neither).
- */
-const BENCH_2CORE = {
-  /** Data channel throughput each way (SCTP in a Node viewer sharing the cores). */
-  p2pKbps: 100_000,
-  jitterMs: 2,
-  handshakeMs: 100,
-  originLatencyMs: 4,
-  originJitterMs: 6,
-  originEgressKbps: 250_000,
-  trackerMs: 5,
-};
-
-/**
  * Profiles: what a place does to the network, the origin and the tracker, laid over any preset
  * (`--profile NAME`). `bench-2core` is the machine `npm run bench` runs on (2 cores shared by ffmpeg,
  * the origin, the tracker and 30 Node viewers on loopback): there, CPU contention, not the wire, makes
- * every request and transfer take time. Its values are fitted to the bench's own component figures
- * (Node viewers' engine start, HTTP and P2P segment load times, p50 and p95); the outcome figures
- * (offload, continuity, stalls, startup, latency) are then compared, not fitted (README "Calibration").
+ * every request and transfer take time. Its values are fitted to the p50s of the bench's component
+ * figures on this machine when quiet (results/calibrate-20261203T140250: Node viewers' engine start
+ * 14–26 ms, HTTP segment load 20–32 ms, P2P 26–34 ms); the handshake and tracker times are guesses
+ * (the bench measures neither). The outcome figures (offload, continuity, stalls, startup, latency)
+ * are then compared, not fitted (README "Calibration").
  */
 export const PROFILES: Readonly<Record<string, Partial<Scenario>>> = {
   none: {},
   'bench-2core': {
-    uploadKbps: { kind: 'fixed', value: BENCH_2CORE.p2pKbps },
-    downloadKbps: { kind: 'fixed', value: BENCH_2CORE.p2pKbps },
-    jitterMs: BENCH_2CORE.jitterMs,
-    handshakeMs: BENCH_2CORE.handshakeMs,
-    origin: {
-      latencyMs: BENCH_2CORE.originLatencyMs,
-      latencyJitterMs: BENCH_2CORE.originJitterMs,
-      egressKbps: BENCH_2CORE.originEgressKbps,
-    },
-    tracker: { processingMs: BENCH_2CORE.trackerMs },
+    // Data channels each way (SCTP in a Node viewer sharing the cores).
+    uploadKbps: { kind: 'fixed', value: 100_000 },
+    downloadKbps: { kind: 'fixed', value: 100_000 },
+    jitterMs: 2,
+    handshakeMs: 100,
+    origin: { latencyMs: 4, latencyJitterMs: 6, egressKbps: 250_000 },
+    tracker: { processingMs: 5 },
   },
 };
 
@@ -210,17 +193,18 @@ export class ScenarioError extends Error {}
 
 /** The preset `name` with `overrides` applied, validated. */
 export function scenarioFor(name: string, overrides: Partial<Scenario> = {}): Scenario {
-  const preset = PRESETS[name];
+  // Own entries only: a name such as "constructor" is not a preset.
+  const preset = Object.hasOwn(PRESETS, name) ? PRESETS[name] : undefined;
   if (!preset)
     throw new ScenarioError(`unknown scenario ${JSON.stringify(name)} (one of ${SCENARIO_NAMES.join(', ')})`);
   const profileName = overrides.profile ?? 'none';
-  const profile = PROFILES[profileName];
+  const profile = Object.hasOwn(PROFILES, profileName) ? PROFILES[profileName] : undefined;
   if (!profile)
     throw new ScenarioError(
       `unknown profile ${JSON.stringify(profileName)} (one of ${PROFILE_NAMES.join(', ')})`,
     );
   const s: Scenario = { ...steady, name, ...preset, ...profile, ...overrides, profile: profileName };
-  // The origin's and tracker's fields may be given one by one (the rest from the layers below).
+  // The origin's, tracker's and seeks' fields may be given one by one (the rest from the layers below).
   for (const k of ['origin', 'tracker', 'seeks'] as const)
     if (isObject(s[k]))
       Object.assign(s, { [k]: { ...steady[k], ...preset[k], ...profile[k], ...overrides[k] } });

@@ -64,7 +64,6 @@ interface Slot {
 export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
   readonly opts: PlayerOptions;
   state: PlayerState = 'starting';
-  /** Playhead on the player's timeline (s). */
   /** Playhead position at the last look (s on the player's timeline). */
   #positionS = 0;
   startupMs: number | undefined;
@@ -274,10 +273,8 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
       }
     } else if (this.state === 'stalled') {
       if (cur.ready && (this.bufferS >= this.opts.resumeBufferS || this.#nextUnknown())) {
-        const d = now - (this.#stallStartedAt ?? now);
-        this.stallMs += d;
         this.state = 'playing';
-        this.emit('stall-ended', { durationMs: d });
+        this.#endStall(now);
         this.#enter(this.#current, false);
       }
     }
@@ -285,6 +282,13 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     this.#forget();
     this.#request();
     if (this.opts.abr && this.engine.opts.rendition === 'auto') this.#abr();
+  }
+
+  /** Counts the stall that ends now and says so. */
+  #endStall(now: number): void {
+    const d = now - (this.#stallStartedAt ?? now);
+    this.stallMs += d;
+    this.emit('stall-ended', { durationMs: d });
   }
 
   #nextUnknown(): boolean {
@@ -299,9 +303,9 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
 
   /** Far behind live after stalls: jump to the live edge, as live players do. */
   #liveSync(): void {
+    if (this.#behindByChoice) return;
     const latency = this.latencyS;
     const dur = this.engine.channelInfo?.segmentDurationS ?? 2;
-    if (this.#behindByChoice) return;
     if (this.engine.ended || latency === undefined || latency <= this.opts.maxLatencySegments * dur) return;
     const target = this.engine.newestPublished - this.opts.startBehindSegments;
     const slot = this.#slotFor(target);
@@ -331,12 +335,8 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     const seg = this.engine.known.get(mediaSequence);
     if (!seg || seg.gap) return false;
     const now = this.engine.clock.now();
-    if (this.state === 'stalled') {
-      // The stall ends here: what follows is the seek's wait.
-      const d = now - (this.#stallStartedAt ?? now);
-      this.stallMs += d;
-      this.emit('stall-ended', { durationMs: d });
-    }
+    // A stall ends here: what follows is the seek's wait.
+    if (this.state === 'stalled') this.#endStall(now);
     const rendition = this.engine.rendition;
     const keep = (seq: number) =>
       seq >= mediaSequence && seq <= mediaSequence + this.opts.bufferAheadSegments;
@@ -354,8 +354,7 @@ export class HeadlessPlayer extends TypedEmitter<PlayerEvents> {
     this.state = 'seeking';
     this.#seekStartedAt = now;
     this.emit('seeking', { mediaSequence });
-    this.#request();
-    this.#tick();
+    this.#tick(); // requests the target and what follows it
     return true;
   }
 

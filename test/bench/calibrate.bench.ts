@@ -23,7 +23,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { intFlag, parseFlags, UsageError } from '../../cli/args.ts';
 import { barSvg, figures as simFigures, scenarioFor, simulate, type SimFigures } from '../../sim/index.ts';
-import { checkFlags, progress, progressDone, resultsDir } from './lib/stats.ts';
+import { benchUsage, checkFlags, progress, progressDone, resultsDir } from './lib/stats.ts';
 
 const BENCH = 'bench:calibrate';
 const root = path.resolve(import.meta.dirname, '../..');
@@ -49,14 +49,23 @@ const f = checkFlags(BENCH, () => {
   };
 });
 
-/** Real runs of an earlier calibration, by scenario. */
-const earlier: Record<string, { real: RealFigures[] }> | undefined = f.realFrom
-  ? (
-      JSON.parse(fs.readFileSync(path.resolve(f.realFrom, 'result.json'), 'utf8')) as {
-        raw: Record<string, { real: RealFigures[] }>;
-      }
-    ).raw
-  : undefined;
+/** Real runs of an earlier calibration, by scenario (only if they ran what this run simulates). */
+const earlier = f.realFrom === undefined ? undefined : realRunsFrom(f.realFrom);
+
+function realRunsFrom(dir: string): Record<string, { real: RealFigures[] }> {
+  let saved: { flags: { viewers: number; durationS: number }; raw: Record<string, { real: RealFigures[] }> };
+  try {
+    saved = JSON.parse(fs.readFileSync(path.resolve(dir, 'result.json'), 'utf8')) as typeof saved;
+  } catch (err) {
+    return benchUsage(BENCH, `--real-from: ${(err as Error).message}`);
+  }
+  if (saved.flags?.viewers !== f.viewers || saved.flags?.durationS !== f.durationS)
+    benchUsage(
+      BENCH,
+      `--real-from: those runs had ${saved.flags?.viewers} viewers for ${saved.flags?.durationS} s, not ${f.viewers} for ${f.durationS} s`,
+    );
+  return saved.raw;
+}
 
 /** The figures compared, how to read them from either side, and how far apart they may be. */
 interface Compared {

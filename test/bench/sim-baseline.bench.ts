@@ -49,11 +49,9 @@ interface Run {
   scenario: string;
   peers: number;
   figures: SimFigures;
-  wallS: number;
-  maxRssMB: number;
 }
 
-/** One simulation in a child process; its maximum RSS from the kernel (getrusage of the child). */
+/** One simulation in a child process (so that its peak memory is its own). */
 async function runOne(scenario: string, peers: number, out: string): Promise<Run> {
   const args = [
     '--import',
@@ -63,11 +61,7 @@ async function runOne(scenario: string, peers: number, out: string): Promise<Run
     ...['--scenario', scenario, '--peers', String(peers), '--duration', String(f.durationS)],
     ...['--policy', f.policy, '--seed', String(f.seed), '--byte-scale', f.byteScale, '--out', out],
   ];
-  const t0 = performance.now();
-  const child = spawn('/usr/bin/time', ['-f', 'maxrss_kb=%M', process.execPath, ...args], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const child = spawn(process.execPath, args, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => {
     const text = d.toString();
@@ -82,13 +76,7 @@ async function runOne(scenario: string, peers: number, out: string): Promise<Run
   const report = JSON.parse(fs.readFileSync(path.join(out, 'report.json'), 'utf8')) as {
     figures: SimFigures;
   };
-  return {
-    scenario,
-    peers,
-    figures: report.figures,
-    wallS: (performance.now() - t0) / 1000,
-    maxRssMB: Number(/maxrss_kb=(\d+)/.exec(stderr)?.[1] ?? NaN) / 1024,
-  };
+  return { scenario, peers, figures: report.figures };
 }
 
 const out = resultsDir('sim-baseline');
@@ -109,7 +97,7 @@ const table = [
   '| scenario | peers | offload (2nd half) | continuity | stalls (viewers) | never started | startup p50 / p95 | latency p50 / p95 | upload copies p50 / p99 / max | top 1 % share | depth mean / max | reach 99 % p50 | speed | max RSS |',
   '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|',
   ...runs
-    .map(({ scenario, peers, figures: x, maxRssMB }) =>
+    .map(({ scenario, peers, figures: x }) =>
       [
         scenario,
         peers,
@@ -124,7 +112,7 @@ const table = [
         `${f2(x.depth.mean)} / ${x.depth.max}`,
         `${f2(x.reachS.p50Of99)} s`,
         `${f2(x.speed)}×`,
-        `${(maxRssMB / 1024).toFixed(2)} GB`,
+        `${(x.rssMaxMB / 1024).toFixed(2)} GB`,
       ].join(' | '),
     )
     .map((row) => `| ${row} |`),

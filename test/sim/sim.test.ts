@@ -162,6 +162,8 @@ describe('simulator', () => {
     assert.ok(p.uploadKbps.kind === 'fixed' && Number.isFinite(p.uploadKbps.value));
     for (const [text, why] of [
       ['{"profile": "moon"}', /unknown profile "moon"/],
+      ['{"profile": "toString"}', /unknown profile "toString"/],
+      ['{"base": "constructor"}', /unknown scenario "constructor"/],
       ['{"origin": {"latencyJitterMs": -1}}', /origin: latencyMs ≥ 0, latencyJitterMs ≥ 0/],
       ['[]', /JSON object/],
       ['{"base": "nope"}', /unknown scenario/],
