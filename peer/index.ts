@@ -19,6 +19,7 @@ export {
 } from './core/player.ts';
 export {
   MemorySegmentStore,
+  type MemorySegmentStoreOptions,
   DEFAULT_SEGMENT_STORE_CAPACITY,
   type SegmentStore,
 } from './core/segment-store.ts';

@@ -3,14 +3,7 @@
  * simulated network, origin, source and in-process tracker, on one virtual clock; it schedules joins
  * and leaves, samples the figures every simulated second and returns the records the report is made of.
  */
-import {
-  HeadlessPlayer,
-  MemoryNetwork,
-  MemorySegmentStore,
-  PeerEngine,
-  type PeerLink,
-  type Transport,
-} from '../peer/index.ts';
+import { HeadlessPlayer, MemoryNetwork, PeerEngine, type PeerLink, type Transport } from '../peer/index.ts';
 import { originPaths, segmentKey, type ChannelInfo } from '../protocol/index.ts';
 import { peakBandwidthBps } from '../source/index.ts';
 import { scaleBytes, scaledEngineBytes, scaledStoreBytes } from './byte-scale.ts';
@@ -21,6 +14,7 @@ import type { SegmentSpread, SimResult, SimTick, ViewerRecord } from './report.t
 import { Rng } from './rng.ts';
 import { sample, sampleNat, type Scenario } from './scenario.ts';
 import { SimSource } from './source.ts';
+import { SharedPayloadStore } from './shared-store.ts';
 import { SimTracker } from './tracker.ts';
 
 export interface SimOptions {
@@ -214,7 +208,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
         transport,
         http: origin,
         tracker: tracker.connect({ ip: `10.${(index >> 16) & 255}.${(index >> 8) & 255}.${index & 255}` }),
-        store: new MemorySegmentStore({ capacityBytes: scaledStoreBytes(o.byteScale) }),
+        store: new SharedPayloadStore(source, { capacityBytes: scaledStoreBytes(o.byteScale) }),
         random: () => engineRng.next(),
         integrity: simIntegrity,
       },

@@ -47,6 +47,34 @@ const invalidSignal = (why: string): LinkCloseReason => `memory-signal-invalid: 
 export const ICE_FAILURE: LinkCloseReason = 'webrtc-error: ERR_ICE_CONNECTION_FAILURE Ice connection failed.';
 const NO_SERVERS: readonly FifoServer<Packet>[] = [];
 
+/**
+ * Copies of sent messages are carved out of shared slabs: one ArrayBuffer per {@link SLAB_BYTES}
+ * instead of one per message (each ArrayBuffer costs an allocation outside the heap and work for the
+ * garbage collector, the bulk of a simulation's time at thousands of peers). A slab lives as long as
+ * any message cut from it; messages are short-lived (the receiver copies what it keeps).
+ */
+const SLAB_BYTES = 64 * 1024;
+let slab = new Uint8Array(SLAB_BYTES);
+let slabUsed = 0;
+
+function copyToSlab(bytes: Uint8Array): Uint8Array {
+  const size = bytes.byteLength;
+  if (size > SLAB_BYTES / 4) {
+    // Large: a buffer of its own. Not `bytes.slice()`: a Node Buffer's is a view of the caller's memory.
+    const own = new Uint8Array(size);
+    own.set(bytes); // a memcpy (the copying constructor goes element by element)
+    return own;
+  }
+  if (slabUsed + size > SLAB_BYTES) {
+    slab = new Uint8Array(SLAB_BYTES);
+    slabUsed = 0;
+  }
+  const copy = slab.subarray(slabUsed, slabUsed + size);
+  copy.set(bytes);
+  slabUsed += (size + 7) & ~7;
+  return copy;
+}
+
 export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink {
   readonly localId: string;
   #connected = false;
@@ -182,10 +210,8 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       throw new TypeError(`send: message of ${bytes.byteLength} bytes > ${MAX_MESSAGE_BYTES}`);
     if (this.#closed) return;
     if (!this.#connected) throw new Error('send: link not connected yet');
-    // A fresh Uint8Array: `slice` of a Node Buffer would be a view sharing the caller's memory.
     const size = bytes.byteLength;
-    const copy = new Uint8Array(size);
-    copy.set(bytes); // a memcpy (the copying constructor goes element by element)
+    const copy = copyToSlab(bytes);
     this.#bufferedBytes += size;
     const stats = this.peerState.stats;
     stats.sentBytes += size;

@@ -19,6 +19,7 @@ import { Rng } from '../../sim/rng.ts';
 import { simIntegrity, simPublicKey, SIM_TAG_BYTES } from '../../sim/integrity.ts';
 import { SimOrigin, type SimOriginOptions, type SimOriginResponse } from '../../sim/origin.ts';
 import { SimSource, type SimSourceOptions } from '../../sim/source.ts';
+import { SharedPayloadStore } from '../../sim/shared-store.ts';
 
 const ORIGIN = 'http://origin.sim';
 
@@ -187,6 +188,27 @@ describe('SimSource', () => {
       next.payload.byteLength <= seg.payload.byteLength ? 'segment-hash-mismatch' : 'segment-length-mismatch',
       'another segment’s bytes',
     );
+    src.destroy();
+  });
+
+  test("SharedPayloadStore keeps the source's own buffer for equal bytes, and anything else as given", async () => {
+    const { vt, src } = setup(5);
+    src.start();
+    await vt.runUntil(6000);
+    const store = new SharedPayloadStore(src, { capacityBytes: 1 << 20 });
+    const seg = src.segment('360p', 1)!;
+    assert.equal(store.put('360p', 1, seg.payload.slice(), seg.attestation), true);
+    assert.equal(
+      store.get('360p', 1)!.bytes,
+      seg.payload,
+      'a copy received from a peer: the source’s buffer kept',
+    );
+    const other = src.segment('360p', 2)!;
+    const poisoned = other.payload.slice();
+    poisoned[poisoned.length - 1] = 1; // beyond the tag: simIntegrity lets it through
+    store.put('360p', 2, poisoned, other.attestation);
+    assert.equal(store.get('360p', 2)!.bytes, poisoned, 'different bytes are not replaced');
+    assert.equal(store.bytesUsed, seg.payload.byteLength + poisoned.byteLength, 'lengths counted as before');
     src.destroy();
   });
 });
