@@ -20,6 +20,8 @@ export interface Packet {
   /** The sender-side servers, and the index of the next one. */
   readonly path: readonly FifoServer<Packet>[];
   stage: number;
+  /** Arrives at the same instant as the packet before it on the link, and with it: no timer of its own. */
+  grouped: boolean;
 }
 
 /** @internal what both ends of a link share once the handshake paired them. */
@@ -88,11 +90,17 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
   /** Sender-side servers, cached for the network's `serversVersion`. */
   #senderPath: FifoServer<Packet>[] | undefined;
   #senderPathVersion = -1;
-  /** Packets travelling to this end, in order; each has one arrival timer that pops the head. */
+  /**
+   * Packets travelling to this end, in order. Packets due at the same instant form a group with one
+   * arrival timer, which pops the group (a sender's burst of chunks arrives together when nothing
+   * jitters it: one timer instead of one per message).
+   */
   readonly #inbound: (Packet | undefined)[] = [];
   #inboundHead = 0;
   /** Arrival time of the last packet scheduled to this end (keeps order under jitter and loss). */
   #lastArrivalMs = -Infinity;
+  /** The last group's timer has not fired yet: a packet due at the same instant may join it. */
+  #lastGroupPending = false;
   /**
    * Bound once per link, in the constructor: tsx compiles with esbuild's `keepNames`, which gives a
    * field initializer's function its name by a `defineProperty` per instance (time and memory).
@@ -220,7 +228,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       this.#senderPath = this.network.senderPath(this.peerState, this.remoteId);
       this.#senderPathVersion = this.network.serversVersion;
     }
-    this.network.send({ link: this, bytes: copy, size, path: this.#senderPath!, stage: 0 });
+    this.network.send({ link: this, bytes: copy, size, path: this.#senderPath!, stage: 0, grouped: false });
     // Set after sending, so that a message put on the wire at once never triggers a drain.
     if (this.#bufferedBytes > this.network.config.lowWaterMarkBytes) this.#aboveLowWater = true;
   }
@@ -231,7 +239,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
     const peer = this.#peer;
     // No path (ICE failed), no notice: the remote fails on its own.
     if (peer && !peer.#closed && peer.#peer === this && this.#path?.reachable !== false)
-      this.network.transit({ link: this, bytes: null, size: 0, path: NO_SERVERS, stage: 0 });
+      this.network.transit({ link: this, bytes: null, size: 0, path: NO_SERVERS, stage: 0, grouped: false });
   }
 
   /** @internal the last sender-side server transmitted a message of this link. */
@@ -247,7 +255,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
   /** @internal a partition swallowed the remote's close notice and has healed. */
   remoteClosedNotice(): void {
     const peer = this.#peer;
-    if (!this.#closed && peer) this.arrive({ link: peer, bytes: null, size: 0, path: NO_SERVERS, stage: 0 });
+    if (!this.#closed && peer) this.arrive({ link: peer, bytes: null, size: 0, path: NO_SERVERS, stage: 0, grouped: false });
   }
 
   /** @internal schedules a packet's arrival at this end: one latency (jitter, loss) from now, in order. */
@@ -265,8 +273,11 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       if (path.lossRate > 0) while (random!() < path.lossRate) delayMs += 2 * oneWayMs;
     }
     const arrivalMs = Math.max(nowMs + delayMs, this.#lastArrivalMs);
+    p.grouped = arrivalMs === this.#lastArrivalMs && this.#lastGroupPending;
     this.#lastArrivalMs = arrivalMs;
     this.#inbound.push(p);
+    if (p.grouped) return;
+    this.#lastGroupPending = true;
     clock.setTimeout(this.#onArrival, arrivalMs - nowMs);
   }
 
@@ -281,25 +292,32 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
     this.emit('data', p.bytes);
   }
 
+  /** A group's timer: its packets arrive in order (one may close the link, or join the group meanwhile). */
   #arrived(): void {
-    if (this.#closed || this.#inboundHead >= this.#inbound.length) return;
-    const p = this.#inbound[this.#inboundHead]!;
-    this.#inbound[this.#inboundHead++] = undefined;
-    if (this.#inboundHead === this.#inbound.length) {
-      this.#inbound.length = 0;
-      this.#inboundHead = 0;
-    } else if (this.#inboundHead > 1024 && this.#inboundHead * 2 > this.#inbound.length) {
-      this.#inbound.splice(0, this.#inboundHead);
-      this.#inboundHead = 0;
+    let first = true;
+    while (!this.#closed && this.#inboundHead < this.#inbound.length) {
+      const p = this.#inbound[this.#inboundHead]!;
+      if (!first && !p.grouped) break; // the next group, with a timer of its own
+      first = false;
+      this.#inbound[this.#inboundHead++] = undefined;
+      if (this.#inboundHead === this.#inbound.length) {
+        this.#inbound.length = 0;
+        this.#inboundHead = 0;
+      } else if (this.#inboundHead > 1024 && this.#inboundHead * 2 > this.#inbound.length) {
+        this.#inbound.splice(0, this.#inboundHead);
+        this.#inboundHead = 0;
+      }
+      if (this.network.isBlocked(this.localId, this.remoteId)) {
+        if (!p.bytes) this.network.closeNoticeLost(this);
+        else this.network.discarded(p);
+        continue;
+      }
+      const downlink = this.peerState.downlink;
+      if (downlink) downlink.push(p);
+      else this.deliver(p);
     }
-    if (this.network.isBlocked(this.localId, this.remoteId)) {
-      if (!p.bytes) this.network.closeNoticeLost(this);
-      else this.network.discarded(p);
-      return;
-    }
-    const downlink = this.peerState.downlink;
-    if (downlink) downlink.push(p);
-    else this.deliver(p);
+    // Nothing left: the group just delivered was the last one, and no packet may join it any more.
+    if (this.#inboundHead >= this.#inbound.length) this.#lastGroupPending = false;
   }
 
   #markConnected(): void {
@@ -315,6 +333,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
     for (let i = this.#inboundHead; i < this.#inbound.length; i++) this.network.discarded(this.#inbound[i]!);
     this.#inbound.length = 0;
     this.#inboundHead = 0;
+    this.#lastGroupPending = false;
     this.network.linkClosed(this);
     this.emit('close', reason);
   }

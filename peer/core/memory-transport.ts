@@ -1,7 +1,8 @@
 /**
  * An in-memory network of peers for tests and the simulator: the `Transport` seam without WebRTC. One
  * model, cheap enough for 10 000 peers in one process (no per-pair tables; per message O(1) work and
- * at most one timer per FIFO server it crosses with a finite rate, plus one for its arrival).
+ * at most one timer per FIFO server it crosses with a finite rate, plus one for its arrival, shared by
+ * the messages of a link due at the same instant).
  *
  * - Signaling goes through the normal `signal` events (the engine relays them via the tracker): the
  *   initiator emits an `offer`, the answerer answers. Once the answer reaches the initiator, ICE and

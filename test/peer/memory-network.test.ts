@@ -437,12 +437,21 @@ describe('MemoryNetwork: counters and cost', () => {
     });
   });
 
-  test('timers: one per message with unlimited rates, one in flight per finite server', () => {
+  test('timers: one per arrival instant of a link with unlimited rates, one in flight per finite server', () => {
     const { clock, net } = memNet({ latencyMs: 10 });
-    const { la, lb } = pair(net, 'a', 'b');
+    const { la, lb, rb } = pair(net, 'a', 'b');
     clock.runUntilIdle();
-    for (let i = 0; i < 100; i++) la.send(filled(1000, 1));
-    assert.equal(clock.pendingTimers, 100, 'one arrival timer each');
+    for (let i = 0; i < 100; i++) la.send(filled(1000, i));
+    assert.equal(clock.pendingTimers, 1, 'a burst due at one instant shares one arrival timer');
+    clock.advance(5);
+    la.send(filled(1000, 100));
+    assert.equal(clock.pendingTimers, 2, 'a later message, its own');
+    clock.runUntilIdle();
+    assert.deepEqual(
+      rb.data.map((d) => [d.atMs - rb.data[0]!.atMs, d.bytes[0]]),
+      Array.from({ length: 101 }, (_, i) => [i < 100 ? 0 : 5, i]),
+      'every message arrives, in order, at its own instant',
+    );
     clock.runUntilIdle();
     net.setUploadBandwidth('b', 1_000_000);
     net.setDownloadBandwidth('a', 1_000_000);
@@ -451,5 +460,28 @@ describe('MemoryNetwork: counters and cost', () => {
     assert.equal(clock.advance(1), 1);
     assert.equal(clock.pendingTimers, 2, 'the next transmission and the first arrival');
     clock.runUntilIdle();
+  });
+
+  test('a message due at an instant whose arrivals were already delivered gets a timer of its own', () => {
+    const { clock, net } = memNet({ latencyMs: 0 });
+    const { la, lb, rb } = pair(net, 'a', 'b');
+    clock.runUntilIdle();
+    const t = clock.now();
+    la.send(filled(10, 1));
+    // Received at t, and answered at t: the answer is due at t too, after the group it would join has gone.
+    let echoed = false;
+    lb.on('data', () => {
+      if (echoed) return;
+      echoed = true;
+      clock.setTimeout(() => la.send(filled(10, 2)), 0);
+    });
+    clock.runUntilIdle();
+    assert.deepEqual(
+      rb.data.map((d) => [d.atMs, d.bytes[0]]),
+      [
+        [t, 1],
+        [t, 2],
+      ],
+    );
   });
 });
