@@ -27,7 +27,7 @@ Options:
   --scenario-file PATH   a JSON scenario: {"base": "steady", …fields to override} ("unlimited" = no cap)
   --peers N              viewers (default 30)
   --duration S           simulated seconds (default 90)
-  --policy NAME          overlay policy (random)
+  --policy NAME          overlay policy: random (the baseline) or chandelier
   --seed N               random seed (default 1)
   --ladder NAME          light (480p/240p, as npm run bench --light) or default (720p/480p/360p)
   --profile NAME         ${PROFILE_NAMES.join(', ')} laid over the scenario (bench-2core: the 2-core bench machine's

@@ -11,3 +11,4 @@ export * from './figures.ts';
 export * from './wire-types.ts';
 export * from './wire.ts';
 export * from './origin-layout.ts';
+export * from './nat.ts';

@@ -13,6 +13,7 @@ import {
   DEFAULT_TRACKER,
   MemoryTrackerStore,
   RandomPolicy,
+  ChandelierPolicy,
   Refusal,
   Reputation,
   Sessions,
@@ -76,8 +77,11 @@ export const DEFAULT_SIM_TRACKER: SimTrackerOptions = {
 };
 
 /** Overlay policies by name, each built with the simulator's seeded randomness. */
-export const SIM_POLICIES: Readonly<Record<string, (random: RandomSource) => OverlayPolicy>> = {
+export const SIM_POLICIES: Readonly<
+  Record<string, (random: RandomSource, now: () => number) => OverlayPolicy>
+> = {
   random: (random) => new RandomPolicy({}, random),
+  chandelier: (random, now) => new ChandelierPolicy({}, { now, random }),
 };
 
 /** Counters that a prom-client registry would keep, as no-ops (they cost more than the work they count). */
@@ -212,7 +216,7 @@ export class SimTracker {
       if (!(Number.isFinite(o[key]) && o[key] >= 0)) throw new RangeError(`${key} must be finite and ≥ 0`);
     for (const key of ['rebalanceIntervalMs', 'sweepIntervalMs'] as const)
       if (!(Number.isFinite(o[key]) && o[key] > 0)) throw new RangeError(`${key} must be finite and > 0`);
-    const makePolicy = SIM_POLICIES[o.policy];
+    const makePolicy = Object.hasOwn(SIM_POLICIES, o.policy) ? SIM_POLICIES[o.policy] : undefined;
     if (!makePolicy)
       throw new RangeError(`unknown policy ${o.policy} (known: ${Object.keys(SIM_POLICIES).join(', ')})`);
     this.clock = deps.clock;
@@ -221,7 +225,10 @@ export class SimTracker {
     const policyRng = rng.fork('tracker/policy');
     const idRng = rng.fork('tracker/ids');
     this.store = this.#counted(new MemoryTrackerStore({}, () => storeRng.next()));
-    this.policy = makePolicy(() => policyRng.next());
+    this.policy = makePolicy(
+      () => policyRng.next(),
+      () => deps.clock.now(),
+    );
     this.reputation = new Reputation(o.reputation, () => deps.clock.wallNow());
     this.sessions = new Sessions(o, {
       store: this.store,

@@ -30,6 +30,19 @@ export { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ow
 export { Reputation, DEFAULT_REPUTATION, type ReputationOptions } from './reputation.ts';
 export { RandomPolicy, DEFAULT_RANDOM_POLICY, type OverlayPolicy, type PolicyContext } from './policy.ts';
 export {
+  planRendition,
+  slotsOf,
+  DEFAULT_CHANDELIER,
+  type ChandelierPeer,
+  type ChandelierPlan,
+  type ChandelierOptions,
+} from './chandelier.ts';
+export {
+  ChandelierPolicy,
+  DEFAULT_CHANDELIER_POLICY,
+  type ChandelierPolicyOptions,
+} from './chandelier-policy.ts';
+export {
   MemoryTrackerStore,
   type TrackerStore,
   type PeerRecord,

@@ -55,12 +55,42 @@ export class Overlay {
     }
   }
 
+  /**
+   * Links `peer` to the peers its policy wants it linked to (a planner's parents). A parent at its cap
+   * waits for the next round; at its own cap, the peer lets go of a link neither side wants.
+   */
+  async #makeWantedLinks(peer: PeerRecord): Promise<void> {
+    const wanted = this.policy.wantedLinks!(peer.channel, peer.id);
+    if (wanted.length === 0) return;
+    const max = this.opts.maxNeighbours;
+    let mine = await this.store.linksOf(peer.id);
+    for (const q of wanted) {
+      if (q === peer.id || mine.includes(q) || !(await this.store.getPeer(q))) continue;
+      if ((await this.store.linksOf(q)).length >= max) continue;
+      if (mine.length >= max) {
+        const spare = mine.find(
+          (x) => !wanted.includes(x) && !this.policy.wantedLinks!(peer.channel, x).includes(peer.id),
+        );
+        if (spare === undefined) continue;
+        await this.store.removeLink(peer.id, spare);
+        this.notify(peer.id, [], [spare]);
+        this.notify(spare, [], [peer.id]);
+        mine = mine.filter((x) => x !== spare);
+      }
+      await this.store.addLink(peer.id, q);
+      this.notify(peer.id, [q], []);
+      this.notify(q, [peer.id], []);
+      mine = [...mine, q];
+    }
+  }
+
   /** One round over every channel: first tiers revisited, peers below half their target topped up. */
   async rebalanceAll(): Promise<void> {
     for (const [id] of await this.store.listChannels()) {
       const peers = await this.store.channelPeers(id);
       if (peers.length === 0) continue;
       await this.updateFirstTier(id);
+      if (this.policy.wantedLinks) for (const p of peers) await this.#makeWantedLinks(p);
       const min = Math.max(1, Math.floor(this.opts.targetNeighbours / 2));
       for (const p of peers) {
         const current = await this.store.linksOf(p.id);

@@ -24,6 +24,11 @@ export interface OverlayPolicy {
   ): Promise<string[]>;
   /** The ids of the peers that pull from the origin, given every peer of a channel. */
   firstTier(peers: readonly PeerRecord[], ctx: PolicyContext): Promise<Set<string>>;
+  /**
+   * Links the overlay's round should make for a peer (a planning policy's parents), beyond what
+   * `neighboursFor` gave at join. Optional: the random policy has none.
+   */
+  wantedLinks?(channel: string, peerId: string): readonly string[];
 }
 
 export interface RandomPolicyOptions {
