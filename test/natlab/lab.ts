@@ -344,6 +344,14 @@ export class NatLab {
   }
 }
 
+/** The hosts' private side (one /28 per host), as coturn's `denied-peer-ip` range. */
+export const LAB_PRIVATE_RANGE = '192.0.2.0-192.0.2.255';
+/**
+ * What coturn prints when it could not relay a datagram (`perror`): it then closes that allocation,
+ * and any link relayed through it goes dead.
+ */
+export const TURN_SEND_FAILED = /udp send: /;
+
 export const LAB_STUN_PORT = 3478;
 export const LAB_TURN_PORT = 3480;
 export const LAB_TRACKER_URL = `http://${PUBLIC_IP}:8080`;
@@ -393,6 +401,12 @@ export async function startLabServices(
         realm: 'natlab.peertv',
         minPort: 49152,
         maxPort: 49407,
+        // The lab's LANs stand for RFC 1918 networks, which the configuration denies as relay peers;
+        // 192.0.2.0/24 is not among them, so they are denied here. Otherwise coturn accepts a
+        // permission for a peer's host candidate, relays the other peer's ICE checks to it, fails to
+        // send (this host has no route to the LANs: ENETUNREACH) and closes the whole allocation,
+        // whichever link it carried: a relayed link then dies within a second of opening.
+        deniedPeerRanges: [LAB_PRIVATE_RANGE],
         logFile: 'stdout',
       }),
     );

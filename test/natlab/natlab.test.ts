@@ -14,6 +14,7 @@ import {
   PUBLIC_IP,
   ROUTE_LINE,
   ROUTE_SETTLE_MS,
+  TURN_SEND_FAILED,
   joinedPeerId,
   natLabUnavailable,
   routesTo,
@@ -148,6 +149,8 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 480_000 }, () => {
   });
 
   test('two peers behind symmetric NATs connect through TURN (coturn, REST API credentials from the tracker)', async () => {
+    const turnFrom = services.turn?.output.length ?? 0;
+    const turnOutput = () => services.turn?.output.slice(turnFrom) ?? '';
     const c = startViewer('C', ['--stun', `${PUBLIC_IP}:${LAB_STUN_PORT}`]);
     const d = startViewer('D', ['--stun', `${PUBLIC_IP}:${LAB_STUN_PORT}`]);
     try {
@@ -164,7 +167,14 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 480_000 }, () => {
       await until(
         () => bestP2pShare(c) > 0 || bestP2pShare(d) > 0,
         60_000,
-        `segments over the relay\n${c.output.slice(-3000)}\n${d.output.slice(-3000)}`,
+        () =>
+          `segments over the relay\n${c.output.slice(-3000)}\n${d.output.slice(-3000)}\ncoturn:\n${turnOutput().slice(-1000)}`,
+      );
+      // coturn closes an allocation whose relayed send failed, and the link it carried goes dead.
+      assert.doesNotMatch(
+        turnOutput(),
+        TURN_SEND_FAILED,
+        'coturn failed to relay (and closed that allocation)',
       );
     } finally {
       await Promise.all([c.stop(), d.stop()]);
@@ -200,10 +210,12 @@ describe('NAT lab', { skip: unavailable ?? false, timeout: 480_000 }, () => {
 
 const statusCount = (p: Running) => (p.output.match(/^viewer /gm) ?? []).length;
 
-async function until(fn: () => boolean, timeoutMs: number, what: string): Promise<void> {
+/** Waits until `fn()` holds; `what` (a function: read when it times out, e.g. the viewers' output). */
+async function until(fn: () => boolean, timeoutMs: number, what: string | (() => string)): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!fn()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
     await new Promise((r) => setTimeout(r, 200));
   }
 }
