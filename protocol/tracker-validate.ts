@@ -26,6 +26,7 @@ export type Validated<T> = { ok: true; value: T } | { ok: false; message: string
 /** Bounds of what a client accepts from the tracker (generous: they only stop absurd messages). */
 export const TRACKER_PUSH_LIMITS = {
   peerList: 1000,
+  parents: 16,
   iceServers: 64,
   iceUrls: 16,
   urlChars: 2048,
@@ -226,6 +227,7 @@ export function parseNeighboursUpdate(input: unknown): Validated<NeighboursUpdat
       add: peerList(o.add, 'add'),
       remove: peerList(o.remove, 'remove'),
       firstTier: bool(o.firstTier, 'firstTier'),
+      ...(o.parents !== undefined && { parents: list(o.parents, 'parents', L.parents, peerId) }),
     };
   });
 }

@@ -112,6 +112,11 @@ export interface NeighboursUpdate {
   /** Peers the tracker no longer recommends (the client may keep them while useful). */
   remove: string[];
   firstTier: boolean;
+  /**
+   * Ranked suppliers from the tracker's planner (Chandelier): ask them first, in this order, then
+   * other neighbours, then the origin. Absent: no plan (the random policy), the ranking is unchanged.
+   */
+  parents?: string[];
 }
 
 export interface OverlaySnapshot {

@@ -82,9 +82,9 @@ export class ChandelierPolicy implements OverlayPolicy {
     const placed = plan && (plan.byId.get(peer.id) ?? this.#place(plan, peer));
     const picked: string[] = [];
     const seen = new Set(current);
+    // Parents even at their cap: the overlay makes room for them (they drop a random link).
     for (const id of placed?.parents ?? []) {
       if (picked.length >= want || seen.has(id)) continue;
-      if ((await ctx.store.linksOf(id)).length >= ctx.maxNeighbours) continue;
       picked.push(id);
       seen.add(id);
     }

@@ -17,6 +17,8 @@ export type NotifyNeighbours = (peerId: string, add: string[], remove: string[])
 
 export class Overlay {
   readonly #ctx: PolicyContext;
+  /** The parents each peer was last told (a planning policy's), to push only changes. */
+  #parentsTold = new Map<string, string>();
 
   constructor(
     readonly store: TrackerStore,
@@ -34,9 +36,13 @@ export class Overlay {
    * and returns them. The new neighbours are told; the peer itself is not (its caller answers it).
    */
   async introduce(peer: PeerRecord, notifyPartners = true): Promise<string[]> {
-    const fresh = await this.policy.neighboursFor(peer, [], this.opts.targetNeighbours, this.#ctx);
-    for (const n of fresh) {
+    const offered = await this.policy.neighboursFor(peer, [], this.opts.targetNeighbours, this.#ctx);
+    const fresh: string[] = [];
+    for (const n of offered) {
+      // A planning policy's parent at its cap lets go of a random link for its new child.
+      if (this.policy.wantedLinks && !(await this.#makeRoom(peer.channel, n))) continue;
       await this.store.addLink(peer.id, n);
+      fresh.push(n);
       if (notifyPartners) this.notify(n, [peer.id], []);
     }
     return fresh;
@@ -61,36 +67,54 @@ export class Overlay {
    */
   async #makeWantedLinks(peer: PeerRecord): Promise<void> {
     const wanted = this.policy.wantedLinks!(peer.channel, peer.id);
+    const told = wanted.join(',');
+    if (this.#parentsTold.get(peer.id) !== told) {
+      this.#parentsTold.set(peer.id, told);
+      this.notify(peer.id, [], []); // the push carries the new ranking
+    }
     if (wanted.length === 0) return;
-    const max = this.opts.maxNeighbours;
-    let mine = await this.store.linksOf(peer.id);
     for (const q of wanted) {
-      if (q === peer.id || mine.includes(q) || !(await this.store.getPeer(q))) continue;
-      if ((await this.store.linksOf(q)).length >= max) continue;
-      if (mine.length >= max) {
-        const spare = mine.find(
-          (x) => !wanted.includes(x) && !this.policy.wantedLinks!(peer.channel, x).includes(peer.id),
-        );
-        if (spare === undefined) continue;
-        await this.store.removeLink(peer.id, spare);
-        this.notify(peer.id, [], [spare]);
-        this.notify(spare, [], [peer.id]);
-        mine = mine.filter((x) => x !== spare);
-      }
+      if (q === peer.id || (await this.store.hasLink(peer.id, q)) || !(await this.store.getPeer(q))) continue;
+      if (!(await this.#makeRoom(peer.channel, peer.id)) || !(await this.#makeRoom(peer.channel, q)))
+        continue;
       await this.store.addLink(peer.id, q);
       this.notify(peer.id, [q], []);
       this.notify(q, [peer.id], []);
-      mine = [...mine, q];
     }
+  }
+
+  /**
+   * Whether `id` may take one more link: below its cap, or at it and letting go of a link that neither
+   * side's policy wants (a random one; a parent or child link stays).
+   */
+  async #makeRoom(channel: string, id: string): Promise<boolean> {
+    const links = await this.store.linksOf(id);
+    if (links.length < this.opts.maxNeighbours) return true;
+    const wanted = this.policy.wantedLinks?.(channel, id) ?? [];
+    const spare = links.find(
+      (x) => !wanted.includes(x) && !(this.policy.wantedLinks?.(channel, x) ?? []).includes(id),
+    );
+    if (spare === undefined) return false;
+    await this.store.removeLink(id, spare);
+    this.notify(id, [], [spare]);
+    this.notify(spare, [], [id]);
+    return true;
   }
 
   /** One round over every channel: first tiers revisited, peers below half their target topped up. */
   async rebalanceAll(): Promise<void> {
+    const told = this.#parentsTold;
+    if (this.policy.wantedLinks) this.#parentsTold = new Map(); // peers gone since are forgotten
     for (const [id] of await this.store.listChannels()) {
       const peers = await this.store.channelPeers(id);
       if (peers.length === 0) continue;
       await this.updateFirstTier(id);
-      if (this.policy.wantedLinks) for (const p of peers) await this.#makeWantedLinks(p);
+      if (this.policy.wantedLinks)
+        for (const p of peers) {
+          const before = told.get(p.id);
+          if (before !== undefined) this.#parentsTold.set(p.id, before);
+          await this.#makeWantedLinks(p);
+        }
       const min = Math.max(1, Math.floor(this.opts.targetNeighbours / 2));
       for (const p of peers) {
         const current = await this.store.linksOf(p.id);

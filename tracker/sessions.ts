@@ -8,6 +8,7 @@
 import crypto from 'node:crypto';
 import createDebug from 'debug';
 import {
+  TRACKER_PUSH_LIMITS,
   TypedEmitter,
   type ChannelInfo,
   type IceServer,
@@ -262,6 +263,8 @@ export class Sessions extends TypedEmitter<SessionEvents> {
     const neighbours = await this.overlay.introduce(peer, false);
     await this.overlay.updateFirstTier(peer.channel);
     for (const n of neighbours) this.#pushes.add(n, [peer.id], []);
+    // Its ranked suppliers, when the policy plans them, in a push right after the answer.
+    if (this.overlay.policy.wantedLinks) this.#pushes.add(peer.id, [], []);
     metrics.joins.inc({ channel: peer.channel });
     this.emit('peer-joined', peer);
     debug(
@@ -428,8 +431,13 @@ export class Sessions extends TypedEmitter<SessionEvents> {
     // An introduction whose link went meanwhile (a leave, a quarantine) is not news any more.
     const add: string[] = [];
     for (const id of changes.add) if (await this.#deps.store.hasLink(peerId, id)) add.push(id);
-    this.#byPeer
-      .get(peerId)
-      ?.handle.send('neighbours', { add, remove: changes.remove, firstTier: p.firstTier });
+    // A planning policy's ranked suppliers go with every push (the random policy has none).
+    const parents = this.overlay.policy.wantedLinks?.(p.channel, peerId);
+    this.#byPeer.get(peerId)?.handle.send('neighbours', {
+      add,
+      remove: changes.remove,
+      firstTier: p.firstTier,
+      ...(parents && { parents: parents.slice(0, TRACKER_PUSH_LIMITS.parents) }),
+    });
   }
 }

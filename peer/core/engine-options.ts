@@ -44,6 +44,8 @@ export interface EngineOptions {
   safetyMarginMs: number;
   /** A P2P transfer without progress for this long is switched to HTTP. */
   p2pStallMs: number;
+  /** How long a demand waits for one of the tracker's ranked suppliers (see SchedulerOptions). */
+  parentWaitMs: number;
   /** Links kept at most. */
   maxNeighbours: number;
   /** A link that has not connected after this long is dropped. */
@@ -100,6 +102,7 @@ export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
   followPlayerRendition: false,
   safetyMarginMs: 700,
   p2pStallMs: 1000,
+  parentWaitMs: 1500,
   maxNeighbours: 12,
   connectTimeoutMs: 10_000,
   schedulerTickMs: 100,

@@ -88,7 +88,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   #tickDueAt = Infinity;
   /** The scheduler's input, reused from round to round. */
   #input: SchedulerInput | undefined;
-  readonly #neighbourViews = new NeighbourViews(this.receivedFrom);
+  /** The tracker's ranked suppliers (id → rank, 0 first): asked before other holders. */
+  readonly #supplierRanks = new Map<string, number>();
+  readonly #neighbourViews = new NeighbourViews(this.receivedFrom, this.#supplierRanks);
   #playbackProbe: () => { bufferS: number; stalls: number } = () => ({ bufferS: 0, stalls: 0 });
   #ready = false;
   /** The player said which rendition it plays (see `followPlayerRendition`). */
@@ -267,6 +269,10 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       neighbours: (u) => {
         this.#log.tracker('neighbours +%d -%d, first tier: %s', u.add.length, u.remove.length, u.firstTier);
         this.#setFirstTier(u.firstTier);
+        if (u.parents) {
+          this.#supplierRanks.clear();
+          u.parents.forEach((id, rank) => this.#supplierRanks.set(id, rank));
+        }
         for (const id of u.add) this.#links.introduce(id);
         for (const id of u.remove) this.#links.unintroduce(id);
       },

@@ -255,7 +255,8 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
   /** @internal a partition swallowed the remote's close notice and has healed. */
   remoteClosedNotice(): void {
     const peer = this.#peer;
-    if (!this.#closed && peer) this.arrive({ link: peer, bytes: null, size: 0, path: NO_SERVERS, stage: 0, grouped: false });
+    if (!this.#closed && peer)
+      this.arrive({ link: peer, bytes: null, size: 0, path: NO_SERVERS, stage: 0, grouped: false });
   }
 
   /** @internal schedules a packet's arrival at this end: one latency (jitter, loss) from now, in order. */

@@ -9,6 +9,7 @@ class LiveNeighbourView implements NeighbourView {
   constructor(
     readonly n: Neighbour,
     private readonly receivedFrom: Readonly<Record<string, number>>,
+    private readonly ranks: ReadonlyMap<string, number>,
   ) {}
   get id(): string {
     return this.n.id;
@@ -34,6 +35,9 @@ class LiveNeighbourView implements NeighbourView {
   get receivedBytes(): number {
     return this.receivedFrom[this.n.id] ?? 0;
   }
+  get supplierRank(): number {
+    return this.ranks.get(this.n.id) ?? Infinity;
+  }
   holdsSegment(rendition: string, mediaSequence: number): boolean {
     return this.n.holdsSegment(rendition, mediaSequence);
   }
@@ -44,7 +48,11 @@ export class NeighbourViews {
   /** The last list handed out: handed out again while the neighbours are the same, in the same order. */
   #list: LiveNeighbourView[] = [];
 
-  constructor(private readonly receivedFrom: Readonly<Record<string, number>>) {}
+  constructor(
+    private readonly receivedFrom: Readonly<Record<string, number>>,
+    /** The tracker's ranked suppliers: id → rank. */
+    private readonly ranks: ReadonlyMap<string, number>,
+  ) {}
 
   of(neighbours: ReadonlyMap<string, Neighbour>): readonly NeighbourView[] {
     const last = this.#list;
@@ -62,7 +70,7 @@ export class NeighbourViews {
     for (const v of last) byNeighbour.set(v.n, v);
     const list: LiveNeighbourView[] = [];
     for (const n of neighbours.values())
-      list.push(byNeighbour.get(n) ?? new LiveNeighbourView(n, this.receivedFrom));
+      list.push(byNeighbour.get(n) ?? new LiveNeighbourView(n, this.receivedFrom, this.ranks));
     this.#list = list;
     return list;
   }

@@ -17,6 +17,12 @@ export interface SchedulerOptions {
   safetyMarginMs: number;
   /** A P2P transfer without progress for this long is switched to HTTP. */
   p2pStallMs: number;
+  /**
+   * A demand waits this long after it appeared for a ranked supplier (the tracker's parents) that does
+   * not hold the segment yet, rather than take it from another holder, while the deadline leaves room
+   * for that holder and the origin after the wait.
+   */
+  parentWaitMs: number;
   schedulerTickMs: number;
   /** First-tier pulls wait until the player has set the rendition. */
   followPlayerRendition: boolean;
@@ -35,6 +41,8 @@ export interface NeighbourView {
   readonly throughputBps: number;
   /** Bytes received from it so far (spreads requests over holders). */
   readonly receivedBytes: number;
+  /** Its place among the tracker's ranked suppliers (0: the primary parent); Infinity: not one. */
+  readonly supplierRank: number;
   holdsSegment(rendition: string, mediaSequence: number): boolean;
 }
 
@@ -160,6 +168,9 @@ class RoundView implements NeighbourView {
   get receivedBytes(): number {
     return this.n.receivedBytes;
   }
+  get supplierRank(): number {
+    return this.n.supplierRank;
+  }
   holdsSegment(rendition: string, mediaSequence: number): boolean {
     return this.n.holdsSegment(rendition, mediaSequence);
   }
@@ -191,6 +202,20 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
       }
     }
   }
+
+  // Whether a demand should wait for a ranked supplier (parent) that may still get the segment: one is
+  // linked and usable, the demand is younger than parentWaitMs, and after the rest of that wait there
+  // is still time for another holder (etaMs) or, failing that, the origin.
+  const waitsForParent = (demand: DemandView, etaMs: number): boolean => {
+    const waited = now - demand.createdAt;
+    if (!opts.p2p || waited >= opts.parentWaitMs) return false;
+    const slack = demand.deadlineAt - now - (opts.parentWaitMs - waited);
+    const size = estimates.expectedBytes(demand.rendition, demand.mediaSequence);
+    if (slack < etaMs + estimates.httpEstimateMs(size) + 2 * opts.safetyMarginMs) return false;
+    for (const n of input.neighbours)
+      if (n.supplierRank !== Infinity && n.open && !n.demoted && n.busyUntil <= now) return true;
+    return false;
+  };
 
   for (const demand of input.demands) {
     const { rendition, mediaSequence: seq, deadlineAt } = demand;
@@ -244,6 +269,7 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
         )
       : undefined;
     if (best && now + best.etaMs + opts.safetyMarginMs < deadlineAt) {
+      if (best.neighbour.supplierRank === Infinity && waitsForParent(demand, best.etaMs)) continue;
       actions.push({
         type: 'p2p',
         rendition,
@@ -271,7 +297,8 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
 
 /**
  * The neighbour to ask for a segment: of those that hold it and can deliver it before `deadlineAt`
- * with the safety margin, the one we have taken least from (fewest transfers in flight, then fewest
+ * with the safety margin, the best-ranked of the tracker's suppliers (parents), else the one we have
+ * taken least from (fewest transfers in flight, then fewest
  * bytes so far), so that requests spread over every holder rather than all going to the fastest
  * one (the first tier would upload for everyone). None can make it: the fastest, for the caller to
  * judge.
@@ -286,7 +313,7 @@ export function bestHolder(
   safetyMarginMs: number,
 ): { neighbour: NeighbourView; etaMs: number } | undefined {
   let fastest: { neighbour: NeighbourView; etaMs: number } | undefined;
-  let spread: { neighbour: NeighbourView; etaMs: number; load: number } | undefined;
+  let spread: { neighbour: NeighbourView; etaMs: number; load: number; rank: number } | undefined;
   for (const n of neighbours) {
     if (
       !n.open ||
@@ -299,9 +326,16 @@ export function bestHolder(
     const etaMs = n.firstByteMs + (size / Math.max(1, n.throughputBps)) * 1000 * (1 + n.inFlight);
     if (!fastest || etaMs < fastest.etaMs) fastest = { neighbour: n, etaMs };
     if (now + etaMs + safetyMarginMs >= deadlineAt) continue;
+    // The tracker's ranked suppliers first (a parent in time beats any other holder), then the least
+    // taken from.
+    const rank = n.supplierRank;
     const load = n.inFlight * 1e12 + n.receivedBytes;
-    if (!spread || load < spread.load || (load === spread.load && etaMs < spread.etaMs))
-      spread = { neighbour: n, etaMs, load };
+    if (
+      !spread ||
+      rank < spread.rank ||
+      (rank === spread.rank && (load < spread.load || (load === spread.load && etaMs < spread.etaMs)))
+    )
+      spread = { neighbour: n, etaMs, load, rank };
   }
   return spread ?? fastest;
 }

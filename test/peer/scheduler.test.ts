@@ -23,6 +23,7 @@ function neighbour(id: string, seqs: number[], over: Partial<NeighbourView> = {}
     firstByteMs: 50,
     throughputBps: 1_000_000,
     receivedBytes: 0,
+    supplierRank: Infinity,
     holdsSegment: (r, s) => r === 'r' && seqs.includes(s),
     ...over,
   };
@@ -48,6 +49,7 @@ function input(
       p2p: true,
       safetyMarginMs: 700,
       p2pStallMs: 1000,
+      parentWaitMs: 1500,
       schedulerTickMs: 100,
       followPlayerRendition: false,
     },
@@ -170,6 +172,41 @@ describe('scheduler', () => {
     assert.deepEqual(
       actions.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
       ['b', 'c', 'a'],
+    );
+  });
+
+  test("the tracker's ranked suppliers first while they can make the deadline, then the least taken from", () => {
+    const neighbours = [
+      neighbour('other', [1, 2, 3, 4]),
+      neighbour('backup', [1, 2, 3, 4], { supplierRank: 1, receivedBytes: 8_000_000 }),
+      neighbour('parent', [1, 2, 3, 4], { supplierRank: 0, receivedBytes: 9_000_000 }),
+      // A parent too slow for the deadline (500 kB at 100 kB/s: 5 s) is passed over.
+      neighbour('slow-parent', [4], { supplierRank: 0, throughputBps: 100_000 }),
+    ];
+    const actions = schedule(
+      input({ demands: [demand(1, 5000), demand(2, 5000), demand(3, 5000), demand(4, 3000)], neighbours }),
+    );
+    assert.deepEqual(
+      actions.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
+      // Two in flight per neighbour at most: the parent twice, then the backup, never `other` meanwhile.
+      ['parent', 'parent', 'backup', 'backup'],
+    );
+  });
+
+  test('a young demand waits for its parent while the deadline leaves room; then takes another holder', () => {
+    const neighbours = [neighbour('other', [1]), neighbour('parent', [], { supplierRank: 0 })];
+    const pick = (createdAgoMs: number, deadlineInMs: number) =>
+      schedule(input({ demands: [demand(1, deadlineInMs, createdAgoMs)], neighbours })).map((a) =>
+        a.type === 'p2p' ? a.neighbourId : a.type,
+      );
+    assert.deepEqual(pick(0, 8000), [], 'waits: the parent may still get it');
+    assert.deepEqual(pick(1500, 8000), ['other'], 'waited parentWaitMs: another holder');
+    assert.deepEqual(pick(0, 2500), ['other'], 'no room to wait before the deadline');
+    const noParent = schedule(input({ demands: [demand(1, 8000)], neighbours: [neighbour('other', [1])] }));
+    assert.deepEqual(
+      noParent.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
+      ['other'],
+      'no ranked supplier: nothing to wait for',
     );
   });
 
