@@ -4,7 +4,9 @@ import { buildPlayer } from '../player/build/index.ts';
 import { ConfigError } from '../source/index.ts';
 import {
   DEFAULT_TRACKER,
+  isPolicyName,
   MemoryTrackerStore,
+  POLICY_NAMES,
   pinFilePath,
   Tracker,
   type TrackerOptions,
@@ -29,6 +31,8 @@ Options:
   --max-peers N                peers held at most (default: ${DEFAULT_TRACKER.maxPeers})
   --max-connections-per-ip N   concurrent connections per address, 0 = unlimited (default: ${DEFAULT_TRACKER.maxConnectionsPerIp})
   --neighbours N               neighbours recommended per peer (default: ${DEFAULT_TRACKER.targetNeighbours})
+  --policy NAME                overlay policy: random (the baseline) or chandelier (plans who feeds
+                               whom from measured upload and NAT type) (default: ${DEFAULT_TRACKER.policy})
   --report-interval S          seconds between peer reports (default: ${DEFAULT_TRACKER.reportIntervalMs / 1000})
   --data-dir DIR               durable state: which key owns which channel, in DIR/tracker/pins.json
                                (default: ./data)
@@ -49,6 +53,7 @@ const FLAGS = {
   'max-peers': { type: 'string' },
   'max-connections-per-ip': { type: 'string' },
   neighbours: { type: 'string' },
+  policy: { type: 'string' },
   'report-interval': { type: 'string' },
   'data-dir': { type: 'string' },
   'release-channel': { type: 'string', multiple: true },
@@ -85,6 +90,9 @@ export function trackerOptionsFromArgv(
     60,
   );
   const neighbours = intFlag('neighbours', v.neighbours, DEFAULT_TRACKER.targetNeighbours, 1, 32);
+  const policy = v.policy ?? DEFAULT_TRACKER.policy;
+  if (!isPolicyName(policy))
+    throw new UsageError(`--policy must be one of ${POLICY_NAMES.join(', ')} (got "${policy}")`);
   const release = v['release-channel'] ?? [];
   for (const id of release)
     if (!isChannelId(id)) throw new UsageError(`--release-channel: "${id}" is not a channel id`);
@@ -105,6 +113,7 @@ export function trackerOptionsFromArgv(
         1_000_000,
       ),
       targetNeighbours: neighbours,
+      policy,
       maxNeighbours: Math.max(DEFAULT_TRACKER.maxNeighbours, neighbours * 2),
       reportIntervalMs: reportS * 1000,
       peerTimeoutMs: reportS * 4000,
@@ -165,7 +174,7 @@ export async function runTrackerCli(argv: string[]): Promise<void> {
     process.on('SIGTERM', stop);
   });
   console.log(
-    `tracker: ${tracker.url}  (dashboard ${tracker.url}/dashboard, metrics ${tracker.url}/metrics)`,
+    `tracker: ${tracker.url}  (dashboard ${tracker.url}/dashboard, metrics ${tracker.url}/metrics, policy ${tracker.policy.name})`,
   );
   await stopped;
 }

@@ -12,8 +12,7 @@ import {
   DEFAULT_SESSIONS,
   DEFAULT_TRACKER,
   MemoryTrackerStore,
-  RandomPolicy,
-  ChandelierPolicy,
+  createPolicy,
   Refusal,
   Reputation,
   Sessions,
@@ -80,8 +79,8 @@ export const DEFAULT_SIM_TRACKER: SimTrackerOptions = {
 export const SIM_POLICIES: Readonly<
   Record<string, (random: RandomSource, now: () => number) => OverlayPolicy>
 > = {
-  random: (random) => new RandomPolicy({}, random),
-  chandelier: (random, now) => new ChandelierPolicy({}, { now, random }),
+  random: (random, now) => createPolicy('random', { now, random }),
+  chandelier: (random, now) => createPolicy('chandelier', { now, random }),
 };
 
 /** Counters that a prom-client registry would keep, as no-ops (they cost more than the work they count). */

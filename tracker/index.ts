@@ -42,6 +42,7 @@ export {
   DEFAULT_CHANDELIER_POLICY,
   type ChandelierPolicyOptions,
 } from './chandelier-policy.ts';
+export { POLICY_NAMES, createPolicy, isPolicyName, type PolicyName } from './policies.ts';
 export {
   MemoryTrackerStore,
   type TrackerStore,

@@ -21,7 +21,8 @@ import {
 import { ChannelDirectory } from './directory.ts';
 import { createHttpApi } from './http-api.ts';
 import { TrackerMetrics } from './metrics.ts';
-import { RandomPolicy, type OverlayPolicy } from './policy.ts';
+import type { OverlayPolicy } from './policy.ts';
+import { createPolicy, type PolicyName } from './policies.ts';
 import { ChannelOwnership, DEFAULT_OWNERSHIP, type OwnershipOptions } from './ownership.ts';
 import { DEFAULT_REPUTATION, Reputation, type ReputationOptions } from './reputation.ts';
 import { DEFAULT_SESSIONS, Sessions, type SessionEvents } from './sessions.ts';
@@ -36,6 +37,8 @@ const PUSHED_HISTORY = 150;
 
 /** The socket gateway's options (CORS origins, message size, rate and connection limits) apply to REST too. */
 export interface TrackerOptions extends SocketGatewayOptions {
+  /** The overlay policy (unless one is given to the constructor): `random` or `chandelier`. */
+  policy: PolicyName;
   /** ICE servers handed to peers (STUN, TURN). Never public ones in tests. */
   iceServers: IceServer[];
   /**
@@ -90,6 +93,7 @@ export const DEFAULT_TRACKER: TrackerOptions = {
   ipConnectBurst: 100,
   maxConnectionsPerIp: 200,
   rebalanceIntervalMs: 5000,
+  policy: 'random',
   statsIntervalMs: 2000,
   stats: DEFAULT_STATS,
   playerDir: undefined,
@@ -142,7 +146,7 @@ export class Tracker extends TypedEmitter<TrackerEvents> {
       });
     this.ownership = new ChannelOwnership(this.store, o.ownership);
     this.reputation = new Reputation(o.reputation);
-    this.policy = deps.policy ?? new RandomPolicy();
+    this.policy = deps.policy ?? createPolicy(o.policy);
     this.stats = new StatsKeeper(this.store, o.stats);
     this.metrics = new TrackerMetrics();
     this.sessions = new Sessions(o, {

@@ -13,7 +13,9 @@ test('peertv tracker --help and bad flags', async () => {
   const help = await cli(['tracker', '--help']);
   assert.equal(help.code, 0);
   assert.match(help.stdout, /--ice-server/);
+  assert.match(help.stdout, /--policy NAME .*random .*chandelier/s);
   for (const args of [
+    ['--policy', 'toString'],
     ['--ice-server', 'http://example.test'],
     ['--cors-origin', 'javascript:alert(1)'],
     ['--port', '70000'],
@@ -36,8 +38,12 @@ test('peertv tracker serves, and reports a port in use in one line', async () =>
   assert.equal(busy.code, 2);
   assert.match(busy.stderr, new RegExp(`tracker port ${port} is in use`));
   const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'peertv-tracker-cli-'));
-  const ok = await cli(['tracker', '--port', '0', '--data-dir', dataDir], /dashboard/);
+  const ok = await cli(
+    ['tracker', '--port', '0', '--data-dir', dataDir, '--policy', 'chandelier'],
+    /dashboard/,
+  );
   assert.match(ok.stdout, /^tracker: http:\/\/127\.0\.0\.1:\d+/);
+  assert.match(ok.stdout, /policy chandelier\)/);
   assert.equal(ok.code, 0, `SIGINT stops it cleanly: ${ok.stderr}`);
 });
 
