@@ -5,6 +5,7 @@
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectsDirectly, NAT_TYPES, type NatType } from '../../protocol/index.ts';
+import { peerRecord } from '../helpers/peer-record.ts';
 import {
   ChandelierPolicy,
   MemoryTrackerStore,
@@ -143,22 +144,8 @@ describe('Chandelier optimizer', () => {
 });
 
 describe('ChandelierPolicy', () => {
-  const record = (id: string, uploadKbps: number, natType: NatType = 'full-cone'): PeerRecord => ({
-    id,
-    channel: 'live',
-    kind: 'node',
-    mode: 'viewer',
-    rendition: '480p',
-    natType,
-    uploadKbps,
-    ip: '10.0.0.1',
-    joinedAt: 0,
-    lastSeenAt: 0,
-    firstTier: false,
-    quarantined: false,
-    report: null,
-    flowsIn: {},
-  });
+  const record = (id: string, uploadKbps: number, natType: NatType = 'full-cone'): PeerRecord =>
+    peerRecord({ id, channel: 'live', rendition: '480p', natType, uploadKbps });
 
   test('plans in rounds; between rounds a joiner hangs under a planned peer with a free slot', async () => {
     let now = 0;

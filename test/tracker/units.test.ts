@@ -15,33 +15,10 @@ import {
 import type { ChannelStatsSample, PeerReport } from '../../protocol/index.ts';
 import { emptyReport } from '../helpers/tracker-clients.ts';
 import { channelRecord } from '../helpers/channel-record.ts';
+import { newPeerId as newId, peerRecord as peer } from '../helpers/peer-record.ts';
 import { Rng } from '../../sim/index.ts';
 
 // ---------------------------------------------------------------- fixtures
-
-let nextId = 0;
-/** A peer id of the tracker's shape (16 base64url characters), unique per call. */
-const newId = (): string => `p${String(nextId++).padStart(15, '0')}`;
-
-function peer(over: Partial<PeerRecord> = {}): PeerRecord {
-  return {
-    id: newId(),
-    channel: 'ch',
-    kind: 'node',
-    mode: 'viewer',
-    rendition: '180p',
-    natType: 'unknown',
-    uploadKbps: 1000,
-    ip: '127.0.0.1',
-    joinedAt: 0,
-    lastSeenAt: 0,
-    firstTier: false,
-    quarantined: false,
-    report: null,
-    flowsIn: {},
-    ...over,
-  };
-}
 
 const report = (over: Partial<PeerReport> = {}): PeerReport =>
   emptyReport({ bufferS: 4, downloadKbps: 200, ...over });
