@@ -87,12 +87,7 @@ export class Links {
     if (this.#destroyed || !this.#opts.p2p || id === this.#deps.peerId() || this.#isBanned(id)) return;
     this.#introduced.add(id);
     // Of an introduced pair, the peer whose id sorts first sends the offer.
-    if (
-      !this.neighbours.has(id) &&
-      this.#deps.peerId() < id &&
-      this.neighbours.size < this.#opts.maxNeighbours
-    )
-      this.#connect(id, true);
+    if (!this.neighbours.has(id) && this.#deps.peerId() < id && this.#makeRoom()) this.#connect(id, true);
   }
 
   /**
@@ -108,10 +103,30 @@ export class Links {
     if (this.#destroyed || !this.#opts.p2p || this.#isBanned(from)) return;
     let n = this.neighbours.get(from);
     if (!n) {
-      if (this.neighbours.size >= this.#opts.maxNeighbours) return;
+      // Room for a peer the tracker pairs us with, at the expense of one it no longer does.
+      if (
+        this.neighbours.size >= this.#opts.maxNeighbours &&
+        !(this.#introduced.has(from) && this.#makeRoom())
+      )
+        return;
       n = this.#connect(from, false);
     }
     n.link.signal(data);
+  }
+
+  /**
+   * Whether a link may be added: below the cap, or at it by closing the link the tracker no longer
+   * pairs us with that we received least from (kept while it worked; a recommended peer comes first).
+   */
+  #makeRoom(): boolean {
+    if (this.neighbours.size < this.#opts.maxNeighbours) return true;
+    let spare: Neighbour | undefined;
+    for (const n of this.neighbours.values())
+      if (!this.#introduced.has(n.id) && (!spare || n.bytesReceived < spare.bytesReceived)) spare = n;
+    if (!spare) return false;
+    this.#deps.log?.('closing %s (no longer recommended) for a recommended neighbour', spare.id);
+    spare.destroy('bye', 'replaced by a neighbour the tracker recommends');
+    return this.neighbours.size < this.#opts.maxNeighbours;
   }
 
   #isBanned(id: string): boolean {

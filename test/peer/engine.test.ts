@@ -238,6 +238,33 @@ describe('neighbours and tracker come and go', () => {
     assert.deepEqual(B.connected, [A.id]);
   });
 
+  test('at its cap, a peer the tracker recommends replaces the link it no longer pairs us with', async (t) => {
+    const w = world(t, { tracker: { introduceOnJoin: false } });
+    const cap = { maxNeighbours: 2 };
+    const [A, B, C, D] = [
+      await addPeer(w, 'A', cap),
+      await addPeer(w, 'B', cap),
+      await addPeer(w, 'C', cap),
+      await addPeer(w, 'D', cap),
+    ];
+    w.tracker.introduce(A.id, B.id);
+    w.tracker.introduce(A.id, C.id);
+    await linked(w, A, B);
+    await linked(w, A, C);
+    // Still recommended, both: D finds no room at A.
+    w.tracker.introduce(A.id, D.id);
+    await w.sim.run(3000);
+    assert.equal(neighbour(A, D), undefined, 'no room while both links are recommended');
+    // The tracker drops A–C (it keeps working meanwhile) and recommends D again: C makes way.
+    w.tracker.unpair(A.id, C.id);
+    await w.sim.run(100);
+    assert.ok(neighbour(A, C)?.open, 'an unrecommended link stays while there is room for it');
+    w.tracker.introduce(A.id, D.id);
+    await linked(w, A, D);
+    assert.equal(neighbour(A, C), undefined, 'C made way');
+    assert.ok(neighbour(A, B)?.open, 'B, still recommended, stays');
+  });
+
   test('a tracker that cannot be reached: HTTP only from the given origin, with a tracker-unreachable error', async (t) => {
     const w = world(t);
     const A = makePeer(w, 'A');

@@ -639,6 +639,17 @@ export class FakeTracker {
     this.#notify(pb, [a], []);
   }
 
+  /** No longer pairs two peers (both get a `neighbours` push removing the other). */
+  unpair(a: string, b: string): void {
+    const pa = this.peers.get(a);
+    const pb = this.peers.get(b);
+    if (!pa || !pb) throw new Error(`unpair: ${pa ? b : a} has not joined`);
+    pa.links.delete(b);
+    pb.links.delete(a);
+    this.#notify(pa, [], [b]);
+    this.#notify(pb, [], [a]);
+  }
+
   /** Makes a peer first tier or not (pushed as a `neighbours` update, as the real tracker does). */
   setFirstTier(id: string, firstTier: boolean): void {
     if (firstTier) this.#firstTier.add(id);
