@@ -12,6 +12,10 @@ import {
   PROFILE_NAMES,
   simulate,
   summaryLine,
+  isUploadDist,
+  SIM_LADDERS,
+  UPLOAD_DISTS,
+  uploadDistribution,
   type Scenario,
 } from '../sim/index.ts';
 import { intFlag, parseFlags, UsageError } from './args.ts';
@@ -32,6 +36,8 @@ Options:
   --ladder NAME          light (480p/240p, as npm run bench --light) or default (720p/480p/360p)
   --profile NAME         ${PROFILE_NAMES.join(', ')} laid over the scenario (bench-2core: the 2-core bench machine's
                          loopback under CPU contention, fitted to the bench's component figures)
+  --upload-dist NAME     viewers' upload capacity drawn from a named distribution (home: 30 % below the
+                         stream's bitrate, 50 % at 1–3×, 20 % at 3–10×), instead of the scenario's
   --byte-scale 1/N       payloads, capacities and the engines' byte settings scaled by 1/N, for speed and
                          memory; decisions stay those of real sizes (default 1)
   --out DIR              where the report goes
@@ -59,6 +65,7 @@ export async function runSimCli(argv: string[]): Promise<void> {
     ladder: { type: 'string' },
     profile: { type: 'string' },
     'byte-scale': { type: 'string' },
+    'upload-dist': { type: 'string' },
     out: { type: 'string' },
   });
   if (f.help) {
@@ -95,6 +102,17 @@ export async function runSimCli(argv: string[]): Promise<void> {
   } catch (err) {
     if (err instanceof ScenarioError) throw new UsageError(err.message);
     throw err;
+  }
+  if (f['upload-dist'] !== undefined) {
+    const name = f['upload-dist'];
+    if (!isUploadDist(name))
+      throw new UsageError(
+        `--upload-dist must be one of ${Object.keys(UPLOAD_DISTS).join(', ')} (got "${name}")`,
+      );
+    // Multiples of the bitrate the viewers watch (the ladder's top rendition under ABR).
+    const ladder = SIM_LADDERS[scenario.ladder];
+    const watched = ladder.find((r) => r.name === scenario.rendition) ?? ladder[0]!;
+    scenario = { ...scenario, uploadKbps: uploadDistribution(name, watched.videoKbps + watched.audioKbps) };
   }
   const out =
     f.out ??

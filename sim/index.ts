@@ -4,6 +4,7 @@ export {
   scenarioFor,
   scenarioFromJson,
   validateScenario,
+  sample,
   SCENARIO_NAMES,
   PROFILE_NAMES,
   PROFILES,
@@ -23,4 +24,6 @@ export {
 } from './report.ts';
 export { histogramSvg, lineSvg, barSvg, type Series } from './svg.ts';
 export { Rng } from './rng.ts';
+export { SIM_LADDERS } from './source.ts';
+export { UPLOAD_DISTS, isUploadDist, uploadDistribution } from './upload-dist.ts';
 export { VirtualTime } from './loop.ts';

@@ -23,7 +23,9 @@ export type Distribution =
   | { kind: 'lognormal'; mu: number; sigma: number }
   | { kind: 'weibull'; shape: number; scale: number }
   /** Classes with shares (summing to 1) and a value each. */
-  | { kind: 'classes'; classes: { share: number; value: number }[] };
+  | { kind: 'classes'; classes: { share: number; value: number }[] }
+  /** Bands with shares (summing to 1), uniform within each. */
+  | { kind: 'bands'; bands: { share: number; min: number; max: number }[] };
 
 export type LadderName = 'default' | 'light';
 
@@ -256,6 +258,16 @@ export function validateDistribution(d: Distribution, what: string): void {
       return check(Number.isFinite(d.mu) && positive(d.sigma), `${what}: finite mu, sigma > 0`);
     case 'weibull':
       return check(positive(d.shape) && positive(d.scale), `${what}: shape and scale must be > 0`);
+    case 'bands': {
+      check(Array.isArray(d.bands) && d.bands.length > 0, `${what}: bands must be a non-empty list`);
+      for (const b of d.bands)
+        check(
+          nonNegative(b.share) && positive(b.min) && positive(b.max) && b.min <= b.max,
+          `${what}: share ≥ 0, 0 < min ≤ max`,
+        );
+      const sum = d.bands.reduce((s, b) => s + b.share, 0);
+      return check(Math.abs(sum - 1) < 1e-6, `${what}: shares must sum to 1 (got ${sum})`);
+    }
     case 'classes': {
       check(Array.isArray(d.classes) && d.classes.length > 0, `${what}: classes must be a non-empty list`);
       for (const c of d.classes)
@@ -362,6 +374,18 @@ export function sample(d: Distribution, rng: Rng): number {
         u -= c.share;
       }
       return d.classes.at(-1)!.value;
+    }
+    case 'bands': {
+      let u = rng.next();
+      let band = d.bands.at(-1)!;
+      for (const b of d.bands) {
+        if (u < b.share) {
+          band = b;
+          break;
+        }
+        u -= b.share;
+      }
+      return rng.uniform(band.min, band.max);
     }
   }
 }

@@ -111,6 +111,8 @@ test('bench: bad flags give one line and exit 2', async () => {
     ['--bogus'],
     ['--viewers', '0', '--browsers', '0'],
     ['--page', 'watch,nope'],
+    ['--policy', 'toString'],
+    ['--upload-dist', 'constructor'],
   ]) {
     const r = await runNode(['test/bench/swarm.bench.ts', ...args], { tsx: true, timeoutMs: 30_000 });
     assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);

@@ -51,7 +51,16 @@ import { coresBusy, cpuSnapshot, findDescendant, procUsage, TreeCpu, type ProcUs
 import { fileLimits, RpcChild } from './lib/rpc.ts';
 import { intFlag, parseFlags } from '../../cli/args.ts';
 import { benchUsage, checkFlags, progress, progressDone, quantile, resultsDir } from './lib/stats.ts';
-import { histogramSvg, lineSvg } from '../../sim/index.ts';
+import {
+  histogramSvg,
+  isUploadDist,
+  lineSvg,
+  Rng,
+  sample,
+  UPLOAD_DISTS,
+  uploadDistribution,
+} from '../../sim/index.ts';
+import { isPolicyName, POLICY_NAMES } from '../../tracker/index.ts';
 import type { SwarmViewerCommands, ViewerFigures, ViewerRole } from './lib/swarm-viewers.ts';
 
 const SCENARIOS = ['steady', 'flash-crowd', 'churn', 'poison', 'slow', 'http-only'] as const;
@@ -80,6 +89,8 @@ const { values: flags } = checkFlags('bench', () =>
     'per-process': { type: 'string' },
     baseline: { type: 'boolean' },
     page: { type: 'string' },
+    policy: { type: 'string' },
+    'upload-dist': { type: 'string' },
   }),
 );
 if (flags.help) {
@@ -98,7 +109,10 @@ if (flags.help) {
   --fps N, --preset P    the source's frame rate and x264 preset (default 30, veryfast)
   --churn-interval S     churn: seconds between waves (default 60)
   --per-process N        Node viewers per child process (default 5)
-  --baseline             also run an http-only phase in the same run, for comparison`);
+  --baseline             also run an http-only phase in the same run, for comparison
+  --policy NAME          the tracker's overlay policy: ${POLICY_NAMES.join(', ')} (default random)
+  --upload-dist NAME     caps each Node viewer's upload at a draw from a named distribution, in
+                         multiples of the watched stream's bitrate (${Object.keys(UPLOAD_DISTS).join(', ')}; as npm run sim)`);
   process.exit(0);
 }
 const scenario = (flags.scenario ?? 'steady') as Scenario;
@@ -127,6 +141,11 @@ try {
 } catch (err) {
   usage((err as Error).message);
 }
+const policy = flags.policy ?? 'random';
+if (!isPolicyName(policy)) usage(`--policy must be one of ${POLICY_NAMES.join(', ')}`);
+const uploadDist = flags['upload-dist'];
+if (uploadDist !== undefined && !isUploadDist(uploadDist))
+  usage(`--upload-dist must be one of ${Object.keys(UPLOAD_DISTS).join(', ')}`);
 const rendition = flags.rendition ?? ladder[0]!.name;
 const watched = ladder.find((r) => r.name === rendition);
 if (!watched) usage(`--rendition must be one of ${ladder.map((r) => r.name).join(', ')}`);
@@ -168,6 +187,8 @@ const trackerProc = spawn(
     'tsx',
     'cli/main.ts',
     'tracker',
+    '--policy',
+    policy,
     '--port',
     '0',
     '--data-dir',
@@ -556,6 +577,11 @@ async function runPhase(name: string, p2p: boolean, kind: ViewerPageKind): Promi
   spread(poisonN, 'poison');
   spread(Math.min(slowN, viewers - poisonN), 'slow');
   const slowCapKbps = Math.max(50, Math.round(streamKbps / 2));
+  // Uplinks from the named distribution: one seeded draw per Node viewer, the same in every phase.
+  const uploadRng = new Rng(1);
+  const drawCap = () =>
+    uploadDist ? Math.max(50, Math.round(sample(uploadDistribution(uploadDist, streamKbps), uploadRng))) : 0;
+  const uploadCaps = Array.from({ length: viewers }, drawCap);
   const joinErrors: string[] = [];
 
   const opening: Promise<void>[] = [];
@@ -580,7 +606,7 @@ async function runPhase(name: string, p2p: boolean, kind: ViewerPageKind): Promi
           count: 1,
           staggerMs: 0,
           role,
-          uploadCapKbps: role === 'slow' ? slowCapKbps : 0,
+          uploadCapKbps: role === 'slow' ? slowCapKbps : uploadCaps[node]!,
           p2p,
         }).catch((err: Error) => joinErrors.push(err.message.split('\n')[0]!));
         node++;
@@ -604,9 +630,19 @@ async function runPhase(name: string, p2p: boolean, kind: ViewerPageKind): Promi
       const perGroup = Math.max(1, Math.round((viewers * 0.2) / groups));
       for (const rpc of phaseRpcs) {
         const left = await rpc.call('leave', { count: perGroup });
-        rpc
-          .call('join', { count: left, staggerMs: 200, role: 'honest', uploadCapKbps: 0, p2p })
-          .catch((err: Error) => joinErrors.push(err.message.split('\n')[0]!));
+        const failed = (err: Error) => joinErrors.push(err.message.split('\n')[0]!);
+        if (!uploadDist)
+          rpc
+            .call('join', { count: left, staggerMs: 200, role: 'honest', uploadCapKbps: 0, p2p })
+            .catch(failed);
+        // Each newcomer with an uplink of its own draw, 200 ms apart.
+        else
+          for (let k = 0; k < left; k++) {
+            const uploadCapKbps = drawCap();
+            setTimeout(() => {
+              rpc.call('join', { count: 1, staggerMs: 0, role: 'honest', uploadCapKbps, p2p }).catch(failed);
+            }, 200 * k);
+          }
       }
     }
     const samples = await Promise.all(
@@ -1108,7 +1144,7 @@ const pagesText = hasBrowsers
   : '';
 const md = `# Swarm benchmark: ${scenario} (${startedAt.toISOString()})
 
-${viewers} Node viewers (${rendition}) and ${browsers} Chromium viewers (hls.js, automatic rendition), joining ${staggerMs} ms apart, ${durationS} s; ladder ${ladder.map((r) => r.name).join('/')} at ${settings.fps} fps (x264 ${settings.x264Preset}), ${segS} s segments; tracker, STUN and source on this ${os.cpus().length}-core machine, all on 127.0.0.1.${pagesText}${scenario === 'poison' ? ` ${m.poisoners} Node peers upload corrupted chunks (one byte flipped per chunk).` : ''}${scenario === 'slow' ? ` A third of the peers are capped at ${Math.max(50, Math.round(streamKbps / 2))} kbit/s upload (half the stream).` : ''}${scenario === 'churn' ? ` Every ${churnIntervalS} s, 20 % of the Node viewers leave and as many join.` : ''}
+${viewers} Node viewers (${rendition}) and ${browsers} Chromium viewers (hls.js, automatic rendition), joining ${staggerMs} ms apart, ${durationS} s; ladder ${ladder.map((r) => r.name).join('/')} at ${settings.fps} fps (x264 ${settings.x264Preset}), ${segS} s segments; tracker, STUN and source on this ${os.cpus().length}-core machine, all on 127.0.0.1.${pagesText}${scenario === 'poison' ? ` ${m.poisoners} Node peers upload corrupted chunks (one byte flipped per chunk).` : ''}${scenario === 'slow' ? ` A third of the peers are capped at ${Math.max(50, Math.round(streamKbps / 2))} kbit/s upload (half the stream).` : ''}${scenario === 'churn' ? ` Every ${churnIntervalS} s, 20 % of the Node viewers leave and as many join.` : ''}${uploadDist ? ` Node viewers' upload capped at draws from the ${uploadDist} distribution, in multiples of the ${streamKbps} kbit/s stream.` : ''} Tracker policy: ${policy}.
 
 | figure | ${header.join(' | ')} | target |
 |---|${results.map(() => '---').join('|')}|---|

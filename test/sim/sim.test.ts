@@ -8,8 +8,11 @@ import {
   figures,
   scenarioFor,
   scenarioFromJson,
+  Rng,
+  sample,
   ScenarioError,
   simulate,
+  uploadDistribution,
   type SimResult,
 } from '../../sim/index.ts';
 import { peertv } from '../helpers/process.ts';
@@ -173,6 +176,7 @@ describe('simulator', () => {
       ['{"rendition": "4k"}', /rendition must be auto or one of/],
       ['{"natMix": {"open": 0.5}}', /natMix shares must sum to 1/],
       ['{"uploadKbps": {"kind": "classes", "classes": []}}', /uploadKbps: classes/],
+      ['{"uploadKbps": {"kind": "bands", "bands": [{"share": 1, "min": 5, "max": 1}]}}', /0 < min ≤ max/],
       ['{"name": "a b"}', /name must be/],
       ['not json', /not JSON/],
     ] as const)
@@ -187,5 +191,20 @@ describe('simulator', () => {
     const out = await peertv(['sim', '--peers', '0']);
     assert.equal(out.code, 2);
     assert.match(out.stderr.trim(), /^peertv sim: --peers must be from 1 to 100000/);
+    const dist = await peertv(['sim', '--upload-dist', 'constructor']);
+    assert.equal(dist.code, 2);
+    assert.equal(dist.stderr.trim(), 'peertv sim: --upload-dist must be one of home (got "constructor")');
+  });
+
+  test('the home upload distribution: 30 % below one stream, 50 % at 1–3×, 20 % at 3–10×', () => {
+    const d = uploadDistribution('home', 1000);
+    const rng = new Rng(7);
+    const draws = Array.from({ length: 20_000 }, () => sample(d, rng));
+    const share = (lo: number, hi: number) => draws.filter((x) => x >= lo && x < hi).length / draws.length;
+    assert.ok(Math.abs(share(250, 1000) - 0.3) < 0.02, `below one stream: ${share(250, 1000)}`);
+    assert.ok(Math.abs(share(1000, 3000) - 0.5) < 0.02, `1–3×: ${share(1000, 3000)}`);
+    assert.ok(Math.abs(share(3000, 10_000) - 0.2) < 0.02, `3–10×: ${share(3000, 10_000)}`);
+    assert.equal(share(0, 250) + share(10_000, Infinity), 0, 'nothing outside the bands');
+    assert.throws(() => uploadDistribution('toString', 1000), /unknown upload distribution/);
   });
 });
