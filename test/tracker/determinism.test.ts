@@ -27,6 +27,7 @@ import {
 import { ManualClock } from '../../peer/index.ts';
 import { Rng } from '../../sim/rng.ts';
 import { channelRecord } from '../helpers/channel-record.ts';
+import { peerRecord } from '../helpers/peer-record.ts';
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve));
 
@@ -218,22 +219,7 @@ describe('the session core on injected time and randomness', () => {
       const rng = new Rng(seed);
       const store = new MemoryTrackerStore({}, () => rng.next());
       for (let i = 0; i < 50; i++)
-        await store.putPeer({
-          id: `p${String(i).padStart(15, '0')}`,
-          channel: 'ch',
-          kind: 'node',
-          mode: 'viewer',
-          rendition: '180p',
-          natType: 'unknown',
-          uploadKbps: 1000,
-          ip: '10.0.0.1',
-          joinedAt: 0,
-          lastSeenAt: 0,
-          firstTier: false,
-          quarantined: false,
-          report: null,
-          flowsIn: {},
-        });
+        await store.putPeer(peerRecord({ id: `p${String(i).padStart(15, '0')}`, ip: '10.0.0.1' }));
       const sample = (await store.samplePeers('ch', 5, () => true)).map((p) => p.id);
       const policy = new RandomPolicy({ firstTierPerRendition: 3 }, () => rng.next());
       const tier = [...(await policy.firstTier(await store.channelPeers('ch')))];
