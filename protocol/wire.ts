@@ -106,11 +106,6 @@ class Writer {
     this.#len += value.length;
   }
 
-  /** The message, in the writer's own buffer when it is full (else a copy): the writer is done. */
-  finish(): Uint8Array {
-    return this.#buf.length === this.#len ? this.#buf : this.#buf.slice(0, this.#len);
-  }
-
   /** A copy of the message: the writer can start over. */
   copy(): Uint8Array {
     return this.#buf.slice(0, this.#len);
@@ -123,21 +118,10 @@ class Writer {
 }
 
 /**
- * The writer reused for every message but a `data` one to keep (encoding is synchronous): such a
- * message then costs one allocation, its exact copy, or none when sent at once.
+ * The writer reused for every message (encoding is synchronous): a message then costs one allocation,
+ * its exact copy, or none when sent at once ({@link encodeMessageTransient}).
  */
 const scratch = new Writer(256);
-
-/**
- * Bytes of the varint encoding of `value`. Only a size guess for a value not checked yet: an invalid
- * one gives a bounded wrong answer (the check throws later), never a loop without end.
- */
-function varintSize(value: unknown): number {
-  if (typeof value !== 'number') return 1;
-  let n = 1;
-  for (let v = value; v >= 0x80 && n < 8; v = Math.floor(v / 0x80)) n++;
-  return n;
-}
 
 function misuse(message: string): never {
   throw new TypeError(`encodeMessage: ${message}`);
@@ -182,12 +166,6 @@ function writeRanges(w: Writer, ranges: unknown): void {
  * peer, and decodes as `peer-version-mismatch`.)
  */
 export function encodeMessage(msg: WireMessage): Uint8Array {
-  if (typeof msg === 'object' && msg !== null && msg.type === 'data') {
-    // Sized exactly: the payload is copied once, and `finish` returns the buffer as it is.
-    const w = new Writer(dataMessageBytes(msg));
-    writeMessage(w, msg);
-    return w.finish();
-  }
   writeMessage(scratch.reset(), msg);
   return scratch.copy();
 }
@@ -200,12 +178,6 @@ export function encodeMessage(msg: WireMessage): Uint8Array {
 export function encodeMessageTransient(msg: WireMessage): Uint8Array {
   writeMessage(scratch.reset(), msg);
   return scratch.view();
-}
-
-/** Length of a `data` message once encoded (its fields already checked or about to be). */
-function dataMessageBytes(msg: Extract<WireMessage, { type: 'data' }>): number {
-  const length = msg.bytes instanceof Uint8Array ? msg.bytes.length : 0;
-  return 1 + varintSize(msg.requestId) + varintSize(msg.offset) + varintSize(msg.totalBytes) + length;
 }
 
 /** Writes one message (checked: misuse throws a TypeError). */

@@ -59,12 +59,15 @@ interface ChannelPlan {
   readonly bitrates: Map<string, number>;
 }
 
+/** A plan not redone for this many rounds belongs to a channel without peers: dropped. */
+const STALE_PLAN_ROUNDS = 12;
+
 export class ChandelierPolicy implements OverlayPolicy {
   readonly name = 'chandelier';
   readonly #opts: ChandelierPolicyOptions;
   readonly #random: RandomPolicy;
   readonly #plans = new Map<string, ChannelPlan>();
-  /** Time of the last plan (ms) and its cost, for the dashboard and the bench. */
+  /** The last plan made: its channel, size, CPU time and shape (for inspection; tests read it). */
   lastRound: { channel: string; peers: number; cpuMs: number; firstTier: number; depth: number } | undefined;
 
   constructor(
@@ -99,8 +102,7 @@ export class ChandelierPolicy implements OverlayPolicy {
     let plan = this.#plans.get(channel);
     const present = new Set<string>();
     for (const p of peers) if (!p.quarantined) present.add(p.id);
-    const stale = !plan || this.deps.now() - plan.at >= this.#opts.roundMs;
-    if (!stale && plan) {
+    if (plan && this.deps.now() - plan.at < this.#opts.roundMs) {
       // Between rounds: joiners not placed yet are placed now; a rendition whose whole first tier
       // left needs a replan.
       for (const p of peers) if (!p.quarantined && !plan.byId.has(p.id)) this.#place(plan, p);
@@ -116,6 +118,9 @@ export class ChandelierPolicy implements OverlayPolicy {
     if (!plan) {
       plan = await this.#plan(channel, peers, ctx);
       this.#plans.set(channel, plan);
+      // A live channel is replanned every round; a plan long left alone is a channel without peers.
+      for (const [id, old] of this.#plans)
+        if (plan.at - old.at > STALE_PLAN_ROUNDS * this.#opts.roundMs) this.#plans.delete(id);
     }
     const tier = new Set<string>();
     for (const id of plan.tier) if (present.has(id)) tier.add(id);
@@ -125,11 +130,6 @@ export class ChandelierPolicy implements OverlayPolicy {
   /** The links a round should make for `peerId`: its planned parents. */
   wantedLinks(channel: string, peerId: string): readonly string[] {
     return this.#plans.get(channel)?.byId.get(peerId)?.parents ?? [];
-  }
-
-  /** Forgets a channel's plan (it ended). */
-  forget(channel: string): void {
-    this.#plans.delete(channel);
   }
 
   async #plan(channel: string, peers: readonly PeerRecord[], ctx: PolicyContext): Promise<ChannelPlan> {

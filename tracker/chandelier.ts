@@ -167,9 +167,10 @@ export function planRendition(
         parent = previous;
         kept++;
       } else {
-        // Round the suppliers from the cursor (the nearest level first, then any level above).
-        for (let k = 0; k < suppliers.length && !parent; k++) {
-          const i = levelStart + ((cursor - levelStart + k) % (suppliers.length - levelStart));
+        // Round the level right above from the cursor, once; then any level above, in rank order.
+        const width = suppliers.length - levelStart;
+        for (let k = 0; k < width && !parent; k++) {
+          const i = levelStart + ((cursor - levelStart + k) % width);
           const candidate = suppliers[i]!;
           if (validParent(child, candidate, l)) {
             parent = candidate;
@@ -196,7 +197,7 @@ export function planRendition(
   // Backups: compatible peers of lower levels than the child, different from its parents, spread by a
   // cursor over every peer placed (they take no slot: they stand in while the primary falters).
   if (o.parentsPerPeer > 1) {
-    const placed = ranked.filter((p) => free.get(p.id)! + (children.get(p.id) ?? 0) > 0);
+    const placed = ranked.filter((p) => slotOf.get(p.id)! > 0);
     let b = 0;
     for (const [childId, list] of parents) {
       const child = byId.get(childId)!;

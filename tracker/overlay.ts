@@ -65,14 +65,11 @@ export class Overlay {
    * Links `peer` to the peers its policy wants it linked to (a planner's parents). A parent at its cap
    * waits for the next round; at its own cap, the peer lets go of a link neither side wants.
    */
-  async #makeWantedLinks(peer: PeerRecord): Promise<void> {
+  async #makeWantedLinks(peer: PeerRecord, told: Map<string, string>): Promise<void> {
     const wanted = this.policy.wantedLinks!(peer.channel, peer.id);
-    const told = wanted.join(',');
-    if (this.#parentsTold.get(peer.id) !== told) {
-      this.#parentsTold.set(peer.id, told);
-      this.notify(peer.id, [], []); // the push carries the new ranking
-    }
-    if (wanted.length === 0) return;
+    const ranking = wanted.join(',');
+    told.set(peer.id, ranking);
+    if (this.#parentsTold.get(peer.id) !== ranking) this.notify(peer.id, [], []); // the push carries it
     for (const q of wanted) {
       if (q === peer.id || (await this.store.hasLink(peer.id, q)) || !(await this.store.getPeer(q))) continue;
       if (!(await this.#makeRoom(peer.channel, peer.id)) || !(await this.#makeRoom(peer.channel, q)))
@@ -103,18 +100,13 @@ export class Overlay {
 
   /** One round over every channel: first tiers revisited, peers below half their target topped up. */
   async rebalanceAll(): Promise<void> {
-    const told = this.#parentsTold;
-    if (this.policy.wantedLinks) this.#parentsTold = new Map(); // peers gone since are forgotten
+    // What each present peer has been told this round (peers gone since are forgotten).
+    const told = new Map<string, string>();
     for (const [id] of await this.store.listChannels()) {
       const peers = await this.store.channelPeers(id);
       if (peers.length === 0) continue;
       await this.updateFirstTier(id);
-      if (this.policy.wantedLinks)
-        for (const p of peers) {
-          const before = told.get(p.id);
-          if (before !== undefined) this.#parentsTold.set(p.id, before);
-          await this.#makeWantedLinks(p);
-        }
+      if (this.policy.wantedLinks) for (const p of peers) await this.#makeWantedLinks(p, told);
       const min = Math.max(1, Math.floor(this.opts.targetNeighbours / 2));
       for (const p of peers) {
         const current = await this.store.linksOf(p.id);
@@ -133,5 +125,6 @@ export class Overlay {
         this.notify(p.id, more, []);
       }
     }
+    if (this.policy.wantedLinks) this.#parentsTold = told;
   }
 }

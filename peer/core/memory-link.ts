@@ -7,7 +7,7 @@ import { MAX_MESSAGE_BYTES, TypedEmitter } from '../../protocol/index.ts';
 import type { LinkCloseReason, NatType, SignalData } from '../../protocol/index.ts';
 import type { MemoryNetwork, PeerState, TurnRelay } from './memory-transport.ts';
 import { routeOf } from './memory-nat.ts';
-import type { FifoServer } from './memory-queues.ts';
+import { Fifo, type FifoServer } from './memory-queues.ts';
 import { DESTROYED, REMOTE_CLOSED, type LinkRoute, type PeerLink, type PeerLinkEvents } from './seams.ts';
 
 /** @internal a message (or, without bytes, a close notice) travelling from `link` to its remote end. */
@@ -95,8 +95,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
    * arrival timer, which pops the group (a sender's burst of chunks arrives together when nothing
    * jitters it: one timer instead of one per message).
    */
-  readonly #inbound: (Packet | undefined)[] = [];
-  #inboundHead = 0;
+  readonly #inbound = new Fifo<Packet>();
   /** Arrival time of the last packet scheduled to this end (keeps order under jitter and loss). */
   #lastArrivalMs = -Infinity;
   /** The last group's timer has not fired yet: a packet due at the same instant may join it. */
@@ -296,18 +295,10 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
   /** A group's timer: its packets arrive in order (one may close the link, or join the group meanwhile). */
   #arrived(): void {
     let first = true;
-    while (!this.#closed && this.#inboundHead < this.#inbound.length) {
-      const p = this.#inbound[this.#inboundHead]!;
-      if (!first && !p.grouped) break; // the next group, with a timer of its own
+    while (!this.#closed && this.#inbound.size > 0) {
+      if (!first && !this.#inbound.peek().grouped) break; // the next group, with a timer of its own
       first = false;
-      this.#inbound[this.#inboundHead++] = undefined;
-      if (this.#inboundHead === this.#inbound.length) {
-        this.#inbound.length = 0;
-        this.#inboundHead = 0;
-      } else if (this.#inboundHead > 1024 && this.#inboundHead * 2 > this.#inbound.length) {
-        this.#inbound.splice(0, this.#inboundHead);
-        this.#inboundHead = 0;
-      }
+      const p = this.#inbound.shift();
       if (this.network.isBlocked(this.localId, this.remoteId)) {
         if (!p.bytes) this.network.closeNoticeLost(this);
         else this.network.discarded(p);
@@ -318,7 +309,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
       else this.deliver(p);
     }
     // Nothing left: the group just delivered was the last one, and no packet may join it any more.
-    if (this.#inboundHead >= this.#inbound.length) this.#lastGroupPending = false;
+    if (this.#inbound.size === 0) this.#lastGroupPending = false;
   }
 
   #markConnected(): void {
@@ -331,9 +322,7 @@ export class MemoryLink extends TypedEmitter<PeerLinkEvents> implements PeerLink
     this.#closed = true;
     this.#bufferedBytes = 0;
     this.#aboveLowWater = false;
-    for (let i = this.#inboundHead; i < this.#inbound.length; i++) this.network.discarded(this.#inbound[i]!);
-    this.#inbound.length = 0;
-    this.#inboundHead = 0;
+    for (const p of this.#inbound.drain()) this.network.discarded(p);
     this.#lastGroupPending = false;
     this.network.linkClosed(this);
     this.emit('close', reason);

@@ -13,11 +13,54 @@ export interface Sized {
   readonly size: number;
 }
 
+/**
+ * A first-in first-out queue: an array read from a moving head (no `shift` per item, which moves them
+ * all), compacted when the read part dominates.
+ */
+export class Fifo<T> {
+  readonly #items: (T | undefined)[] = [];
+  #head = 0;
+
+  get size(): number {
+    return this.#items.length - this.#head;
+  }
+
+  push(item: T): void {
+    this.#items.push(item);
+  }
+
+  /** The oldest item (the queue must not be empty). */
+  peek(): T {
+    return this.#items[this.#head]!;
+  }
+
+  /** Removes and returns the oldest item (the queue must not be empty). */
+  shift(): T {
+    const item = this.#items[this.#head]!;
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items.length = 0;
+      this.#head = 0;
+    } else if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items.splice(0, this.#head);
+      this.#head = 0;
+    }
+    return item;
+  }
+
+  /** Removes every item, returning them oldest first. */
+  drain(): T[] {
+    const rest = this.#items.slice(this.#head) as T[];
+    this.#items.length = 0;
+    this.#head = 0;
+    return rest;
+  }
+}
+
 export class FifoServer<T extends Sized> {
   /** Bytes per second; Infinity = no delay. */
   rateBytesPerS: number;
-  readonly #queue: (T | undefined)[] = [];
-  #head = 0;
+  readonly #queue = new Fifo<T>();
   /** The message in transmission (a timer is pending for it). */
   #current: T | undefined;
   /** Bound once per server, in the constructor (no per-instance `name`: see MemoryLink's `#onArrival`). */
@@ -43,11 +86,11 @@ export class FifoServer<T extends Sized> {
 
   /** Messages waiting or in transmission. */
   get queued(): number {
-    return this.#queue.length - this.#head + (this.#current ? 1 : 0);
+    return this.#queue.size + (this.#current ? 1 : 0);
   }
 
   push(item: T): void {
-    if (this.#current === undefined && this.#head === this.#queue.length) {
+    if (this.#current === undefined && this.#queue.size === 0) {
       // Idle: start at once, without touching the queue.
       this.#start(item);
       return;
@@ -69,17 +112,6 @@ export class FifoServer<T extends Sized> {
   }
 
   #next(): void {
-    while (this.#current === undefined && this.#head < this.#queue.length) {
-      const item = this.#queue[this.#head]!;
-      this.#queue[this.#head++] = undefined;
-      if (this.#head === this.#queue.length) {
-        this.#queue.length = 0;
-        this.#head = 0;
-      } else if (this.#head > 1024 && this.#head * 2 > this.#queue.length) {
-        this.#queue.splice(0, this.#head);
-        this.#head = 0;
-      }
-      this.#start(item);
-    }
+    while (this.#current === undefined && this.#queue.size > 0) this.#start(this.#queue.shift());
   }
 }

@@ -203,18 +203,22 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
     }
   }
 
-  // Whether a demand should wait for a ranked supplier (parent) that may still get the segment: one is
-  // linked and usable, the demand is younger than parentWaitMs, and after the rest of that wait there
-  // is still time for another holder (etaMs) or, failing that, the origin.
-  const waitsForParent = (demand: DemandView, etaMs: number): boolean => {
+  // The ranked suppliers (parents) that could still be asked this round: found once per round, on the
+  // first demand that has to decide (none under a policy that ranks no one).
+  let parents: RoundView[] | undefined;
+  // Whether a demand should wait for a parent that does not hold the segment yet: the demand is younger
+  // than parentWaitMs, and after the rest of that wait there is still time for another holder (etaMs)
+  // or, failing that, the origin.
+  const waitsForParent = (demand: DemandView, size: number, etaMs: number): boolean => {
+    parents ??= views!.filter(
+      (n) => n.supplierRank !== Infinity && n.open && !n.demoted && n.busyUntil <= now,
+    );
+    if (parents.length === 0) return false;
     const waited = now - demand.createdAt;
-    if (!opts.p2p || waited >= opts.parentWaitMs) return false;
+    if (waited >= opts.parentWaitMs) return false;
     const slack = demand.deadlineAt - now - (opts.parentWaitMs - waited);
-    const size = estimates.expectedBytes(demand.rendition, demand.mediaSequence);
     if (slack < etaMs + estimates.httpEstimateMs(size) + 2 * opts.safetyMarginMs) return false;
-    for (const n of input.neighbours)
-      if (n.supplierRank !== Infinity && n.open && !n.demoted && n.busyUntil <= now) return true;
-    return false;
+    return parents.some((n) => !n.holdsSegment(demand.rendition, demand.mediaSequence));
   };
 
   for (const demand of input.demands) {
@@ -269,7 +273,7 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
         )
       : undefined;
     if (best && now + best.etaMs + opts.safetyMarginMs < deadlineAt) {
-      if (best.neighbour.supplierRank === Infinity && waitsForParent(demand, best.etaMs)) continue;
+      if (best.neighbour.supplierRank === Infinity && waitsForParent(demand, size, best.etaMs)) continue;
       actions.push({
         type: 'p2p',
         rendition,
@@ -298,10 +302,9 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
 /**
  * The neighbour to ask for a segment: of those that hold it and can deliver it before `deadlineAt`
  * with the safety margin, the best-ranked of the tracker's suppliers (parents), else the one we have
- * taken least from (fewest transfers in flight, then fewest
- * bytes so far), so that requests spread over every holder rather than all going to the fastest
- * one (the first tier would upload for everyone). None can make it: the fastest, for the caller to
- * judge.
+ * taken least from (fewest transfers in flight, then fewest bytes so far), so that requests spread
+ * over every holder rather than all going to the fastest one (the first tier would upload for
+ * everyone). None can make it: the fastest, for the caller to judge.
  */
 export function bestHolder(
   neighbours: Iterable<NeighbourView>,

@@ -202,6 +202,21 @@ describe('scheduler', () => {
     assert.deepEqual(pick(0, 8000), [], 'waits: the parent may still get it');
     assert.deepEqual(pick(1500, 8000), ['other'], 'waited parentWaitMs: another holder');
     assert.deepEqual(pick(0, 2500), ['other'], 'no room to wait before the deadline');
+    // A parent that holds it already, too slow for the deadline (500 kB at 50 kB/s): nothing to wait for.
+    const slowHolder = schedule(
+      input({
+        demands: [demand(1, 8000)],
+        neighbours: [
+          neighbour('other', [1]),
+          neighbour('parent', [1], { supplierRank: 0, throughputBps: 50_000 }),
+        ],
+      }),
+    );
+    assert.deepEqual(
+      slowHolder.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
+      ['other'],
+      'a parent that holds it but cannot make it is not waited for',
+    );
     const noParent = schedule(input({ demands: [demand(1, 8000)], neighbours: [neighbour('other', [1])] }));
     assert.deepEqual(
       noParent.map((a) => (a.type === 'p2p' ? a.neighbourId : a.type)),
