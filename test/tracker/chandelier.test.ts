@@ -178,4 +178,22 @@ describe('ChandelierPolicy', () => {
     assert.notEqual(p2.lastRound, round);
     assert.equal(p2.name, 'chandelier');
   });
+
+  test('a channel left without peers loses its plan after 12 rounds; a live one keeps its own', async () => {
+    let now = 0;
+    const store = new MemoryTrackerStore({}, () => 0.5);
+    const policy = new ChandelierPolicy({ minFirstTier: 1, roundMs: 5000 }, { now: () => now });
+    const ctx = { store, maxNeighbours: 12 };
+    const a = [record('a1', 8000), record('a2', 100)];
+    const b = [record('b1', 8000), record('b2', 100)].map((p) => ({ ...p, channel: 'other' }));
+    await policy.firstTier(a, ctx);
+    assert.deepEqual(policy.wantedLinks('live', 'a2'), ['a1']);
+    now = 12 * 5000;
+    await policy.firstTier(b, ctx);
+    assert.deepEqual(policy.wantedLinks('live', 'a2'), ['a1'], 'within 12 rounds: kept');
+    now = 13 * 5000 + 1;
+    await policy.firstTier(b, ctx);
+    assert.deepEqual(policy.wantedLinks('live', 'a2'), [], 'dropped');
+    assert.deepEqual(policy.wantedLinks('other', 'b2'), ['b1']);
+  });
 });
