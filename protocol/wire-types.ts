@@ -8,7 +8,8 @@ import { PeerTvError, type ByeCode, type PeerErrorCode } from './errors.ts';
 /** Stable codes a link is closed with (defined with every other code in errors.ts). */
 export { PEER_ERROR_CODES, type PeerErrorCode } from './errors.ts';
 
-export const WIRE_VERSION = 1;
+/** 2: `receiving` (relaying segments while they arrive). */
+export const WIRE_VERSION = 2;
 /** No message may be larger: fits every browser's data channel. */
 export const MAX_MESSAGE_BYTES = 64 * 1024;
 /** Largest payload of one `data` message (header included, the message stays ≤ 64 KiB). */
@@ -26,6 +27,12 @@ export type WireMessage =
    * `reset`: this is the full set (replaces what was announced before); otherwise the ranges are added.
    */
   | { type: 'have'; rendition: string; reset: boolean; ranges: [number, number][] }
+  /**
+   * A segment now on its way in (from a neighbour or the origin), not verified yet: it may be requested
+   * already, and is relayed as its bytes arrive (the last bytes only once it is verified); a `have`
+   * follows when it is stored.
+   */
+  | { type: 'receiving'; rendition: string; mediaSequence: number }
   /** Drops announced sequences (evicted). */
   | { type: 'lost'; rendition: string; ranges: [number, number][] }
   /** Asks for a whole segment. `deadlineMs`: time left until the requester needs it (urgency). */

@@ -35,6 +35,7 @@ const T_DATA = 0x05;
 const T_CANCEL = 0x06;
 const T_ABSENT = 0x07;
 const T_BYE = 0x08;
+const T_RECEIVING = 0x09;
 
 /** Wire value = index. Explicit (not `ABSENT_REASONS`) so reordering that list cannot change the format. */
 const ABSENT_CODES: readonly AbsentReason[] = ['not-held', 'busy', 'evicted'];
@@ -200,6 +201,12 @@ function writeMessage(w: Writer, msg: WireMessage): void {
         w.u8(msg.reset ? FLAG_RESET : 0);
       }
       writeRanges(w, msg.ranges);
+      return;
+    }
+    case 'receiving': {
+      w.u8(T_RECEIVING);
+      w.ascii(checkString(msg.rendition, isRenditionName, 'rendition'));
+      w.varint(checkSeq(msg.mediaSequence, 'mediaSequence'));
       return;
     }
     case 'request': {
@@ -427,6 +434,12 @@ export function decodeMessage(bytes: Uint8Array): WireMessage {
       const ranges = readRanges(r);
       r.end('lost');
       return { type: 'lost', rendition, ranges };
+    }
+    case T_RECEIVING: {
+      const rendition = r.string('rendition', isRenditionName);
+      const mediaSequence = r.varint('mediaSequence');
+      r.end('receiving');
+      return { type: 'receiving', rendition, mediaSequence };
     }
     case T_REQUEST: {
       const requestId = r.varint('requestId');

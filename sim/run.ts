@@ -24,6 +24,8 @@ export interface SimOptions {
   progress?: (p: { atS: number; viewers: number; offload: number; stalls: number; events: number }) => void;
   /** Things that happen to the world at given simulated times (tests: partitions, cuts). */
   events?: { atS: number; run: (world: SimWorld) => void }[];
+  /** False: the engines relay no segment before they hold it (store and forward). */
+  relay?: boolean;
 }
 
 /** What scripted events may act on. */
@@ -202,6 +204,7 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
           declaredUploadKbps: scaleBytes(uploadKbps, o.byteScale),
         }),
         ...engineBytes,
+        ...(o.relay === false && { relay: false }),
       },
       {
         clock,

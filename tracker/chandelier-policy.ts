@@ -44,6 +44,8 @@ export const DEFAULT_CHANDELIER_POLICY: ChandelierPolicyOptions = {
 interface Placed {
   readonly id: string;
   readonly natType: NatType;
+  /** The capacity it was planned with (kbit/s). */
+  readonly uploadKbps: number;
   level: number;
   free: number;
   parents: string[];
@@ -57,6 +59,18 @@ interface ChannelPlan {
   readonly tier: Set<string>;
   /** Renditions' bitrates at the plan (kbit/s). */
   readonly bitrates: Map<string, number>;
+}
+
+/** A capacity within this fraction of the one planned with last round is taken as unchanged. */
+const CAPACITY_HYSTERESIS = 0.3;
+
+/**
+ * The capacity to plan a peer with: last round's while the reported one stays within the hysteresis
+ * (measured capacities wander; every change of rank can move a peer to another level and rewire it).
+ */
+function steadyKbps(planned: number | undefined, reported: number): number {
+  if (planned === undefined || !(planned > 0) || !(reported > 0)) return reported;
+  return Math.abs(reported - planned) <= planned * CAPACITY_HYSTERESIS ? planned : reported;
 }
 
 /** A plan not redone for this many rounds belongs to a channel without peers: dropped. */
@@ -148,9 +162,10 @@ export class ChandelierPolicy implements OverlayPolicy {
       g.push({
         id: p.id,
         natType: p.natType,
-        uploadKbps: p.uploadKbps,
+        uploadKbps: steadyKbps(previous?.byId.get(p.id)?.uploadKbps, p.uploadKbps),
         joinedAt: p.joinedAt,
         parent: previous?.byId.get(p.id)?.parents[0],
+        backups: previous?.byId.get(p.id)?.parents.slice(1),
       });
     }
     const plan: ChannelPlan = {
@@ -171,6 +186,7 @@ export class ChandelierPolicy implements OverlayPolicy {
         const placed: Placed = {
           id: p.id,
           natType: p.natType,
+          uploadKbps: p.uploadKbps,
           level: r.level.get(p.id)!,
           free: r.slots.get(p.id)! - (r.children.get(p.id) ?? 0),
           parents: [...(r.parents.get(p.id) ?? [])],
@@ -218,6 +234,7 @@ export class ChandelierPolicy implements OverlayPolicy {
     const placed: Placed = {
       id: peer.id,
       natType: peer.natType,
+      uploadKbps: peer.uploadKbps,
       level: parent ? parent.level + 1 : 0,
       free: slotsOf(
         { id: peer.id, natType: peer.natType, uploadKbps: peer.uploadKbps, joinedAt: peer.joinedAt },

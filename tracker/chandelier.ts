@@ -16,7 +16,8 @@
  * (or any level above with a free slot), NAT-compatible (protocol/nat.ts; never an incompatible pair
  * directly), its previous primary when that one is still valid (stability: a working parent stays),
  * otherwise the next parent with a free slot in turn (load spread evenly); then `parentsPerPeer − 1`
- * backups from the levels above, which take no slot. A peer no compatible parent can take joins the
+ * backups from the levels above, which take no slot (its previous backups while still valid: every
+ * parent changed is a link to make, so a stable plan is one that does not rewire the mesh each round). A peer no compatible parent can take joins the
  * first tier: the origin feeds it rather than nobody.
  */
 import { connectsDirectly, type NatType } from '../protocol/index.ts';
@@ -30,6 +31,8 @@ export interface ChandelierPeer {
   readonly joinedAt: number;
   /** Its primary parent after the previous round, if any (kept while valid). */
   readonly parent?: string | undefined;
+  /** Its backups after the previous round (kept while valid, before new ones are drawn). */
+  readonly backups?: readonly string[] | undefined;
 }
 
 export interface ChandelierOptions {
@@ -160,26 +163,36 @@ export function planRendition(
     // Nearest level first: start the round at the level right above.
     const levelStart = suppliers.length - byLevel[l - 1]!.length;
     cursor = Math.max(cursor, levelStart);
+    // Stability first: the level's peers keep their previous primary while valid, before any of them
+    // draws a new one (so a newcomer never takes the slot a working child holds).
+    const keptParent = new Map<string, ChandelierPeer>();
     for (const child of byLevel[l]!) {
-      let parent: ChandelierPeer | undefined;
       const previous = child.parent !== undefined ? byId.get(child.parent) : undefined;
-      if (validParent(child, previous, l)) {
-        parent = previous;
-        kept++;
-      } else {
-        // Round the level right above from the cursor, once; then any level above, in rank order.
-        const width = suppliers.length - levelStart;
-        for (let k = 0; k < width && !parent; k++) {
-          const i = levelStart + ((cursor - levelStart + k) % width);
-          const candidate = suppliers[i]!;
-          if (validParent(child, candidate, l)) {
-            parent = candidate;
-            cursor = i + 1 >= suppliers.length ? levelStart : i + 1;
-          }
-        }
-        for (let i = 0; i < levelStart && !parent; i++)
-          if (validParent(child, suppliers[i], l)) parent = suppliers[i];
+      if (!validParent(child, previous, l)) continue;
+      keptParent.set(child.id, previous!);
+      give(previous!);
+      kept++;
+    }
+    for (const child of byLevel[l]!) {
+      const kept = keptParent.get(child.id);
+      if (kept) {
+        parents.set(child.id, [kept.id]);
+        depth = Math.max(depth, l);
+        continue;
       }
+      let parent: ChandelierPeer | undefined;
+      // Round the level right above from the cursor, once; then any level above, in rank order.
+      const width = suppliers.length - levelStart;
+      for (let k = 0; k < width && !parent; k++) {
+        const i = levelStart + ((cursor - levelStart + k) % width);
+        const candidate = suppliers[i]!;
+        if (validParent(child, candidate, l)) {
+          parent = candidate;
+          cursor = i + 1 >= suppliers.length ? levelStart : i + 1;
+        }
+      }
+      for (let i = 0; i < levelStart && !parent; i++)
+        if (validParent(child, suppliers[i], l)) parent = suppliers[i];
       if (!parent) {
         // No compatible parent with room: the origin feeds it.
         firstTier.add(child.id);
@@ -202,6 +215,18 @@ export function planRendition(
     for (const [childId, list] of parents) {
       const child = byId.get(childId)!;
       const childLevel = level.get(childId)!;
+      for (const id of child.backups ?? []) {
+        const candidate = byId.get(id);
+        if (
+          list.length < o.parentsPerPeer &&
+          candidate !== undefined &&
+          slotOf.get(id)! > 0 &&
+          (level.get(id) ?? Infinity) < childLevel &&
+          !list.includes(id) &&
+          connectsDirectly(child.natType, candidate.natType)
+        )
+          list.push(id);
+      }
       for (let k = 0; k < placed.length && list.length < o.parentsPerPeer; k++) {
         const candidate = placed[(b + k) % placed.length]!;
         if (

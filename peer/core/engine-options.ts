@@ -36,6 +36,11 @@ export interface EngineOptions {
   /** False: never use P2P (the HTTP-only baseline). */
   p2p: boolean;
   /**
+   * Relay segments while they arrive (cut-through): neighbours are told a segment is on its way and
+   * may ask for it before it is held. False: only held segments are offered (store and forward).
+   */
+  relay: boolean;
+  /**
    * The player picks the rendition (hls.js's ABR) and says so with `setRendition`: until it has, a
    * first-tier peer fetches nothing ahead (it would fetch the tracker's default rendition for no one).
    */
@@ -99,6 +104,7 @@ export const DEFAULT_ENGINE: Omit<EngineOptions, 'channel'> = {
   originUrl: undefined,
   masterUrl: undefined,
   p2p: true,
+  relay: true,
   followPlayerRendition: false,
   safetyMarginMs: 700,
   p2pStallMs: 1000,

@@ -57,6 +57,8 @@ const FALLBACK_TOP_BITRATE_BPS = 8_000_000;
 /** Segments fetched by the player before the engine was ready, kept for verification at most. */
 const MAX_ADOPTED_BEFORE_READY = 4;
 const FALLBACK_SEGMENT_DURATION_S = 2;
+/** A relay too slow for a deadline is not asked for anything for this long. */
+const RELAY_BACKOFF_MS = 2000;
 
 export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly opts: EngineOptions;
@@ -90,7 +92,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   #input: SchedulerInput | undefined;
   /** The tracker's ranked suppliers (id → rank, 0 first): asked before other holders. */
   readonly #supplierRanks = new Map<string, number>();
-  readonly #neighbourViews = new NeighbourViews(this.receivedFrom, this.#supplierRanks);
+  readonly #neighbourViews = new NeighbourViews(this.receivedFrom, this.#supplierRanks, (r, seq) =>
+    this.uploads.sending(r, seq),
+  );
   #playbackProbe: () => { bufferS: number; stalls: number } = () => ({ bufferS: 0, stalls: 0 });
   #ready = false;
   /** The player said which rendition it plays (see `followPlayerRendition`). */
@@ -137,6 +141,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
           return got.bytes;
         },
         release: (r, seq) => deps.store.unpin(r, seq),
+        feed: (r, seq) => this.#transfers.feed(r, seq),
       },
       { ...o.upload, capKbps: o.uploadCapKbps },
       this.ladder,
@@ -168,6 +173,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       },
       segmentUrl: (rendition, seq) => this.#segmentUrl(rendition, seq),
       delivered: (d) => this.#delivered(d),
+      started: (rendition, seq) => this.#announceReceiving(rendition, seq),
       rejected: (info) => {
         this.#log.transfers(
           'rejected %s/%d from %s: %s',
@@ -223,6 +229,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         this.#log.links('closed %s: %s%s', info.id, info.reason, info.code ? ` (${info.code})` : '');
         this.emit('peer-closed', info);
       },
+      firstBytes: (rendition, seq) => this.#announceReceiving(rendition, seq),
       // A neighbour's news (a `have`, a link closing) can only change a decision for a waiting demand.
       changed: () => {
         if (this.#demands.size > 0) this.#scheduleTick(0);
@@ -270,6 +277,8 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         this.#log.tracker('neighbours +%d -%d, first tier: %s', u.add.length, u.remove.length, u.firstTier);
         this.#setFirstTier(u.firstTier);
         if (u.parents) {
+          // The tracker plans who feeds whom: its plan spreads the load, not our turning requests away.
+          this.uploads.planned = true;
           this.#supplierRanks.clear();
           u.parents.forEach((id, rank) => this.#supplierRanks.set(id, rank));
         }
@@ -542,8 +551,11 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         const n = this.#transfers.switchToHttp(rendition, seq, why);
         if (!n) return;
         this.emit('p2p-late', { rendition, mediaSequence: seq, why, from: n.id });
-        // Demoted for a while; a few failures in a row close the link (peer-unresponsive).
+        // Demoted for a while; a few failures in a row close the link (peer-unresponsive). A relay
+        // that could not keep up is not asked again for a while.
         if (action.blame) n.failed(why);
+        else if (action.relayed)
+          n.busyUntil = Math.max(n.busyUntil, this.#deps.clock.now() + RELAY_BACKOFF_MS);
         return;
       }
     }
@@ -586,6 +598,14 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         ...(from && { from }),
       });
     if (demand) this.#demands.settle(demand, { bytes, source: via, attestation: d.attestation });
+    // Relays of this segment send their last bytes now.
+    this.uploads.onFeed();
+  }
+
+  /** Tells neighbours a segment is on its way to us: they may ask for it, we relay it as it arrives. */
+  #announceReceiving(rendition: string, seq: number): void {
+    if (!this.opts.relay) return;
+    for (const n of this.neighbours.values()) n.announceReceiving(rendition, seq);
   }
 
   /** True when a verified segment is held (fetched and kept for neighbours). */

@@ -54,6 +54,8 @@ export interface LinksDeps {
   closed(info: { id: string; reason: string; code?: PeerErrorCode }): void;
   /** Something a scheduling decision depends on changed (a `have`, a link closing). */
   changed(): void;
+  /** The first bytes of a download from a neighbour arrived (neighbours may ask us for it now). */
+  firstBytes(rendition: string, mediaSequence: number): void;
   /** Debug log (`peertv:peer:<id>:links`). */
   log?: Log;
 }
@@ -227,6 +229,12 @@ export class Links {
     });
     n.on('cancel', (requestId) => uploads.cancel(n, requestId));
     n.on('have', () => this.#deps.changed());
+    n.on('receiving', () => this.#deps.changed());
+    // Bytes of our downloads from it feed the relays of those segments.
+    n.onProgress = (d, first) => {
+      if (first) this.#deps.firstBytes(d.rendition, d.mediaSequence);
+      uploads.onFeed();
+    };
     n.on('close', ({ reason, code }) => {
       clock.clearTimeout(this.#connectTimers.get(remoteId));
       this.#connectTimers.delete(remoteId);

@@ -38,6 +38,8 @@ export interface Download {
   received: number;
   totalBytes: number | undefined;
   buffer: Uint8Array | undefined;
+  /** Asked while the neighbour was still receiving the segment: it relays it as it arrives. */
+  relayed: boolean;
   /** Settles with the segment's (not yet verified) bytes, or a DownloadAbort. */
   promise: Promise<Uint8Array>;
   resolve: (bytes: Uint8Array) => void;
@@ -48,6 +50,8 @@ export type NeighbourEvents = {
   /** Handshake done: requests can flow. */
   open: () => void;
   have: (info: { rendition: string; ranges: [number, number][]; reset: boolean }) => void;
+  /** The neighbour is receiving a segment (it can be requested from it already). */
+  receiving: (info: { rendition: string; mediaSequence: number }) => void;
   /** The neighbour asks us for a segment. */
   request: (req: { requestId: number; rendition: string; mediaSequence: number; deadlineMs: number }) => void;
   cancel: (requestId: number) => void;
@@ -72,6 +76,8 @@ export class DownloadAbort extends Error {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** Segments remembered per rendition as on their way to a neighbour (the oldest forgotten first). */
+const MAX_RECEIVING = 8;
 const BUSY_BACKOFF_MS = 1000;
 
 export interface NeighbourDeps {
@@ -92,6 +98,10 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly link: PeerLink;
   /** What the neighbour holds, per rendition. */
   readonly holds = new Map<string, HaveSet>();
+  /** What it said it is receiving and does not hold yet, per rendition (at most {@link MAX_RECEIVING}). */
+  readonly #receiving = new Map<string, Set<number>>();
+  /** Called after each chunk of one of our downloads from it arrived (relays forward it). */
+  onProgress: ((d: Download, first: boolean) => void) | undefined;
   /** Delivery rate from this neighbour (bytes/s), and time to first byte (ms). */
   // Prior before the first transfer: 1.5 MB/s (a modest residential uplink), so new neighbours get tried.
   readonly throughput: Ewma;
@@ -161,6 +171,11 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     return this.holds.get(rendition)?.has(seq) ?? false;
   }
 
+  /** It said it is receiving the segment, and has not announced it held since. */
+  receivingSegment(rendition: string, seq: number): boolean {
+    return this.#receiving.get(rendition)?.has(seq) ?? false;
+  }
+
   /** Not to be asked for segments now (a recent failure; see {@link failed}). */
   get demoted(): boolean {
     return this.standing.demoted(this.clock.now());
@@ -168,6 +183,10 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
 
   announce(rendition: string, ranges: [number, number][], reset: boolean): void {
     if (this.open && (reset || ranges.length > 0)) this.#send({ type: 'have', rendition, reset, ranges });
+  }
+
+  announceReceiving(rendition: string, mediaSequence: number): void {
+    if (this.open) this.#send({ type: 'receiving', rendition, mediaSequence });
   }
 
   announceLost(rendition: string, ranges: [number, number][]): void {
@@ -196,6 +215,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
       received: 0,
       totalBytes: expectedBytes,
       buffer: undefined,
+      relayed: !this.holdsSegment(rendition, mediaSequence),
       resolve,
       reject,
     };
@@ -302,12 +322,27 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
           this.holds.delete(msg.rendition);
           return this.destroy('peer-over-budget', `announcement of ${msg.rendition} too fragmented`);
         }
+        this.#forgetReceiving(msg.rendition, set);
         this.emit('have', { rendition: msg.rendition, ranges: msg.ranges, reset: msg.reset });
         return;
       }
-      case 'lost':
-        for (const [a, b] of msg.ranges) this.holds.get(msg.rendition)?.remove(a, b);
+      case 'receiving': {
+        if (!this.#mayHold(msg.rendition) || this.holdsSegment(msg.rendition, msg.mediaSequence)) return;
+        let set = this.#receiving.get(msg.rendition);
+        if (!set) this.#receiving.set(msg.rendition, (set = new Set()));
+        set.delete(msg.mediaSequence);
+        set.add(msg.mediaSequence);
+        if (set.size > MAX_RECEIVING) set.delete(set.values().next().value!);
+        this.emit('receiving', { rendition: msg.rendition, mediaSequence: msg.mediaSequence });
         return;
+      }
+      case 'lost': {
+        for (const [a, b] of msg.ranges) this.holds.get(msg.rendition)?.remove(a, b);
+        const set = this.#receiving.get(msg.rendition);
+        if (set)
+          for (const seq of set) if (msg.ranges.some(([a, b]) => seq >= a && seq <= b)) set.delete(seq);
+        return;
+      }
       case 'request':
         this.emit('request', msg);
         return;
@@ -318,13 +353,16 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
         const d = this.downloads.get(msg.requestId);
         if (!d) return;
         this.downloads.delete(msg.requestId);
-        // It does not have it after all: forget the announcement, and count it against the neighbour
-        // (it announced the segment, then withheld it); busy: leave it alone for a while.
         d.reject(new DownloadAbort(`neighbour answered ${msg.reason}`, 'absent'));
-        if (msg.reason !== 'busy') {
+        // Asked while it said it was receiving the segment: its own transfer may have failed since.
+        const onItsWay = this.#receiving.get(d.rendition)?.delete(d.mediaSequence) ?? false;
+        // Busy: leave it alone for a while. Otherwise it does not have it after all: forget the
+        // announcement, and count it against the neighbour (it announced the segment, then withheld it).
+        if (msg.reason === 'busy') this.busyUntil = this.clock.now() + BUSY_BACKOFF_MS;
+        else if (!onItsWay || this.holdsSegment(d.rendition, d.mediaSequence)) {
           this.holds.get(d.rendition)?.remove(d.mediaSequence, d.mediaSequence);
           this.failed('withheld');
-        } else this.busyUntil = this.clock.now() + BUSY_BACKOFF_MS;
+        }
         return;
       }
       case 'data':
@@ -334,6 +372,12 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
         this.link.destroy('bye');
         return;
     }
+  }
+
+  /** Segments now announced as held are no longer on their way. */
+  #forgetReceiving(rendition: string, held: HaveSet): void {
+    const set = this.#receiving.get(rendition);
+    if (set) for (const seq of set) if (held.has(seq)) set.delete(seq);
   }
 
   /**
@@ -386,6 +430,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     d.received += msg.bytes.byteLength;
     d.lastProgressAt = now;
     this.bytesReceived += msg.bytes.byteLength;
+    this.onProgress?.(d, d.received === msg.bytes.byteLength);
     if (d.received === d.totalBytes) {
       this.downloads.delete(d.requestId);
       const elapsedS = Math.max(0.001, (now - (d.firstByteAt ?? d.startedAt)) / 1000);

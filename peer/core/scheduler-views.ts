@@ -10,6 +10,7 @@ class LiveNeighbourView implements NeighbourView {
     readonly n: Neighbour,
     private readonly receivedFrom: Readonly<Record<string, number>>,
     private readonly ranks: ReadonlyMap<string, number>,
+    private readonly feeding: Feeding,
   ) {}
   get id(): string {
     return this.n.id;
@@ -41,7 +42,15 @@ class LiveNeighbourView implements NeighbourView {
   holdsSegment(rendition: string, mediaSequence: number): boolean {
     return this.n.holdsSegment(rendition, mediaSequence);
   }
+  receivingSegment(rendition: string, mediaSequence: number): boolean {
+    // Only while we relay the segment to no one: a relay asking a relay could otherwise close a loop
+    // (each waiting for the other's last bytes). Taking from one that receives it from us is that loop.
+    return this.n.receivingSegment(rendition, mediaSequence) && !this.feeding(rendition, mediaSequence);
+  }
 }
+
+/** Whether we are sending the segment to anyone. */
+export type Feeding = (rendition: string, mediaSequence: number) => boolean;
 
 /** The views of the current neighbours, in linking order (a neighbour keeps its view while linked). */
 export class NeighbourViews {
@@ -52,6 +61,7 @@ export class NeighbourViews {
     private readonly receivedFrom: Readonly<Record<string, number>>,
     /** The tracker's ranked suppliers: id → rank. */
     private readonly ranks: ReadonlyMap<string, number>,
+    private readonly feeding: Feeding,
   ) {}
 
   of(neighbours: ReadonlyMap<string, Neighbour>): readonly NeighbourView[] {
@@ -70,7 +80,7 @@ export class NeighbourViews {
     for (const v of last) byNeighbour.set(v.n, v);
     const list: LiveNeighbourView[] = [];
     for (const n of neighbours.values())
-      list.push(byNeighbour.get(n) ?? new LiveNeighbourView(n, this.receivedFrom, this.ranks));
+      list.push(byNeighbour.get(n) ?? new LiveNeighbourView(n, this.receivedFrom, this.ranks, this.feeding));
     this.#list = list;
     return list;
   }

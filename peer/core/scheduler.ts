@@ -44,6 +44,8 @@ export interface NeighbourView {
   /** Its place among the tracker's ranked suppliers (0: the primary parent); Infinity: not one. */
   readonly supplierRank: number;
   holdsSegment(rendition: string, mediaSequence: number): boolean;
+  /** It is receiving the segment and would relay it as its bytes arrive (not when we feed it). */
+  receivingSegment(rendition: string, mediaSequence: number): boolean;
 }
 
 /** Progress of a P2P transfer (read only). */
@@ -53,6 +55,8 @@ export interface DownloadView {
   readonly firstByteAt: number | undefined;
   readonly received: number;
   readonly totalBytes: number | undefined;
+  /** From a neighbour still receiving the segment (its slowness may be its own supplier's). */
+  readonly relayed: boolean;
 }
 
 export type TransferView =
@@ -122,6 +126,8 @@ export type SchedulerAction =
       neighbourId: string;
       why: 'stalled' | 'too slow';
       blame: boolean;
+      /** The neighbour was relaying the segment. */
+      relayed: boolean;
     };
 
 /** At most this many transfers in flight from one neighbour. */
@@ -173,6 +179,9 @@ class RoundView implements NeighbourView {
   }
   holdsSegment(rendition: string, mediaSequence: number): boolean {
     return this.n.holdsSegment(rendition, mediaSequence);
+  }
+  receivingSegment(rendition: string, mediaSequence: number): boolean {
+    return this.n.receivingSegment(rendition, mediaSequence);
   }
 }
 
@@ -233,7 +242,8 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
     if (transfer?.via === 'http' || input.unverified(rendition, seq)) continue;
     if (transfer?.via === 'p2p') {
       const d = transfer.download;
-      const stalled = now - d.lastProgressAt > opts.p2pStallMs;
+      // A relay waits for its own supplier before its first byte: only the deadline says it is too late.
+      const stalled = now - d.lastProgressAt > opts.p2pStallMs && !(d.relayed && d.firstByteAt === undefined);
       const rate =
         d.firstByteAt !== undefined && now > d.firstByteAt
           ? (d.received * 1000) / (now - d.firstByteAt)
@@ -245,7 +255,8 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
         // Too slow for this deadline is held against the neighbour only if it did not even keep up
         // with the stream (dripping); our own link may be the limit otherwise.
         const achievedBps = (d.received * 1000) / Math.max(1, now - d.startedAt);
-        const blame = stalled || achievedBps < estimates.topBitrateBps / 8;
+        // A relay is only as fast as its own supplier: not held against it (it is left alone a while).
+        const blame = !d.relayed && (stalled || achievedBps < estimates.topBitrateBps / 8);
         const id = transfer.neighbourId;
         actions.push({
           type: 'switch',
@@ -254,6 +265,7 @@ export function schedule(input: SchedulerInput): SchedulerAction[] {
           neighbourId: id,
           why: stalled ? 'stalled' : 'too slow',
           blame,
+          relayed: d.relayed,
         });
         if (transfer.inFlight) inFlightDelta.set(id, (inFlightDelta.get(id) ?? 0) - 1);
         if (blame) blamed.add(id);
@@ -316,29 +328,28 @@ export function bestHolder(
   safetyMarginMs: number,
 ): { neighbour: NeighbourView; etaMs: number } | undefined {
   let fastest: { neighbour: NeighbourView; etaMs: number } | undefined;
-  let spread: { neighbour: NeighbourView; etaMs: number; load: number; rank: number } | undefined;
+  let spread:
+    { neighbour: NeighbourView; etaMs: number; load: number; rank: number; relay: boolean } | undefined;
   for (const n of neighbours) {
-    if (
-      !n.open ||
-      !n.holdsSegment(rendition, seq) ||
-      n.inFlight >= MAX_IN_FLIGHT_PER_NEIGHBOUR ||
-      n.busyUntil > now ||
-      n.demoted
-    )
-      continue;
+    if (!n.open || n.inFlight >= MAX_IN_FLIGHT_PER_NEIGHBOUR || n.busyUntil > now || n.demoted) continue;
+    // A neighbour still receiving the segment relays it as it arrives.
+    const relay = !n.holdsSegment(rendition, seq);
+    if (relay && !n.receivingSegment(rendition, seq)) continue;
     const etaMs = n.firstByteMs + (size / Math.max(1, n.throughputBps)) * 1000 * (1 + n.inFlight);
     if (!fastest || etaMs < fastest.etaMs) fastest = { neighbour: n, etaMs };
     if (now + etaMs + safetyMarginMs >= deadlineAt) continue;
-    // The tracker's ranked suppliers first (a parent in time beats any other holder), then the least
-    // taken from.
+    // The tracker's ranked suppliers first (a parent in time beats any other holder), then those that
+    // hold it over relays, then the least taken from.
     const rank = n.supplierRank;
     const load = n.inFlight * 1e12 + n.receivedBytes;
     if (
       !spread ||
       rank < spread.rank ||
-      (rank === spread.rank && (load < spread.load || (load === spread.load && etaMs < spread.etaMs)))
+      (rank === spread.rank &&
+        (Number(relay) < Number(spread.relay) ||
+          (relay === spread.relay && (load < spread.load || (load === spread.load && etaMs < spread.etaMs)))))
     )
-      spread = { neighbour: n, etaMs, load, rank };
+      spread = { neighbour: n, etaMs, load, rank, relay };
   }
   return spread ?? fastest;
 }

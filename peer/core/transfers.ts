@@ -48,6 +48,12 @@ export interface TransfersDeps {
   /** Where a segment is fetched from over HTTP. */
   segmentUrl(rendition: string, mediaSequence: number): string;
   delivered(d: Delivery): void;
+  /**
+   * A fetch of the segment from the origin began: neighbours are told, and may ask us for it already.
+   * (From a neighbour, they are told once its first bytes arrived: bytes flowing mean the relay's
+   * own supply is real, so relays never wait on each other in a loop.)
+   */
+  started(rendition: string, mediaSequence: number): void;
   rejected(info: Rejection): void;
   /** The origin failed to give a segment (it is retried by the next scheduling round). */
   failed(message: string): void;
@@ -68,6 +74,8 @@ export class Transfers {
   readonly httpFirstByteMs = new Ewma(0.3, 100);
   readonly #deps: TransfersDeps;
   readonly #inFlight = new Map<string, Transfer>();
+  /** Segments whose bytes are being checked against their attestation. */
+  readonly #checking = new Set<string>();
   readonly #unverified: UnverifiedHold<Transfer>;
   #destroyed = false;
 
@@ -99,6 +107,18 @@ export class Transfers {
   /** Whether the segment's bytes wait for their attestation (fetching them again is pointless). */
   unverified(rendition: string, mediaSequence: number): boolean {
     return this.#unverified.has(this.#keyOf(rendition, mediaSequence));
+  }
+
+  /**
+   * Where a relay of the segment takes its bytes while they arrive: the download from a neighbour
+   * (bytes so far, not verified), 'pending' while they come another way (the origin, or waiting for
+   * their attestation), undefined when the segment is not on its way.
+   */
+  feed(rendition: string, mediaSequence: number): Download | 'pending' | undefined {
+    const key = this.#keyOf(rendition, mediaSequence);
+    const t = this.#inFlight.get(key);
+    if (t) return t.via === 'p2p' ? t.download : 'pending';
+    return this.#unverified.has(key) || this.#checking.has(key) ? 'pending' : undefined;
   }
 
   /** What the scheduler sees of a transfer. */
@@ -171,8 +191,8 @@ export class Transfers {
     );
   }
 
-  /** Fetches the segment from the origin. */
-  startHttp(rendition: string, seq: number): void {
+  /** Fetches the segment from the origin (`announce`: tell neighbours it is on its way). */
+  startHttp(rendition: string, seq: number, announce = true): void {
     if (this.#destroyed) return;
     const key = this.#keyOf(rendition, seq);
     const abort = new AbortController();
@@ -184,6 +204,7 @@ export class Transfers {
       abort,
     };
     this.#inFlight.set(key, request);
+    if (announce) this.#deps.started(rendition, seq);
     let firstByteAt: number | undefined;
     this.#deps.http
       .get(this.#deps.segmentUrl(rendition, seq), {
@@ -220,7 +241,7 @@ export class Transfers {
     if (t?.via !== 'p2p') return undefined;
     t.neighbour.cancel(t.download, why);
     this.#inFlight.delete(key);
-    this.startHttp(rendition, seq);
+    this.startHttp(rendition, seq, false);
     return t.neighbour;
   }
 
@@ -272,7 +293,15 @@ export class Transfers {
   async #accept(got: Transfer, bytes: Uint8Array, att: Attestation): Promise<void> {
     const { rendition, mediaSequence: seq } = got;
     const from = got.via === 'p2p' ? got.neighbour.id : undefined;
-    const check = await this.#deps.integrity.checkBytes(att, bytes);
+    const key = this.#keyOf(rendition, seq);
+    this.#checking.add(key);
+    let check: Awaited<ReturnType<Integrity['checkBytes']>>;
+    try {
+      check = await this.#deps.integrity.checkBytes(att, bytes);
+    } finally {
+      // Stored or dropped below, in the same turn: a relay never finds the segment nowhere between.
+      this.#checking.delete(key);
+    }
     if (this.#destroyed) return;
     if (!check.ok) {
       const reason = check.code;

@@ -3,6 +3,12 @@
  * slots per neighbour and overall, an optional upload cap (token bucket), backpressure on the data
  * channel's `bufferedAmount`, and a measurement of the upload rate achieved while busy.
  *
+ * Segments still on their way in are relayed (cut-through): a request for a segment we are receiving
+ * from a neighbour is answered with its bytes as they arrive, so that a hop costs a chunk's time, not a
+ * whole segment's. Those bytes are not verified yet: the last chunk goes only from the verified copy,
+ * so the requester never completes a segment we did not verify, and if the verified bytes differ from
+ * what was relayed (the supplier lied), the relay ends with `busy` and the requester goes elsewhere.
+ *
  * Each neighbour has a budget (like a BitTorrent peer that gets choked): a few requests outstanding
  * with us (more are answered `busy`), upload bounded to a small multiple of the stream's top bitrate
  * after a burst of a few segments (a neighbour catching up still gets its first segments at once), and
@@ -47,7 +53,8 @@ export interface UploadOptions {
    * Fair share: while we upload more than this many copies of the stream (top bitrate, over the last
    * 5 s), a request that is not urgent (due in more than `urgentMs`) is answered `busy`, so the
    * requester takes the segment from another holder (one we fed meanwhile): the load spreads down a
-   * tree instead of one peer feeding everyone. Urgent requests are served. 0: no limit.
+   * tree instead of one peer feeding everyone. Urgent requests are served. 0: no limit. Not applied
+   * while the tracker plans who feeds whom ({@link UploadManager.planned}).
    */
   fairShareCopies: number;
   urgentMs: number;
@@ -75,12 +82,24 @@ const REPEATS_LEAK_PER_S = 1 / 60;
 /** Segments remembered per neighbour as sent in full. */
 const SENT_MEMORY = 256;
 
+/** A download on its way in: its bytes so far, in order (neighbour.ts's `Download`). */
+export interface Feed {
+  readonly buffer: Uint8Array | undefined;
+  readonly received: number;
+  readonly totalBytes: number | undefined;
+}
+
 export interface SegmentSource {
   /** Whether a verified segment is held (cheap; no pin). */
   has?(rendition: string, seq: number): boolean;
   /** Verified bytes of a segment we hold (and pin it while it uploads), or undefined. */
   acquire(rendition: string, seq: number): Uint8Array | undefined;
   release(rendition: string, seq: number): void;
+  /**
+   * A segment on its way in: the download its bytes come from, 'pending' when they come another way
+   * (the origin) or are being checked, undefined when it is not on its way (see transfers.ts `feed`).
+   */
+  feed?(rendition: string, seq: number): Feed | 'pending' | undefined;
 }
 
 /** One neighbour's account with us. */
@@ -101,7 +120,12 @@ interface Job {
   mediaSequence: number;
   deadlineAt: number;
   queuedAt: number;
+  /** Verified bytes (pinned in the store while the job lasts). */
   bytes?: Uint8Array;
+  /** A relay's download: where the bytes sent so far came from, before `bytes` was had. */
+  feed?: Feed;
+  /** The neighbour's allowance was charged the segment's size. */
+  charged: boolean;
   offset: number;
 }
 
@@ -115,8 +139,15 @@ export class UploadManager {
   #lastRefill: number;
   #timer: TimerHandle | undefined;
   #busySince: number | undefined;
+  /** Active jobs relaying a segment still on its way in. */
+  #relays = 0;
   #bestRateBps = 0;
   uploadedBytes = 0;
+  /**
+   * The tracker plans the overlay (it sends ranked suppliers): its plan spreads the load by capacity,
+   * so the fair-share limit is off (it would turn away the children a high-capacity peer was given).
+   */
+  planned = false;
   #destroyed = false;
   /** Every neighbour's allowance (rate and burst, bytes), read live: made once, shared by the accounts. */
   readonly #accountRate = (): number => this.opts.neighbourRateFactor * this.#streamBytesPerS();
@@ -198,8 +229,12 @@ export class UploadManager {
         );
       return neighbour.sendAbsent(requestId, 'busy');
     }
-    // What we do not hold costs nothing but an answer.
-    if (this.source.has && !this.source.has(rendition, mediaSequence))
+    // What we neither hold nor receive costs nothing but an answer.
+    if (
+      this.source.has &&
+      !this.source.has(rendition, mediaSequence) &&
+      !this.source.feed?.(rendition, mediaSequence)
+    )
       return neighbour.sendAbsent(requestId, 'not-held');
     // Asking again for what it got in full: tolerated a couple of times (a retry after a cancel).
     if (a.sent.has(`${rendition}/${mediaSequence}`) && a.repeats.add(now) > this.opts.maxRepeatedSends)
@@ -211,7 +246,14 @@ export class UploadManager {
     if (this.#overFairShare(now) && req.deadlineMs > this.opts.urgentMs)
       return neighbour.sendAbsent(requestId, 'busy');
     a.outstanding++;
-    this.#queue.push({ neighbour, ...req, deadlineAt: now + req.deadlineMs, queuedAt: now, offset: 0 });
+    this.#queue.push({
+      neighbour,
+      ...req,
+      deadlineAt: now + req.deadlineMs,
+      queuedAt: now,
+      offset: 0,
+      charged: false,
+    });
     this.#queue.sort((a, b) => a.deadlineAt - b.deadlineAt);
     this.#pump();
   }
@@ -235,15 +277,20 @@ export class UploadManager {
     return this.#account(neighbour).bucket.level(this.clock.now());
   }
 
+  /** Uploading more than the fair share (see `fairShareCopies`). */
+  #overFairShare(now: number): boolean {
+    const { fairShareCopies } = this.opts;
+    return (
+      !this.planned &&
+      fairShareCopies > 0 &&
+      this.#meter.rate(now) * 8 > fairShareCopies * this.ladder.topBitrateBps()
+    );
+  }
+
   /**
    * Upload capacity estimate (kbit/s): the best rate sustained over a window in which requests were
    * always waiting (so the link or the cap, not demand, was the limit); 0 until measured.
    */
-  #overFairShare(now: number): boolean {
-    const { fairShareCopies } = this.opts;
-    return fairShareCopies > 0 && this.#meter.rate(now) * 8 > fairShareCopies * this.ladder.topBitrateBps();
-  }
-
   measuredCapacityKbps(): number {
     const measured = (this.#bestRateBps * 8) / 1000;
     return this.opts.capKbps > 0 && measured > 0 ? Math.min(this.opts.capKbps, measured) : measured;
@@ -266,9 +313,22 @@ export class UploadManager {
     this.#pump();
   }
 
+  /** Bytes of a segment on its way in arrived, or it was stored: relays waiting for them continue. */
+  onFeed(): void {
+    if (this.#relays > 0) this.#pump();
+  }
+
+  /** Whether we are sending (or about to send) the segment to anyone. */
+  sending(rendition: string, seq: number): boolean {
+    const match = (j: Job) => j.mediaSequence === seq && j.rendition === rendition;
+    for (const j of this.#active) if (match(j)) return true;
+    return this.#queue.some(match);
+  }
+
   #finish(job: Job): void {
     if (!this.#active.delete(job)) return;
     if (job.bytes) this.source.release(job.rendition, job.mediaSequence);
+    else this.#relays--;
     const a = this.#accounts.get(job.neighbour);
     if (a) a.outstanding--;
   }
@@ -312,14 +372,17 @@ export class UploadManager {
       }
       this.#queue.splice(i, 1);
       const bytes = this.source.acquire(job.rendition, job.mediaSequence);
-      if (!bytes) {
+      if (bytes) {
+        // The whole segment is charged when it starts (a cancel does not give it back); a relay's
+        // once its size is known, when it sends its first bytes.
+        a.bucket.charge(now, bytes.byteLength);
+        job.charged = true;
+        job.bytes = bytes;
+      } else if (!this.source.feed?.(job.rendition, job.mediaSequence)) {
         a.outstanding--;
         n.sendAbsent(job.requestId, 'not-held');
         continue;
-      }
-      // The whole segment is charged when it starts (a cancel does not give it back).
-      a.bucket.charge(now, bytes.byteLength);
-      job.bytes = bytes;
+      } else this.#relays++;
       this.#active.add(job);
     }
     if (this.#active.size === 0) {
@@ -328,7 +391,6 @@ export class UploadManager {
         this.#timer = this.clock.setTimeout(() => this.#pump(), Math.min(50, Math.max(1, wakeInMs)));
       return;
     }
-    this.#noteBusy(true);
     // Round-robin one chunk per active job while the cap and the channels allow.
     if (this.opts.capKbps > 0) {
       this.#tokens = Math.min(
@@ -339,6 +401,8 @@ export class UploadManager {
     }
     let progressed = true;
     let blockedByCap = false;
+    // Some upload had bytes to send (not only relays waiting for theirs): a window of work.
+    let hadBytes = false;
     // Each round gives one chunk to every active upload, most urgent first: under a cap the most
     // urgent gets the tokens; without one, the channels' backpressure shares the bandwidth.
     const byUrgency = [...this.#active].sort((a, b) => a.deadlineAt - b.deadlineAt);
@@ -351,20 +415,27 @@ export class UploadManager {
           this.#finish(job);
           continue;
         }
-        if (n.link.bufferedAmount >= this.opts.highWaterBytes) continue;
-        const bytes = job.bytes!;
-        const size = Math.min(this.opts.chunkBytes, bytes.byteLength - job.offset);
+        if (n.link.bufferedAmount >= this.opts.highWaterBytes) {
+          hadBytes ||= job.bytes !== undefined || job.offset > 0;
+          continue;
+        }
+        const got = this.#sendable(job);
+        if (got === undefined) continue;
+        const { bytes, end, total } = got;
+        hadBytes = true;
+        const size = Math.min(this.opts.chunkBytes, end - job.offset);
+        // A relay sends whole chunks while its bytes arrive (the rest once verified).
+        if (size <= 0 || (size < this.opts.chunkBytes && end < total)) continue;
         if (this.#tokens < size) {
           blockedByCap = true;
           continue;
         }
         this.#tokens -= size;
-        n.sendData(
-          job.requestId,
-          job.offset,
-          bytes.byteLength,
-          bytes.subarray(job.offset, job.offset + size),
-        );
+        if (!job.charged) {
+          this.#accounts.get(n)?.bucket.charge(now, total);
+          job.charged = true;
+        }
+        n.sendData(job.requestId, job.offset, total, bytes.subarray(job.offset, job.offset + size));
         job.offset += size;
         this.uploadedBytes += size;
         this.#meter.add(now, size);
@@ -375,6 +446,9 @@ export class UploadManager {
         }
       }
     }
+    // Busy (a window that says something about capacity) while uploads have bytes to send; relays
+    // waiting for their own supplier's bytes do not count.
+    this.#noteBusy(hadBytes);
     this.#measure(now);
     if (this.#active.size > 0 || this.#queue.length > 0) {
       // Woken by a drain event, or by the token bucket refilling.
@@ -383,6 +457,45 @@ export class UploadManager {
         : 50;
       this.#timer = this.clock.setTimeout(() => this.#pump(), Math.max(1, Math.min(waitMs, wakeInMs)));
     }
+  }
+
+  /**
+   * What a job can send now: its verified bytes, or a relay's bytes so far (never the last one before
+   * they are verified). Undefined: wait. A relay whose source went away, or whose verified bytes differ
+   * from what it sent, ends here with `busy` (the requester goes elsewhere).
+   */
+  #sendable(job: Job): { bytes: Uint8Array; end: number; total: number } | undefined {
+    if (job.bytes) return { bytes: job.bytes, end: job.bytes.byteLength, total: job.bytes.byteLength };
+    const { rendition, mediaSequence } = job;
+    const verified = this.source.acquire(rendition, mediaSequence);
+    if (verified) {
+      // What was relayed must be the start of the verified segment, of the size announced with it.
+      const sent = job.feed?.buffer;
+      if (
+        job.offset > 0 &&
+        (!sent || job.feed!.totalBytes !== verified.byteLength || !sameBytes(sent, verified, job.offset))
+      ) {
+        this.source.release(rendition, mediaSequence);
+        return this.#endRelay(job);
+      }
+      job.bytes = verified;
+      job.feed = undefined;
+      this.#relays--;
+      return { bytes: verified, end: verified.byteLength, total: verified.byteLength };
+    }
+    const feed = this.source.feed?.(rendition, mediaSequence);
+    if (feed === undefined) return this.#endRelay(job);
+    // Bytes sent so far came from one download: another one's are not sent before they are verified.
+    if (feed === 'pending' || (job.offset > 0 && feed !== job.feed)) return undefined;
+    if (feed.buffer === undefined || feed.totalBytes === undefined) return undefined;
+    job.feed = feed;
+    return { bytes: feed.buffer, end: Math.min(feed.received, feed.totalBytes - 1), total: feed.totalBytes };
+  }
+
+  #endRelay(job: Job): undefined {
+    this.#finish(job);
+    job.neighbour.sendAbsent(job.requestId, 'busy');
+    return undefined;
   }
 
   #noteBusy(busy: boolean): void {
@@ -403,4 +516,11 @@ export class UploadManager {
     this.#queue.length = 0;
     this.#accounts.clear();
   }
+}
+
+/** Whether the first `n` bytes of `a` and `b` are equal. */
+function sameBytes(a: Uint8Array, b: Uint8Array, n: number): boolean {
+  if (a.byteLength < n || b.byteLength < n) return false;
+  for (let i = 0; i < n; i++) if (a[i] !== b[i]) return false;
+  return true;
 }

@@ -660,6 +660,14 @@ export class FakeTracker {
     this.#notify(p, [], []);
   }
 
+  /** Pushes a planner's ranked suppliers to a peer (as Chandelier's pushes carry them; [] for none). */
+  setParents(id: string, parents: string[]): void {
+    const p = this.peers.get(id);
+    if (!p) throw new Error(`setParents: ${id} has not joined`);
+    const update = { add: [], remove: [], firstTier: p.firstTier, parents };
+    this.later(() => p.conn.deliver('neighbours', update));
+  }
+
   /** Pushes an attestation to the peers of its channel and rendition. */
   pushAttestation(att: Attestation): void {
     if (att.channel !== this.channel.id) return;

@@ -79,38 +79,50 @@ describe('spreading requests', () => {
 });
 
 describe('fair share', () => {
-  test('an uploader over one stream copy answers busy to requests that can wait, and still serves urgent ones', async (t) => {
-    const w = world(t, { tracker: { introduceOnJoin: false }, segments: 40 });
-    w.net.setUploadBandwidth(pid('E'), 4_000_000);
-    const E = await addPeer(w, 'E');
-    give(w, E, ...Array.from({ length: 40 }, (_, i) => i));
-    const raws = [await rawNeighbour(w, 'A', E), await rawNeighbour(w, 'B', E)];
-    const answers = { busy: 0, urgentBusy: 0, data: new Set<string>() };
-    const urgent = new Set<string>();
-    for (const raw of raws)
-      raw.on('message', (_from, msg) => {
-        if (msg.type === 'data') answers.data.add(`${raw.id}/${msg.requestId}`);
-        if (msg.type === 'absent' && msg.reason === 'busy') {
-          answers.busy++;
-          if (urgent.has(`${raw.id}/${msg.requestId}`)) answers.urgentBusy++;
+  for (const planned of [false, true])
+    test(
+      planned
+        ? 'while the tracker plans who feeds whom, an uploader over one stream copy serves requests that can wait'
+        : 'an uploader over one stream copy answers busy to requests that can wait, and still serves urgent ones',
+      async (t) => {
+        const w = world(t, { tracker: { introduceOnJoin: false }, segments: 40 });
+        w.net.setUploadBandwidth(pid('E'), 4_000_000);
+        const E = await addPeer(w, 'E');
+        give(w, E, ...Array.from({ length: 40 }, (_, i) => i));
+        const raws = [await rawNeighbour(w, 'A', E), await rawNeighbour(w, 'B', E)];
+        if (planned) {
+          // Chandelier's pushes carry ranked suppliers (none for a first-tier peer).
+          w.tracker.setParents(E.id, []);
+          await w.sim.run(100);
         }
-      });
-    // Two neighbours take a segment each every 400 ms (2.5 copies of a 2 s stream each), half of
-    // them due in 1 s (urgent), half in 8 s.
-    let id = 1;
-    for (let i = 0; i < 40; i++) {
-      const raw = raws[i % 2]!;
-      const due = i % 4 < 2 ? 1000 : 8000;
-      if (due === 1000) urgent.add(`${raw.id}/${id}`);
-      raw.send(E.id, request(id++, i, due));
-      await w.sim.run(400);
-    }
-    await w.sim.run(3000);
-    t.diagnostic(`${answers.busy} busy answers, ${answers.data.size} requests served`);
-    assert.ok(answers.busy > 0, 'requests that could wait were sent elsewhere');
-    assert.equal(answers.urgentBusy, 0, 'urgent requests are served');
-    assert.ok(E.engine.uploads.uploadedBytes > 0);
-  });
+        const answers = { busy: 0, urgentBusy: 0, data: new Set<string>() };
+        const urgent = new Set<string>();
+        for (const raw of raws)
+          raw.on('message', (_from, msg) => {
+            if (msg.type === 'data') answers.data.add(`${raw.id}/${msg.requestId}`);
+            if (msg.type === 'absent' && msg.reason === 'busy') {
+              answers.busy++;
+              if (urgent.has(`${raw.id}/${msg.requestId}`)) answers.urgentBusy++;
+            }
+          });
+        // Two neighbours take a segment each every 400 ms (2.5 copies of a 2 s stream each), half of
+        // them due in 1 s (urgent), half in 8 s.
+        let id = 1;
+        for (let i = 0; i < 40; i++) {
+          const raw = raws[i % 2]!;
+          const due = i % 4 < 2 ? 1000 : 8000;
+          if (due === 1000) urgent.add(`${raw.id}/${id}`);
+          raw.send(E.id, request(id++, i, due));
+          await w.sim.run(400);
+        }
+        await w.sim.run(3000);
+        t.diagnostic(`${answers.busy} busy answers, ${answers.data.size} requests served`);
+        if (planned) assert.equal(answers.busy, 0, 'the plan spreads the load: nobody is turned away');
+        else assert.ok(answers.busy > 0, 'requests that could wait were sent elsewhere');
+        assert.equal(answers.urgentBusy, 0, 'urgent requests are served');
+        assert.ok(E.engine.uploads.uploadedBytes > 0);
+      },
+    );
 });
 
 describe('an idle engine', () => {

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import {
   schedule,
   type DemandView,
+  type DownloadView,
   type NeighbourView,
   type SchedulerInput,
   type TransferView,
@@ -25,6 +26,7 @@ function neighbour(id: string, seqs: number[], over: Partial<NeighbourView> = {}
     receivedBytes: 0,
     supplierRank: Infinity,
     holdsSegment: (r, s) => r === 'r' && seqs.includes(s),
+    receivingSegment: () => false,
     ...over,
   };
 }
@@ -89,6 +91,81 @@ describe('scheduler', () => {
     assert.deepEqual(actions, [{ type: 'http', rendition: 'r', mediaSequence: 7, waitedForP2p: true }]);
   });
 
+  test('a neighbour still receiving the segment is asked (it relays it); one that holds it first', () => {
+    const relaying = neighbour('b', [], { receivingSegment: (r, s) => r === 'r' && s === 7 });
+    assert.deepEqual(schedule(input({ demands: [demand(7, 3000)], neighbours: [relaying] })), [
+      { type: 'p2p', rendition: 'r', mediaSequence: 7, neighbourId: 'b', deadlineAt: NOW + 3000 },
+    ]);
+    // A holder wins over a relay of the same rank, even one we have taken more from.
+    const holder = neighbour('a', [7], { receivedBytes: 10_000_000 });
+    assert.deepEqual(schedule(input({ demands: [demand(7, 3000)], neighbours: [relaying, holder] })), [
+      { type: 'p2p', rendition: 'r', mediaSequence: 7, neighbourId: 'a', deadlineAt: NOW + 3000 },
+    ]);
+    // A ranked parent that relays wins over a holder that is not one.
+    const parent = neighbour('c', [], { supplierRank: 0, receivingSegment: () => true });
+    assert.deepEqual(schedule(input({ demands: [demand(7, 3000)], neighbours: [holder, parent] })), [
+      { type: 'p2p', rendition: 'r', mediaSequence: 7, neighbourId: 'c', deadlineAt: NOW + 3000 },
+    ]);
+  });
+
+  test('a relay waiting for its own supplier is not stalled before its first byte; after it, it is, unblamed', () => {
+    const relayed = (over: Partial<DownloadView>): Map<number, TransferView> =>
+      new Map([
+        [
+          7,
+          {
+            via: 'p2p',
+            neighbourId: 'a',
+            neighbourThroughputBps: 1_000_000,
+            inFlight: true,
+            download: {
+              startedAt: NOW - 2000,
+              lastProgressAt: NOW - 2000,
+              firstByteAt: undefined,
+              received: 0,
+              totalBytes: SEGMENT_BYTES,
+              relayed: true,
+              ...over,
+            },
+          },
+        ],
+      ]);
+    const a = neighbour('a', [], { inFlight: 1, receivingSegment: () => true });
+    // 2 s without a byte, but 4 s left (the 500 ms transfer still fits): left alone.
+    assert.deepEqual(
+      schedule(input({ demands: [demand(7, 4000)], neighbours: [a], transfers: relayed({}) })),
+      [],
+    );
+    // Time runs short: switched to HTTP as too slow, not held against the relay.
+    assert.deepEqual(
+      schedule(input({ demands: [demand(7, 700)], neighbours: [a], transfers: relayed({}) })),
+      [
+        {
+          type: 'switch',
+          rendition: 'r',
+          mediaSequence: 7,
+          neighbourId: 'a',
+          why: 'too slow',
+          blame: false,
+          relayed: true,
+        },
+      ],
+    );
+    // Bytes came, then nothing for 1.5 s: stalled, still not blamed.
+    const after = relayed({ firstByteAt: NOW - 1900, lastProgressAt: NOW - 1500, received: 50_000 });
+    assert.deepEqual(schedule(input({ demands: [demand(7, 4000)], neighbours: [a], transfers: after })), [
+      {
+        type: 'switch',
+        rendition: 'r',
+        mediaSequence: 7,
+        neighbourId: 'a',
+        why: 'stalled',
+        blame: false,
+        relayed: true,
+      },
+    ]);
+  });
+
   test('nobody holds it yet but time is left: wait for P2P (no action)', () => {
     const actions = schedule(input({ demands: [demand(7, 5000)], neighbours: [neighbour('a', [])] }));
     assert.deepEqual(actions, []);
@@ -118,6 +195,7 @@ describe('scheduler', () => {
             firstByteAt: NOW - 1900,
             received: 100_000,
             totalBytes: SEGMENT_BYTES,
+            relayed: false,
           },
         },
       ],
@@ -126,7 +204,15 @@ describe('scheduler', () => {
       input({ demands: [demand(7, 4000)], neighbours: [neighbour('a', [7], { inFlight: 1 })], transfers }),
     );
     assert.deepEqual(actions, [
-      { type: 'switch', rendition: 'r', mediaSequence: 7, neighbourId: 'a', why: 'stalled', blame: true },
+      {
+        type: 'switch',
+        rendition: 'r',
+        mediaSequence: 7,
+        neighbourId: 'a',
+        why: 'stalled',
+        blame: true,
+        relayed: false,
+      },
     ]);
   });
 
@@ -145,6 +231,7 @@ describe('scheduler', () => {
             firstByteAt: NOW - 150,
             received: 150_000,
             totalBytes: SEGMENT_BYTES,
+            relayed: false,
           },
         },
       ],

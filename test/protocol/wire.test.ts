@@ -112,8 +112,8 @@ describe('wire layout', () => {
   test('golden encodings', () => {
     const cases: [WireMessage, string][] = [
       [
-        { type: 'hello', version: 1, peerId: PEER, channel: 'news' },
-        '0101' + '10' + toHex(new TextEncoder().encode(PEER)) + '04' + '6e657773',
+        { type: 'hello', version: 2, peerId: PEER, channel: 'news' },
+        '0102' + '10' + toHex(new TextEncoder().encode(PEER)) + '04' + '6e657773',
       ],
       [
         {
@@ -129,6 +129,7 @@ describe('wire layout', () => {
       ],
       [{ type: 'have', rendition: 'a', reset: false, ranges: [] }, '02016100' + '00'],
       [{ type: 'lost', rendition: 'a', ranges: [[300, 300]] }, '030161' + '01' + 'ac0200'],
+      [{ type: 'receiving', rendition: '720p', mediaSequence: 300 }, '09' + '04' + '37323070' + 'ac02'],
       [
         { type: 'request', requestId: 7, rendition: 'a', mediaSequence: 128, deadlineMs: 1500 },
         '04' + '07' + '0161' + '8001' + 'dc0b',
@@ -303,7 +304,8 @@ describe('round trips with edge values', () => {
 
 describe('decoder rejects malformed input with peer-protocol-violation', () => {
   const valid: WireMessage[] = [
-    { type: 'hello', version: 1, peerId: PEER, channel: 'news' },
+    { type: 'hello', version: 2, peerId: PEER, channel: 'news' },
+    { type: 'receiving', rendition: '720p', mediaSequence: MAX },
     {
       type: 'have',
       rendition: '720p',
@@ -324,7 +326,7 @@ describe('decoder rejects malformed input with peer-protocol-violation', () => {
   test('empty input, non-Uint8Array input, unknown type bytes', () => {
     expectViolation(new Uint8Array(0), /empty/);
     expectViolation([1, 2] as unknown as Uint8Array, /byte array/);
-    for (const t of [0x00, 0x09, 0x10, 0x7f, 0x80, 0xff])
+    for (const t of [0x00, 0x0a, 0x10, 0x7f, 0x80, 0xff])
       expectViolation(Uint8Array.of(t, 0, 0), /unknown message type/);
   });
 
@@ -371,7 +373,7 @@ describe('decoder rejects malformed input with peer-protocol-violation', () => {
   });
 
   test('strings: not UTF-8, not matching the patterns, length past the end', () => {
-    const hello = (peer: number[], channel: number[]): Uint8Array => bytesOf(1, 1, peer, channel);
+    const hello = (peer: number[], channel: number[]): Uint8Array => bytesOf(1, WIRE_VERSION, peer, channel);
     const okPeer = str(PEER);
     const okChan = str('news');
     // Invalid UTF-8: stray continuation, overlong NUL, surrogate, truncated sequence, 0xff.
@@ -412,14 +414,14 @@ describe('decoder rejects malformed input with peer-protocol-violation', () => {
       expectViolation(bytesOf(4, 0, str(rendition), 0, 0), /rendition: invalid/);
     }
     // Length prefix past the end.
-    expectViolation(bytesOf(1, 1, 16, 'AbCdEfGh'), /truncated: peer id/);
-    expectViolation(bytesOf(1, 1, okPeer, 0xff, 'news'), /truncated: channel id/);
+    expectViolation(bytesOf(1, WIRE_VERSION, 16, 'AbCdEfGh'), /truncated: peer id/);
+    expectViolation(bytesOf(1, WIRE_VERSION, okPeer, 0xff, 'news'), /truncated: channel id/);
     expectViolation(bytesOf(3, 5, 'abc'), /truncated: rendition/);
   });
 
   test('hello of another version closes with peer-version-mismatch (its remainder is not read)', () => {
     for (const bytes of [
-      bytesOf(1, 2, str(PEER), str('news')),
+      bytesOf(1, 1, str(PEER), str('news')),
       bytesOf(1, 0),
       bytesOf(1, 0xff, 0x01, 'garbage'),
     ]) {
@@ -428,11 +430,12 @@ describe('decoder rejects malformed input with peer-protocol-violation', () => {
         (err: unknown) => err instanceof WireError && err.code === 'peer-version-mismatch',
       );
     }
-    const v2 = encodeMessage({ type: 'hello', version: 2, peerId: PEER, channel: 'news' });
-    assert.throws(
-      () => decodeMessage(v2),
-      (err: unknown) => err instanceof WireError && err.code === 'peer-version-mismatch',
-    );
+    // Version 1 (before `receiving`) and a future version 3.
+    for (const version of [1, 3])
+      assert.throws(
+        () => decodeMessage(encodeMessage({ type: 'hello', version, peerId: PEER, channel: 'news' })),
+        (err: unknown) => err instanceof WireError && err.code === 'peer-version-mismatch',
+      );
   });
 
   test('have/lost: flags, too many ranges, truncated or overflowing ranges', () => {

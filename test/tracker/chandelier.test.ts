@@ -124,6 +124,32 @@ describe('Chandelier optimizer', () => {
     assert.ok(kept >= hadParent * 0.8, `${kept} of ${hadParent} kept their parent`);
   });
 
+  test('stability: a valid primary is kept even when a newcomer ranks first; valid backups are kept', () => {
+    // Two suppliers of 2 slots each, three children: the plan fills a's slots first.
+    const old = [peer('a', 2, { joinedAt: 0 }), peer('b', 2, { joinedAt: 1 })];
+    const kids = ['x', 'y', 'z'].map((id, i) => peer(id, 0, { joinedAt: 10 + i }));
+    const first = planRendition([...old, ...kids], BITRATE, { minFirstTier: 2 });
+    const primaries = new Map(kids.map((k) => [k.id, first.parents.get(k.id)![0]!]));
+    // Next round: a newcomer child that ranks before them (older), and every child says what it had.
+    const again = [
+      ...old,
+      peer('w', 0, { joinedAt: 5 }),
+      ...kids.map((k) => ({ ...k, parent: primaries.get(k.id), backups: first.parents.get(k.id)!.slice(1) })),
+    ];
+    const plan = planRendition(again, BITRATE, { minFirstTier: 2 });
+    checkPlan(again, plan);
+    for (const k of kids) {
+      assert.equal(plan.parents.get(k.id)![0], primaries.get(k.id), `${k.id} keeps its primary`);
+      assert.deepEqual(
+        plan.parents.get(k.id)!.slice(1),
+        first.parents.get(k.id)!.slice(1),
+        `${k.id} keeps its backups`,
+      );
+    }
+    assert.equal(plan.kept, 3);
+    assert.ok(plan.parents.get('w'), 'the newcomer takes the free slot');
+  });
+
   test('random swarms: no supplier over its slots, a supplier or the origin for all, no incompatible pair', () => {
     let seed = 42;
     const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
@@ -177,6 +203,35 @@ describe('ChandelierPolicy', () => {
     assert.deepEqual(p2.wantedLinks('live', 'small'), ['joiner']);
     assert.notEqual(p2.lastRound, round);
     assert.equal(p2.name, 'chandelier');
+  });
+
+  test('a capacity that wanders within 30 % does not move a peer; a larger change does', async () => {
+    let now = 0;
+    const store = new MemoryTrackerStore({}, () => 0.5);
+    const ctx = { store, maxNeighbours: 12 };
+    const policy = new ChandelierPolicy(
+      { defaultBitrateKbps: 1000, minFirstTier: 1, roundMs: 5000 },
+      { now: () => now, random: () => 0.5 },
+    );
+    // big feeds 3 (4 000 kbit/s × 0.8 = 3 streams); mid feeds 1 (1 300 × 0.8).
+    const big = record('big', 4000);
+    const mid = record('mid', 1300);
+    // Children below one stream (no slots).
+    const kids = ['k1', 'k2', 'k3'].map((id) => record(id, 100));
+    const all = [big, mid, ...kids];
+    for (const p of all) await store.putPeer(p);
+    assert.deepEqual([...(await policy.firstTier(all, ctx))], ['big']);
+    const before = new Map(all.map((p) => [p.id, policy.wantedLinks('live', p.id).join(',')]));
+    // mid measures 1 600 kbit/s, big 3 200: within 30 %, the plan stands as it was.
+    mid.uploadKbps = 1600;
+    big.uploadKbps = 3200;
+    now += 5000;
+    assert.deepEqual([...(await policy.firstTier(all, ctx))], ['big']);
+    for (const p of all) assert.equal(policy.wantedLinks('live', p.id).join(','), before.get(p.id), p.id);
+    // mid measures 8 000 kbit/s (far more than 30 % up): it now ranks first and feeds from the origin.
+    mid.uploadKbps = 8000;
+    now += 5000;
+    assert.deepEqual([...(await policy.firstTier(all, ctx))], ['mid']);
   });
 
   test('a channel left without peers loses its plan after 12 rounds; a live one keeps its own', async () => {
