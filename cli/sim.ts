@@ -38,6 +38,10 @@ Options:
                          loopback under CPU contention, fitted to the bench's component figures)
   --upload-dist NAME     viewers' upload capacity drawn from a named distribution (home: 30 % below the
                          stream's bitrate, 50 % at 1–3×, 20 % at 3–10×), instead of the scenario's
+  --no-relay             engines pass segments on only once held (store and forward; the default
+                         relays them while they arrive)
+  --start-behind N       viewers start N segments behind the newest (default 1; latency ≈ N + 1 segment
+                         durations)
   --byte-scale 1/N       payloads, capacities and the engines' byte settings scaled by 1/N, for speed and
                          memory; decisions stay those of real sizes (default 1)
   --out DIR              where the report goes
@@ -66,6 +70,8 @@ export async function runSimCli(argv: string[]): Promise<void> {
     profile: { type: 'string' },
     'byte-scale': { type: 'string' },
     'upload-dist': { type: 'string' },
+    'start-behind': { type: 'string' },
+    'no-relay': { type: 'boolean' },
     out: { type: 'string' },
   });
   if (f.help) {
@@ -84,6 +90,8 @@ export async function runSimCli(argv: string[]): Promise<void> {
   }
   if (f.profile !== undefined) overrides.profile = f.profile;
   const byteScale = scaleFlag(f['byte-scale']);
+  const startBehind =
+    f['start-behind'] !== undefined ? intFlag('start-behind', f['start-behind'], 1, 0, 5) : undefined;
   let scenario: Scenario;
   try {
     if (f['scenario-file'] !== undefined) {
@@ -125,6 +133,8 @@ export async function runSimCli(argv: string[]): Promise<void> {
   const tty = process.stderr.isTTY;
   const result = await simulate(scenario, {
     byteScale,
+    ...(startBehind !== undefined && { startBehindSegments: startBehind }),
+    ...(f['no-relay'] === true && { relay: false }),
     progress: (p) => {
       const frac = Math.min(1, p.atS / scenario.durationS);
       const bar = '█'.repeat(Math.round(frac * 30)).padEnd(30, '·');

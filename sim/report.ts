@@ -82,7 +82,14 @@ export interface SimResult {
   /** P2P bytes sent and received over the simulated network (conservation). */
   network: { sentBytes: number; receivedBytes: number; discardedBytes: number; inFlightBytes: number };
   /** `rssMaxBytes`: the process's peak resident memory so far (one run per process: the run's). */
-  run: { wallS: number; rssMaxBytes: number; events: number; byteScale: number };
+  run: {
+    wallS: number;
+    rssMaxBytes: number;
+    events: number;
+    byteScale: number;
+    startBehindSegments?: number;
+    relay?: false;
+  };
 }
 
 export function quantile(values: readonly number[], q: number): number {
@@ -250,7 +257,7 @@ export function markdown(r: SimResult, f: SimFigures): string {
   ];
   return `# Simulation: ${s.name}, ${s.peers} peers, policy ${s.policy} (seed ${s.seed})
 
-${s.peers} viewers (${s.rendition}) joining over ${s.joinOverS} s, ${s.durationS} simulated s; ${s.ladder} ladder, ${s.segmentDurationS} s segments; churn ${s.churn.kind}${s.profile !== 'none' ? `; profile ${s.profile}` : ''}; ${r.run.events} events in ${r.run.wallS.toFixed(1)} s wall${r.run.byteScale !== 1 ? `; payloads scaled by ${r.run.byteScale} (capacities too)` : ''}.
+${s.peers} viewers (${s.rendition}) joining over ${s.joinOverS} s, ${s.durationS} simulated s; ${s.ladder} ladder, ${s.segmentDurationS} s segments; churn ${s.churn.kind}${s.profile !== 'none' ? `; profile ${s.profile}` : ''}; ${r.run.events} events in ${r.run.wallS.toFixed(1)} s wall${r.run.byteScale !== 1 ? `; payloads scaled by ${r.run.byteScale} (capacities too)` : ''}${r.run.startBehindSegments !== undefined ? `; viewers start ${r.run.startBehindSegments} segments behind the newest` : ''}${r.run.relay === false ? '; no relays (store and forward)' : ''}.
 
 | figure | value |
 |---|---|

@@ -26,6 +26,11 @@ export interface SimOptions {
   events?: { atS: number; run: (world: SimWorld) => void }[];
   /** False: the engines relay no segment before they hold it (store and forward). */
   relay?: boolean;
+  /**
+   * Viewers start this many segments behind the newest (the player's default: 1). Latency behind the
+   * newest segment is then about this many segment durations plus one.
+   */
+  startBehindSegments?: number;
 }
 
 /** What scripted events may act on. */
@@ -216,7 +221,10 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
         integrity: simIntegrity,
       },
     );
-    const player = new HeadlessPlayer(engine, { abr: s.rendition === 'auto' });
+    const player = new HeadlessPlayer(engine, {
+      abr: s.rendition === 'auto',
+      ...(o.startBehindSegments !== undefined && { startBehindSegments: o.startBehindSegments }),
+    });
     const v: Viewer = { record, engine, player };
     live.add(v);
     player.on('playing', ({ startupMs }) => {
@@ -444,6 +452,8 @@ export async function simulate(scenario: Scenario, options: Partial<SimOptions> 
       rssMaxBytes: process.resourceUsage().maxRSS * 1024,
       events: time.events,
       byteScale: o.byteScale,
+      ...(o.startBehindSegments !== undefined && { startBehindSegments: o.startBehindSegments }),
+      ...(o.relay === false && { relay: false }),
     },
   };
   for (const v of [...live]) {

@@ -216,6 +216,20 @@ describe('simulator', () => {
     const dist = await peertv(['sim', '--upload-dist', 'constructor']);
     assert.equal(dist.code, 2);
     assert.equal(dist.stderr.trim(), 'peertv sim: --upload-dist must be one of home (got "constructor")');
+    const behind = await peertv(['sim', '--start-behind', '9']);
+    assert.equal(behind.code, 2);
+    assert.equal(behind.stderr.trim(), 'peertv sim: --start-behind must be from 0 to 5 (got 9)');
+  });
+
+  test('viewers started further behind the newest segment sit that much further behind it', async () => {
+    const s = scenarioFor('steady', { peers: 4, durationS: 30, seed: 1 });
+    const near = figures(await simulate(s));
+    const far = figures(await simulate(s, { startBehindSegments: 2 }));
+    const shift = far.latencyS.p50 - near.latencyS.p50;
+    assert.ok(
+      Math.abs(shift - s.segmentDurationS) < 0.3,
+      `latency ${near.latencyS.p50} → ${far.latencyS.p50} s`,
+    );
   });
 
   test('the home upload distribution: 30 % below one stream, 50 % at 1–3×, 20 % at 3–10×', () => {
