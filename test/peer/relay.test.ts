@@ -18,14 +18,15 @@ import {
   settled,
   sha,
   world,
+  type PeerOpts,
 } from './harness.ts';
 
 const SEQ = 3;
 
 /** Engine E, a supplier P announcing SEQ, a requester T; both linked to E. */
-async function relayWorld(t: TestContext) {
+async function relayWorld(t: TestContext, opts: PeerOpts = {}) {
   const w = world(t, { tracker: { introduceOnJoin: false } });
-  const E = await addPeer(w, 'E');
+  const E = await addPeer(w, 'E', opts);
   const P = rawPeer(w, 'P');
   const T = rawPeer(w, 'T');
   await w.sim.resolve(P.join(), 1000);
@@ -139,25 +140,10 @@ describe('relaying a segment while it arrives', () => {
   });
 
   test('relay: false announces nothing', async (t) => {
-    const w = world(t, { tracker: { introduceOnJoin: false } });
-    const E = await addPeer(w, 'E', { relay: false });
-    const P = rawPeer(w, 'P');
-    const T = rawPeer(w, 'T');
-    await w.sim.resolve(P.join(), 1000);
-    await w.sim.resolve(T.join(), 1000);
-    const real = w.origin.segment(R, SEQ);
-    push(w, [real.attestation]);
-    P.on('connect', (to) => P.send(to, { type: 'have', rendition: R, reset: true, ranges: [[0, SEQ]] }));
+    const { w, E, P, T, real } = await relayWorld(t, { relay: false });
     P.on('message', (_from, msg) => {
       if (msg.type === 'request') P.sendData(E.id, msg.requestId, real.bytes);
     });
-    w.tracker.introduce(E.id, P.id);
-    w.tracker.introduce(E.id, T.id);
-    await w.sim.until(
-      () => !!neighbour(E, P)?.holdsSegment(R, SEQ) && !!neighbour(E, T)?.open,
-      5000,
-      'links',
-    );
     await settled(w, demand(w, E, SEQ, 6000));
     assert.deepEqual(receivings(T, E.id), []);
   });
