@@ -57,8 +57,6 @@ const FALLBACK_TOP_BITRATE_BPS = 8_000_000;
 /** Segments fetched by the player before the engine was ready, kept for verification at most. */
 const MAX_ADOPTED_BEFORE_READY = 4;
 const FALLBACK_SEGMENT_DURATION_S = 2;
-/** A relay too slow for a deadline is not asked for anything for this long. */
-const RELAY_BACKOFF_MS = 2000;
 
 export class PeerEngine extends TypedEmitter<EngineEvents> {
   readonly opts: EngineOptions;
@@ -552,10 +550,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
         if (!n) return;
         this.emit('p2p-late', { rendition, mediaSequence: seq, why, from: n.id });
         // Demoted for a while; a few failures in a row close the link (peer-unresponsive). A relay
-        // that could not keep up is not asked again for a while.
+        // that could not keep up is left alone for a while (neighbour.ts `relayFailed`).
         if (action.blame) n.failed(why);
-        else if (action.relayed)
-          n.busyUntil = Math.max(n.busyUntil, this.#deps.clock.now() + RELAY_BACKOFF_MS);
+        else if (action.relayed) n.relayFailed(why);
         return;
       }
     }

@@ -76,6 +76,10 @@ export class DownloadAbort extends Error {
 }
 
 const HELLO_TIMEOUT_MS = 10_000;
+/** A relay too slow for a deadline is not asked for anything for this long… */
+const RELAY_BACKOFF_MS = 2000;
+/** …and this many such failures in a row, without a delivery between, count as one failure. */
+const RELAY_FAILURES_PER_FAILURE = 4;
 /** Segments remembered per rendition as on their way to a neighbour (the oldest forgotten first). */
 const MAX_RECEIVING = 8;
 const BUSY_BACKOFF_MS = 1000;
@@ -128,6 +132,8 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
   readonly #unknownRenditions = new Set<string>();
   /** Bytes of cancelled requests it may still send us. */
   #lateAllowance = 0;
+  /** Relays from it that failed in a row (see {@link relayFailed}). */
+  #relayFailures = 0;
 
   constructor(
     link: PeerLink,
@@ -255,6 +261,19 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
     if (this.#closed) return;
     if (this.standing.fail(this.clock.now()))
       this.destroy('peer-unresponsive', `${this.standing.failures} transfers in a row failed (last: ${why})`);
+  }
+
+  /**
+   * A relay from it stalled or came too late. Its own supplier may be the slow one, so it is only left
+   * alone for a while; but a neighbour whose relays keep failing (it announces `receiving` and drips)
+   * earns a failure every few, with the demotion and, in the end, the closing that go with it.
+   */
+  relayFailed(why: SupplyFailure): void {
+    if (this.#closed) return;
+    this.busyUntil = Math.max(this.busyUntil, this.clock.now() + RELAY_BACKOFF_MS);
+    if (++this.#relayFailures < RELAY_FAILURES_PER_FAILURE) return;
+    this.#relayFailures = 0;
+    this.failed(why);
   }
 
   sendData(requestId: number, offset: number, totalBytes: number, bytes: Uint8Array): void {
@@ -436,6 +455,7 @@ export class Neighbour extends TypedEmitter<NeighbourEvents> {
       const elapsedS = Math.max(0.001, (now - (d.firstByteAt ?? d.startedAt)) / 1000);
       if (d.received > this.#minSampleBytes) this.throughput.add(d.received / elapsedS);
       this.standing.succeed();
+      this.#relayFailures = 0;
       d.resolve(d.buffer);
     }
   }

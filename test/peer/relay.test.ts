@@ -117,6 +117,38 @@ describe('relaying a segment while it arrives', () => {
     assert.equal(neighbour(E, Q)!.receivingSegment(R, SEQ), false, 'forgotten');
   });
 
+  test('a neighbour whose relays keep failing earns a failure every four: announcing and dripping is not free', async (t) => {
+    const w = world(t, { tracker: { introduceOnJoin: false }, segments: 10 });
+    const E = await addPeer(w, 'E');
+    const Q = rawPeer(w, 'Q');
+    await w.sim.resolve(Q.join(), 1000);
+    const seqs = [2, 3, 4, 5, 6];
+    push(
+      w,
+      seqs.map((s) => w.origin.segment(R, s).attestation),
+    );
+    // Q says it receives each segment, then sends one chunk of it and nothing more.
+    Q.on('message', (from, msg) => {
+      if (msg.type === 'request')
+        Q.sendData(from, msg.requestId, w.origin.segment(R, msg.mediaSequence).bytes.subarray(0, 16 * 1024), {
+          totalBytes: w.origin.segment(R, msg.mediaSequence).bytes.byteLength,
+        });
+    });
+    w.tracker.introduce(E.id, Q.id);
+    await w.sim.until(() => !!neighbour(E, Q)?.open, 5000, 'link');
+    const failuresAfter: number[] = [];
+    for (const seq of seqs.slice(0, 4)) {
+      Q.send(E.id, { type: 'receiving', rendition: R, mediaSequence: seq });
+      await w.sim.run(50);
+      const r = await settled(w, demand(w, E, seq, 6000));
+      assert.equal(r.source, 'http', `segment ${seq}: from the origin in the end`);
+      failuresAfter.push(neighbour(E, Q)!.standing.failures);
+      await w.sim.run(2500); // past the relay's backoff
+    }
+    assert.equal(Q.received(E.id, 'request').length, 4, 'asked once per segment');
+    assert.deepEqual(failuresAfter, [0, 0, 0, 1], 'the fourth relay failure in a row is a failure');
+  });
+
   test('announcements are bounded, and a `have` clears them', async (t) => {
     const w = world(t, { tracker: { introduceOnJoin: false } });
     const E = await addPeer(w, 'E');
