@@ -76,6 +76,25 @@ function input(
   };
 }
 
+/** A P2P transfer of segment 7's kind from neighbour 'a' (1 MB/s, in flight), with `download` set. */
+function fromA(download: Partial<DownloadView>): TransferView {
+  return {
+    via: 'p2p',
+    neighbourId: 'a',
+    neighbourThroughputBps: 1_000_000,
+    inFlight: true,
+    download: {
+      startedAt: NOW - 2000,
+      lastProgressAt: NOW - 2000,
+      firstByteAt: undefined,
+      received: 0,
+      totalBytes: SEGMENT_BYTES,
+      relayed: false,
+      ...download,
+    },
+  };
+}
+
 describe('scheduler', () => {
   test('P2P from a holder that can make the deadline with the margin', () => {
     // 50 ms + 500 ms from the neighbour, + 700 ms margin: 1 250 ms < 3 000 ms.
@@ -109,27 +128,8 @@ describe('scheduler', () => {
   });
 
   test('a relay waiting for its own supplier is not stalled before its first byte; after it, it is, unblamed', () => {
-    const relayed = (over: Partial<DownloadView>): Map<number, TransferView> =>
-      new Map([
-        [
-          7,
-          {
-            via: 'p2p',
-            neighbourId: 'a',
-            neighbourThroughputBps: 1_000_000,
-            inFlight: true,
-            download: {
-              startedAt: NOW - 2000,
-              lastProgressAt: NOW - 2000,
-              firstByteAt: undefined,
-              received: 0,
-              totalBytes: SEGMENT_BYTES,
-              relayed: true,
-              ...over,
-            },
-          },
-        ],
-      ]);
+    const relayed = (over: Partial<DownloadView>) =>
+      new Map<number, TransferView>([[7, fromA({ relayed: true, ...over })]]);
     const a = neighbour('a', [], { inFlight: 1, receivingSegment: () => true });
     // 2 s without a byte, but 4 s left (the 500 ms transfer still fits): left alone.
     assert.deepEqual(
@@ -182,23 +182,7 @@ describe('scheduler', () => {
 
   test('a stalled transfer is switched to HTTP and the neighbour blamed', () => {
     const transfers = new Map<number, TransferView>([
-      [
-        7,
-        {
-          via: 'p2p',
-          neighbourId: 'a',
-          neighbourThroughputBps: 1_000_000,
-          inFlight: true,
-          download: {
-            startedAt: NOW - 2000,
-            lastProgressAt: NOW - 1500,
-            firstByteAt: NOW - 1900,
-            received: 100_000,
-            totalBytes: SEGMENT_BYTES,
-            relayed: false,
-          },
-        },
-      ],
+      [7, fromA({ lastProgressAt: NOW - 1500, firstByteAt: NOW - 1900, received: 100_000 })],
     ]);
     const actions = schedule(
       input({ demands: [demand(7, 4000)], neighbours: [neighbour('a', [7], { inFlight: 1 })], transfers }),
@@ -220,20 +204,7 @@ describe('scheduler', () => {
     const transfers = new Map<number, TransferView>([
       [
         7,
-        {
-          via: 'p2p',
-          neighbourId: 'a',
-          neighbourThroughputBps: 1_000_000,
-          inFlight: true,
-          download: {
-            startedAt: NOW - 200,
-            lastProgressAt: NOW - 10,
-            firstByteAt: NOW - 150,
-            received: 150_000,
-            totalBytes: SEGMENT_BYTES,
-            relayed: false,
-          },
-        },
+        fromA({ startedAt: NOW - 200, lastProgressAt: NOW - 10, firstByteAt: NOW - 150, received: 150_000 }),
       ],
       [8, { via: 'http' }],
     ]);
