@@ -13,7 +13,7 @@
 import { NAT_TYPES, type NatType } from '../protocol/index.ts';
 import type { Rng } from './rng.ts';
 import { SIM_LADDERS } from './source.ts';
-import { SIM_POLICIES } from './tracker.ts';
+import { isPolicyName, POLICY_NAMES } from '../tracker/index.ts';
 
 /** A distribution of a positive quantity. */
 export type Distribution =
@@ -295,10 +295,7 @@ export function validateScenario(s: Scenario): void {
   check(Number.isSafeInteger(s.seed), 'seed must be an integer');
   check(Number.isSafeInteger(s.peers) && s.peers >= 1 && s.peers <= 100_000, 'peers must be 1–100000');
   check(positive(s.durationS) && s.durationS <= 86_400, 'duration must be > 0 and ≤ 86400 s');
-  check(
-    typeof s.policy === 'string' && Object.hasOwn(SIM_POLICIES, s.policy),
-    `unknown policy ${JSON.stringify(s.policy)} (${Object.keys(SIM_POLICIES).join(', ')})`,
-  );
+  check(isPolicyName(s.policy), `unknown policy ${JSON.stringify(s.policy)} (${POLICY_NAMES.join(', ')})`);
   check(s.ladder === 'default' || s.ladder === 'light', 'ladder must be default or light');
   check(positive(s.segmentDurationS) && s.segmentDurationS <= 20, 'segment duration must be in (0, 20] s');
   check(Number.isSafeInteger(s.windowSegments) && s.windowSegments >= 2, 'window must be ≥ 2 segments');

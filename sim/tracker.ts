@@ -13,6 +13,8 @@ import {
   DEFAULT_TRACKER,
   MemoryTrackerStore,
   createPolicy,
+  isPolicyName,
+  POLICY_NAMES,
   Refusal,
   Reputation,
   Sessions,
@@ -23,7 +25,6 @@ import {
   type PeerHandle,
   type PeerPlace,
   type PeerSession,
-  type RandomSource,
   type ReputationOptions,
   type SessionMetrics,
   type SessionOptions,
@@ -46,7 +47,7 @@ import { SimTrackerConnection } from './tracker-connection.ts';
 export { SimTrackerConnection, type SimTrackerConnectionStats } from './tracker-connection.ts';
 
 export interface SimTrackerOptions extends SessionOptions {
-  /** The overlay policy, by name (see {@link SIM_POLICIES}). */
+  /** The overlay policy, by name (the tracker's `POLICY_NAMES`). */
   policy: string;
   /** Time the tracker takes to handle each request and to send each push (virtual ms). */
   processingDelayMs: number;
@@ -73,14 +74,6 @@ export const DEFAULT_SIM_TRACKER: SimTrackerOptions = {
   reconnectAfterKickMs: 5000,
   iceServers: [],
   reputation: DEFAULT_TRACKER.reputation,
-};
-
-/** Overlay policies by name, each built with the simulator's seeded randomness. */
-export const SIM_POLICIES: Readonly<
-  Record<string, (random: RandomSource, now: () => number) => OverlayPolicy>
-> = {
-  random: (random, now) => createPolicy('random', { now, random }),
-  chandelier: (random, now) => createPolicy('chandelier', { now, random }),
 };
 
 /** Counters that a prom-client registry would keep, as no-ops (they cost more than the work they count). */
@@ -215,19 +208,17 @@ export class SimTracker {
       if (!(Number.isFinite(o[key]) && o[key] >= 0)) throw new RangeError(`${key} must be finite and ≥ 0`);
     for (const key of ['rebalanceIntervalMs', 'sweepIntervalMs'] as const)
       if (!(Number.isFinite(o[key]) && o[key] > 0)) throw new RangeError(`${key} must be finite and > 0`);
-    const makePolicy = Object.hasOwn(SIM_POLICIES, o.policy) ? SIM_POLICIES[o.policy] : undefined;
-    if (!makePolicy)
-      throw new RangeError(`unknown policy ${o.policy} (known: ${Object.keys(SIM_POLICIES).join(', ')})`);
+    const policyName = o.policy;
+    if (!isPolicyName(policyName))
+      throw new RangeError(`unknown policy ${policyName} (known: ${POLICY_NAMES.join(', ')})`);
     this.clock = deps.clock;
     const { rng } = deps;
     const storeRng = rng.fork('tracker/store');
     const policyRng = rng.fork('tracker/policy');
     const idRng = rng.fork('tracker/ids');
     this.store = this.#counted(new MemoryTrackerStore({}, () => storeRng.next()));
-    this.policy = makePolicy(
-      () => policyRng.next(),
-      () => deps.clock.now(),
-    );
+    // The tracker's policies, with the simulator's seeded randomness and virtual time.
+    this.policy = createPolicy(policyName, { random: () => policyRng.next(), now: () => deps.clock.now() });
     this.reputation = new Reputation(o.reputation, () => deps.clock.wallNow());
     this.sessions = new Sessions(o, {
       store: this.store,

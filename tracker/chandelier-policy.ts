@@ -153,19 +153,20 @@ export class ChandelierPolicy implements OverlayPolicy {
     const bitrates = new Map<string, number>();
     for (const r of registration?.renditions ?? []) bitrates.set(r.name, r.bandwidthBps / 1000);
     const groups = new Map<string, ChandelierPeer[]>();
-    const records = new Map<string, PeerRecord>();
+    let planned = 0;
     for (const p of peers) {
       if (p.quarantined) continue;
-      records.set(p.id, p);
+      planned++;
       let g = groups.get(p.rendition);
       if (!g) groups.set(p.rendition, (g = []));
+      const before = previous?.byId.get(p.id);
       g.push({
         id: p.id,
         natType: p.natType,
-        uploadKbps: steadyKbps(previous?.byId.get(p.id)?.uploadKbps, p.uploadKbps),
+        uploadKbps: steadyKbps(before?.uploadKbps, p.uploadKbps),
         joinedAt: p.joinedAt,
-        parent: previous?.byId.get(p.id)?.parents[0],
-        backups: previous?.byId.get(p.id)?.parents.slice(1),
+        parent: before?.parents[0],
+        backups: before?.parents.slice(1),
       });
     }
     const plan: ChannelPlan = {
@@ -201,7 +202,7 @@ export class ChandelierPolicy implements OverlayPolicy {
     const used = process.cpuUsage(started);
     this.lastRound = {
       channel,
-      peers: records.size,
+      peers: planned,
       cpuMs: (used.user + used.system) / 1000,
       firstTier: plan.tier.size,
       depth,

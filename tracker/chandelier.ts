@@ -176,13 +176,7 @@ export function planRendition(
       kept++;
     }
     for (const child of byLevel[l]!) {
-      const kept = keptParent.get(child.id);
-      if (kept) {
-        parents.set(child.id, [kept.id]);
-        depth = Math.max(depth, l);
-        continue;
-      }
-      let parent: ChandelierPeer | undefined;
+      let parent = keptParent.get(child.id);
       // Round the level right above from the cursor, once; then any level above, in rank order.
       const width = suppliers.length - levelStart;
       for (let k = 0; k < width && !parent; k++) {
@@ -201,7 +195,7 @@ export function planRendition(
         level.set(child.id, 0);
         continue;
       }
-      give(parent);
+      if (!keptParent.has(child.id)) give(parent);
       parents.set(child.id, [parent.id]);
       depth = Math.max(depth, l);
     }
@@ -217,25 +211,19 @@ export function planRendition(
     for (const [childId, list] of parents) {
       const child = byId.get(childId)!;
       const childLevel = level.get(childId)!;
+      const validBackup = (candidate: ChandelierPeer | undefined): candidate is ChandelierPeer =>
+        candidate !== undefined &&
+        slotOf.get(candidate.id)! > 0 &&
+        (level.get(candidate.id) ?? Infinity) < childLevel &&
+        !list.includes(candidate.id) &&
+        connectsDirectly(child.natType, candidate.natType);
       for (const id of child.backups ?? []) {
         const candidate = byId.get(id);
-        if (
-          list.length < o.parentsPerPeer &&
-          candidate !== undefined &&
-          slotOf.get(id)! > 0 &&
-          (level.get(id) ?? Infinity) < childLevel &&
-          !list.includes(id) &&
-          connectsDirectly(child.natType, candidate.natType)
-        )
-          list.push(id);
+        if (list.length < o.parentsPerPeer && validBackup(candidate)) list.push(id);
       }
       for (let k = 0; k < placed.length && list.length < o.parentsPerPeer; k++) {
         const candidate = placed[(b + k) % placed.length]!;
-        if (
-          (level.get(candidate.id) ?? Infinity) < childLevel &&
-          !list.includes(candidate.id) &&
-          connectsDirectly(child.natType, candidate.natType)
-        ) {
+        if (validBackup(candidate)) {
           list.push(candidate.id);
           b = (b + k + 1) % placed.length;
         }

@@ -469,10 +469,12 @@ export class UploadManager {
     const { rendition, mediaSequence } = job;
     const verified = this.source.acquire(rendition, mediaSequence);
     if (verified) {
-      // What was relayed must be the start of the verified segment, of the size announced with it.
+      // What was relayed must be the start of the verified segment, of the size announced with it (the
+      // store usually keeps the very buffer the download filled: nothing to compare then).
       const sent = job.feed?.buffer;
       if (
         job.offset > 0 &&
+        sent !== verified &&
         (!sent || job.feed!.totalBytes !== verified.byteLength || !sameBytes(sent, verified, job.offset))
       ) {
         this.source.release(rendition, mediaSequence);

@@ -664,8 +664,7 @@ export class FakeTracker {
   setParents(id: string, parents: string[]): void {
     const p = this.peers.get(id);
     if (!p) throw new Error(`setParents: ${id} has not joined`);
-    const update = { add: [], remove: [], firstTier: p.firstTier, parents };
-    this.later(() => p.conn.deliver('neighbours', update));
+    this.#notify(p, [], [], parents);
   }
 
   /** Pushes an attestation to the peers of its channel and rendition. */
@@ -692,8 +691,8 @@ export class FakeTracker {
     return this.reports.filter((r) => r.peerId === peerId).map((r) => r.report);
   }
 
-  #notify(p: FakePeer, add: string[], remove: string[]): void {
-    const update = { add, remove, firstTier: p.firstTier };
+  #notify(p: FakePeer, add: string[], remove: string[], parents?: string[]): void {
+    const update = { add, remove, firstTier: p.firstTier, ...(parents && { parents }) };
     this.later(() => p.conn.deliver('neighbours', update));
   }
 
