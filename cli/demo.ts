@@ -27,17 +27,34 @@ export async function runDemo(argv: string[]): Promise<void> {
     return;
   }
   const port = intFlag('port', values.port, 8080, 1, 65534);
-  // STUN on 127.0.0.1:3478 (UDP and TCP); the tracker hands it to peers as their ICE server.
-  const stun = new StunServer({ host: '127.0.0.1', port: 3478 });
-  const stunPorts = await stun.listen().catch((err: Error) => {
-    console.error(`stun: not started (${err.message}); peers use host candidates only`);
-    return undefined;
-  });
-  if (stunPorts) console.log(`stun:      udp/tcp 127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}`);
+  // STUN on 127.0.0.1:3478 (UDP and TCP); the tracker hands it to peers as their ICE server. Its RFC 5780
+  // alternate (127.0.0.2:3479) lets browsers learn their NAT type (the tracker's natProbe); without it
+  // when that cannot be bound.
+  let stun = new StunServer({ host: '127.0.0.1', port: 3478, alternate: { host: '127.0.0.2', port: 3479 } });
+  const stunPorts = await stun
+    .listen()
+    .catch(async () => {
+      await stun.destroy();
+      stun = new StunServer({ host: '127.0.0.1', port: 3478 });
+      return stun.listen();
+    })
+    .catch((err: Error) => {
+      console.error(`stun: not started (${err.message}); peers use host candidates only`);
+      return undefined;
+    });
+  if (stunPorts)
+    console.log(
+      `stun:      udp/tcp 127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}` +
+        (stunPorts.alternate ? `, RFC 5780 alternate udp 127.0.0.2:${stunPorts.alternate}` : ''),
+    );
   const tracker = await startTracker('127.0.0.1', port, {
     // Which key owns the demo channel survives restarts (DIR/tracker/pins.json).
     dataDir: path.resolve(values['data-dir'] ?? 'data'),
     iceServers: stunPorts ? [{ urls: `stun:127.0.0.1:${stunPorts.udp ?? stunPorts.tcp}` }] : [],
+    ...(stunPorts?.udp &&
+      stunPorts.alternate && {
+        natProbe: [`stun:127.0.0.1:${stunPorts.udp}`, `stun:127.0.0.2:${stunPorts.alternate}`],
+      }),
   });
   console.log(`tracker:   ${tracker.url}   dashboard: ${tracker.url}/dashboard`);
   let relay: NodePeer | undefined;

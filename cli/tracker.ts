@@ -23,6 +23,9 @@ Options:
   --host HOST                  listen address (default: 127.0.0.1)
   --port N                     listen port (default: 8080, 0 = any free port)
   --ice-server URL             STUN/TURN URL handed to peers, repeatable (e.g. stun:127.0.0.1:3478)
+  --nat-probe URL,URL          our STUN server's primary and alternate address (peertv stun --alternate),
+                               e.g. stun:203.0.113.10:3478,stun:203.0.113.11:3479: browsers gather
+                               server-reflexive candidates against both and report their NAT type
   --cors-origin ORIGIN         allowed browser origin, repeatable (default: any)
   --turn-url URL               TURN relay handed to peers with time-limited credentials, repeatable
                                (e.g. turn:127.0.0.1:3479?transport=udp); needs --turn-secret
@@ -46,6 +49,7 @@ const FLAGS = {
   host: { type: 'string' },
   port: { type: 'string' },
   'ice-server': { type: 'string', multiple: true },
+  'nat-probe': { type: 'string' },
   'cors-origin': { type: 'string', multiple: true },
   'turn-url': { type: 'string', multiple: true },
   'turn-secret': { type: 'string' },
@@ -93,6 +97,16 @@ export function trackerOptionsFromArgv(
   const policy = v.policy ?? DEFAULT_TRACKER.policy;
   if (!isPolicyName(policy))
     throw new UsageError(`--policy must be one of ${POLICY_NAMES.join(', ')} (got "${policy}")`);
+  const natProbe = v['nat-probe']?.split(',') ?? [];
+  if (
+    v['nat-probe'] !== undefined &&
+    (natProbe.length !== 2 ||
+      !natProbe.every((u) => /^stun:(\d{1,3}(\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\]):\d{1,5}$/.test(u)) ||
+      natProbe[0] === natProbe[1])
+  )
+    throw new UsageError(
+      `--nat-probe must be two stun:IP:PORT URLs of one STUN server, primary then alternate (got "${v['nat-probe']}")`,
+    );
   const release = v['release-channel'] ?? [];
   for (const id of release)
     if (!isChannelId(id)) throw new UsageError(`--release-channel: "${id}" is not a channel id`);
@@ -102,6 +116,7 @@ export function trackerOptionsFromArgv(
     port: intFlag('port', v.port, 8080, 0, 65535),
     options: {
       iceServers: (v['ice-server'] ?? []).map(iceServerFlag),
+      ...(natProbe.length === 2 && { natProbe }),
       ...(turnUrls.length > 0 && { turn: { urls: turnUrls, secret: turnSecret!, ttlS: turnTtl } }),
       ...(cors.length > 0 && { corsOrigins: cors }),
       maxPeers: intFlag('max-peers', v['max-peers'], DEFAULT_TRACKER.maxPeers, 1, 1_000_000),

@@ -36,6 +36,7 @@ export type {
   HttpResponse,
   Integrity,
   LinkRoute,
+  NatProber,
   PeerLink,
   RecordVerifier,
   TimerHandle,
@@ -47,4 +48,5 @@ export { webCryptoIntegrity } from './core/integrity.ts';
 export { realClock } from './platform/clock.ts';
 export { fetchHttp, createHttpFetcher } from './platform/http.ts';
 export { SimplePeerTransport, loopbackCandidatesOnly } from './platform/simple-peer-transport.ts';
+export { IceNatProber, natTypeFromGathering, type IceGathering } from './platform/ice-nat-probe.ts';
 export { SocketIoTrackerConnection } from './platform/tracker-connection.ts';

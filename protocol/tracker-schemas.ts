@@ -115,6 +115,11 @@ export const peerReportSchema = z.strictObject({
     .refine((r) => Object.keys(r).length <= 64, 'at most 64 entries')
     .optional(),
   stalls: count.optional(),
+  /**
+   * The NAT type learned after joining (a browser's ICE probe, see `JoinResult.natProbe`); the tracker
+   * takes it while the type it holds is `unknown`.
+   */
+  natType: z.enum(NAT_TYPES).optional(),
 });
 export type PeerReport = z.infer<typeof peerReportSchema>;
 

@@ -175,6 +175,13 @@ function iceServer(v: unknown, at: string): IceServer {
   return out;
 }
 
+/** Two `stun:` URLs (an RFC 5780 server's primary and alternate addresses). */
+function natProbe(v: unknown, at: string): string[] {
+  const urls = list(v, at, 2, (x, a) => matching(str(x, a, L.urlChars), a, /^stun:[^\s?#/]+$/, 'stun: URL'));
+  if (urls.length !== 2) fail(at, 'expected two stun: URLs');
+  return urls;
+}
+
 function channelInfo(v: unknown, at: string): ChannelInfo {
   const o = object(v, at);
   const f = (k: string) => join(at, k);
@@ -254,6 +261,7 @@ export function parseJoinResult(input: unknown): Validated<JoinResult> {
       peerId: peerId(o.peerId, 'peerId'),
       rendition: rendition(o.rendition, 'rendition'),
       iceServers: list(o.iceServers, 'iceServers', L.iceServers, iceServer),
+      ...(o.natProbe !== undefined && { natProbe: natProbe(o.natProbe, 'natProbe') }),
       channel: channelInfo(o.channel, 'channel'),
       neighbours: peerList(o.neighbours, 'neighbours'),
       firstTier: bool(o.firstTier, 'firstTier'),

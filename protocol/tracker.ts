@@ -93,6 +93,12 @@ export interface JoinResult {
   /** The rendition this session is in (as asked, or assigned). */
   rendition: string;
   iceServers: IceServer[];
+  /**
+   * Two addresses of one RFC 5780 STUN server (its primary and its OTHER-ADDRESS) as `stun:` URLs, when
+   * the tracker knows them: a peer that cannot run RFC 5780 itself (a browser) gathers server-reflexive
+   * candidates against both to learn its NAT's mapping, and reports the type (`PeerReport.natType`).
+   */
+  natProbe?: string[];
   channel: ChannelInfo;
   neighbours: string[];
   firstTier: boolean;

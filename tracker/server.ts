@@ -47,6 +47,12 @@ export interface TrackerOptions extends SocketGatewayOptions {
    * no long-term password reaches a browser.
    */
   turn: TurnOptions | undefined;
+  /**
+   * Two `stun:` URLs of our STUN server (`peertv stun --alternate`): its primary and its alternate
+   * address. Joining peers get them (`natProbe`), and browsers, which cannot run RFC 5780 themselves,
+   * learn their NAT's mapping from the server-reflexive candidates ICE gathers against both.
+   */
+  natProbe: readonly string[];
   maxPeers: number;
   /** Neighbours recommended per peer, and the cap on links per peer. */
   targetNeighbours: number;

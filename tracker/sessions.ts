@@ -84,6 +84,11 @@ export interface SessionOptions {
   renditionSwitchBurst: number;
   /** Neighbour pushes to one peer within this window reach it as one message. */
   pushCoalesceMs: number;
+  /**
+   * Two `stun:` URLs of one RFC 5780 STUN server, its primary and its alternate address (or none):
+   * joining peers get them as `natProbe`, and browsers learn their NAT's mapping from them.
+   */
+  natProbe: readonly string[];
 }
 
 export const DEFAULT_SESSIONS: SessionOptions = {
@@ -95,6 +100,7 @@ export const DEFAULT_SESSIONS: SessionOptions = {
   renditionSwitchesPerMinute: 6,
   renditionSwitchBurst: 3,
   pushCoalesceMs: 20,
+  natProbe: [],
 };
 
 /**
@@ -157,8 +163,10 @@ export class Sessions extends TypedEmitter<SessionEvents> {
     const given = opts as Record<string, unknown>;
     this.opts = { ...DEFAULT_SESSIONS };
     for (const key of Object.keys(DEFAULT_SESSIONS) as (keyof SessionOptions)[])
-      if (given[key] !== undefined) this.opts[key] = given[key] as number;
+      if (given[key] !== undefined) (this.opts as unknown as Record<string, unknown>)[key] = given[key];
     const o = this.opts;
+    if (o.natProbe.length !== 0 && o.natProbe.length !== 2)
+      throw new RangeError('natProbe is two stun: URLs (primary and alternate address) or none');
     if (o.peerTimeoutMs <= o.reportIntervalMs)
       throw new RangeError('peerTimeoutMs must exceed reportIntervalMs');
     if (!(o.renditionSwitchesPerMinute > 0 && o.renditionSwitchBurst >= 1))
@@ -280,6 +288,7 @@ export class Sessions extends TypedEmitter<SessionEvents> {
       peerId: peer.id,
       rendition,
       iceServers: this.#deps.iceServersFor(peer.id),
+      ...(this.opts.natProbe.length === 2 && { natProbe: [...this.opts.natProbe] }),
       channel: (await this.#deps.channelInfo(peer.channel))!,
       neighbours,
       firstTier: fresh?.firstTier ?? false,
@@ -304,6 +313,8 @@ export class Sessions extends TypedEmitter<SessionEvents> {
       peer.flowsIn[from] = Math.max(0, bytes - (before[from] ?? 0));
     peer.report = report;
     peer.uploadKbps = Math.max(report.uploadKbps, peer.uploadKbps * 0.5);
+    // Learned after joining (a browser's ICE probe): taken once, while the type held is unknown.
+    if (report.natType && peer.natType === 'unknown') peer.natType = report.natType;
     peer.lastSeenAt = this.#now();
     // The peer may have left (or been dropped) while this report was in flight: never bring it back.
     if (!(await store.updatePeer(peer))) throw new Refusal('not-joined', 'left while reporting');

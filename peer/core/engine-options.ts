@@ -15,7 +15,15 @@ import {
 import type { BudgetOptions } from './budget.ts';
 import { MIN_THROUGHPUT_SAMPLE_BYTES, PRIOR_HTTP_BPS, PRIOR_NEIGHBOUR_BPS } from './estimators.ts';
 import type { SegmentStore } from './segment-store.ts';
-import type { Clock, HttpFetcher, Integrity, LinkRoute, TrackerConnection, Transport } from './seams.ts';
+import type {
+  Clock,
+  HttpFetcher,
+  Integrity,
+  LinkRoute,
+  NatProber,
+  TrackerConnection,
+  Transport,
+} from './seams.ts';
 import type { UploadOptions } from './upload.ts';
 
 export interface EngineOptions {
@@ -143,6 +151,11 @@ export interface EngineDeps {
    * SHA-256 through WebCrypto). The simulator injects a cheap deterministic one.
    */
   integrity?: Integrity;
+  /**
+   * Learns the NAT type after joining when it is `unknown` and the tracker hands out a `natProbe`
+   * (browsers: ICE against the two addresses of our STUN server); the type goes into the next report.
+   */
+  natProber?: NatProber;
 }
 
 export interface Variant {

@@ -19,6 +19,7 @@ import {
   type Attestation,
   type ChannelInfo,
   type IceServer,
+  type NatType,
   type PeerReport,
 } from '../../protocol/index.ts';
 import { AttestationCache } from './attestations.ts';
@@ -68,6 +69,9 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
   variants: Variant[] = [];
   rendition = '';
   iceServers: IceServer[] = [];
+  /** As declared (`natType` option), or learned after joining (`natProber`). */
+  natType: NatType;
+  #natProbing = false;
   readonly uploads: UploadManager;
   httpBytes = 0;
   p2pBytes = 0;
@@ -115,6 +119,7 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
     super();
     this.opts = { ...DEFAULT_ENGINE, ...opts };
     checkOptions(this.opts);
+    this.natType = this.opts.natType;
     this.#demands = new Demands(this.opts.channel);
     this.#deps = deps;
     const o = this.opts;
@@ -255,11 +260,13 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       clock: this.#deps.clock,
       tracker,
       random,
+      natType: () => this.natType,
       wantedRendition: () =>
         this.opts.rendition === 'auto' ? this.rendition || undefined : this.opts.rendition,
       applyJoin: (ack) => {
         this.peerId = ack.peerId;
         this.iceServers = ack.iceServers;
+        if (ack.natProbe) this.#probeNat(ack.natProbe);
         this.#setChannelInfo(ack.channel);
         this.rendition ||= ack.rendition;
         this.#setFirstTier(ack.firstTier);
@@ -639,7 +646,28 @@ export class PeerEngine extends TypedEmitter<EngineEvents> {
       neighbours: neighbours.slice(0, 64),
       receivedFrom,
       stalls: playback.stalls,
+      ...(this.natType !== 'unknown' && { natType: this.natType }),
     };
+  }
+
+  /** Learns an unknown NAT type from the tracker's probe addresses, once, and reports it at once. */
+  #probeNat(stunUrls: readonly string[]): void {
+    const prober = this.#deps.natProber;
+    if (!prober || this.natType !== 'unknown' || this.#natProbing) return;
+    this.#natProbing = true;
+    prober.probe(stunUrls).then(
+      (natType) => {
+        this.#natProbing = false;
+        if (this.#destroyed || natType === 'unknown') return;
+        this.natType = natType;
+        this.#log.tracker('NAT type %s (ICE against %s)', natType, stunUrls.join(', '));
+        this.#session?.sendReport();
+      },
+      (err: Error) => {
+        this.#natProbing = false;
+        this.#log.tracker('NAT probe failed: %s', err.message);
+      },
+    );
   }
 
   stats() {

@@ -13,6 +13,7 @@ import type {
   JoinRequest,
   JoinResult,
   LinkCloseReason,
+  NatType,
   NeighboursUpdate,
   PeerComplaintCode,
   PeerReport,
@@ -99,6 +100,15 @@ export interface PeerLink extends TypedEmitter<PeerLinkEvents> {
   destroy(reason?: string): void;
   /** The selected candidate pair once connected (WebRTC links); undefined when unknown. */
   route?(): Promise<LinkRoute | undefined>;
+}
+
+/**
+ * Learns this peer's NAT type from two addresses of an RFC 5780 STUN server (the tracker's
+ * `natProbe`), where the peer cannot run RFC 5780 itself: browsers (peer/platform/ice-nat-probe.ts).
+ * Resolves `unknown` when it cannot tell; never rejects for network trouble.
+ */
+export interface NatProber {
+  probe(stunUrls: readonly string[]): Promise<NatType>;
 }
 
 /** Creates links; each keeps the {@link PeerLink} contract. */

@@ -34,7 +34,6 @@ export interface TrackerSessionOptions {
   kind: PeerKind;
   mode: PeerMode;
   declaredUploadKbps: number;
-  natType: NatType;
   joinRetryMs: number;
   joinRetryMaxMs: number;
   joinRetryJitter: number;
@@ -44,6 +43,8 @@ export interface TrackerSessionDeps {
   clock: Clock;
   tracker: TrackerConnection;
   random: () => number;
+  /** The NAT type to join with (declared, or learned since: a rejoin carries it). */
+  natType(): NatType;
   /** The rendition to ask for at join (undefined: the tracker assigns the lowest). */
   wantedRendition(): string | undefined;
   /** Joined: the session's id, neighbours and channel info are the engine's now. */
@@ -125,7 +126,7 @@ export class TrackerSession {
         // 'auto' before the ladder is known: the tracker assigns the lowest rendition.
         ...(wanted && { rendition: wanted }),
         uploadKbps: this.#opts.declaredUploadKbps,
-        natType: this.#opts.natType,
+        natType: this.#deps.natType(),
       });
     } catch (err) {
       return { ok: false, code: 'request-failed', message: (err as Error).message };

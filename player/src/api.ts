@@ -14,6 +14,7 @@ import {
 } from '../../protocol/index.ts';
 import {
   fetchHttp,
+  IceNatProber,
   loopbackCandidatesOnly,
   MemorySegmentStore,
   PeerEngine,
@@ -229,6 +230,8 @@ export class PeerTVPlayer extends TypedEmitter<PlayerEvents> {
         http: fetchHttp,
         tracker: this.#tracker,
         store: new MemorySegmentStore({ capacityBytes: 96 * 1024 * 1024 }),
+        // A browser cannot run RFC 5780: it learns its NAT's mapping through ICE (the tracker's natProbe).
+        ...(IceNatProber.available() && { natProber: new IceNatProber() }),
       },
     );
     this.engine = engine;

@@ -422,6 +422,9 @@ export async function startLabServices(
     path.join(dir, 'tracker-data'),
     '--ice-server',
     `stun:${PUBLIC_IP}:${LAB_STUN_PORT}`,
+    // Browsers learn their NAT's mapping by ICE against both addresses (the alternate port is port + 1).
+    '--nat-probe',
+    `stun:${PUBLIC_IP}:${LAB_STUN_PORT},stun:${PUBLIC_ALT_IP}:${LAB_STUN_PORT + 1}`,
     ...(turn
       ? ['--turn-url', `turn:${PUBLIC_IP}:${LAB_TURN_PORT}?transport=udp`, '--turn-secret', secret]
       : []),

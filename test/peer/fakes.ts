@@ -569,6 +569,8 @@ export interface FakeTrackerOptions {
   introduceOnJoin: boolean;
   /** Peer ids that are first tier (when they join). */
   firstTier: Iterable<string>;
+  /** The STUN probe addresses handed out at join (`JoinResult.natProbe`; none by default). */
+  natProbe: string[] | undefined;
 }
 
 export const DEFAULT_FAKE_TRACKER: FakeTrackerOptions = {
@@ -576,6 +578,7 @@ export const DEFAULT_FAKE_TRACKER: FakeTrackerOptions = {
   reportIntervalMs: 1000,
   introduceOnJoin: true,
   firstTier: [],
+  natProbe: undefined,
 };
 
 export interface FakePeer {
@@ -740,6 +743,7 @@ export class FakeTracker {
       peerId: id,
       rendition,
       iceServers: [],
+      ...(this.opts.natProbe && { natProbe: this.opts.natProbe }),
       channel: this.channel,
       neighbours,
       firstTier: peer.firstTier,

@@ -17,6 +17,7 @@ import {
 import { MemoryNetwork, type MemoryNetworkConfig } from '../../peer/core/memory-transport.ts';
 import type { Neighbour } from '../../peer/core/neighbour.ts';
 import { MemorySegmentStore } from '../../peer/core/segment-store.ts';
+import type { NatProber } from '../../peer/core/seams.ts';
 import {
   FakeOrigin,
   FakeTracker,
@@ -99,11 +100,12 @@ export type PeerOpts = Partial<Omit<EngineOptions, 'channel'>> & {
   capacityBytes?: number;
   tracker?: boolean;
   random?: () => number;
+  natProber?: NatProber;
 };
 
 /** Creates a peer (not started). */
 export function makePeer(w: World, name: string, opts: PeerOpts = {}): Peer {
-  const { capacityBytes, tracker = true, random, ...engineOpts } = opts;
+  const { capacityBytes, tracker = true, random, natProber, ...engineOpts } = opts;
   const id = pid(name);
   const store = new MemorySegmentStore(capacityBytes ? { capacityBytes } : {});
   const conn = tracker ? w.tracker.connect({ peerId: id }) : undefined;
@@ -116,6 +118,7 @@ export function makePeer(w: World, name: string, opts: PeerOpts = {}): Peer {
       tracker: conn,
       store,
       ...(random && { random }),
+      ...(natProber && { natProber }),
     },
   );
   const p: Peer = {

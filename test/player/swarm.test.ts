@@ -1,7 +1,9 @@
 /**
  * Three browser viewers (Debian's Chromium, the real player bundle: hls.js + the P2P fragment loader)
  * and one Node relay watch a test-pattern channel for 60 s over real WebRTC on loopback: every page
- * plays without a stall, the browsers receive bytes from peers, and browsers feed each other.
+ * plays without a stall, the browsers receive bytes from peers, and browsers feed each other. The
+ * tracker hands out NAT probe addresses (our STUN server with its RFC 5780 alternate, 127.0.0.1 and
+ * 127.0.0.2): each page learns through ICE that it is behind no NAT and reports `open`.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,7 @@ import { buildPlayer } from '../../player/build/index.ts';
 import { startNodePeer, type NodePeer } from '../../peer/node/index.ts';
 import { TrackerLink, type Origin, type SourceChannel } from '../../source/index.ts';
 import { Tracker } from '../../tracker/index.ts';
+import { StunServer } from '../../stun/index.ts';
 import { liveOrigin, segments, tinyChannel, waitFor } from '../helpers/source.ts';
 
 const BROWSERS = 3;
@@ -23,10 +26,14 @@ let origin: Origin;
 let link: TrackerLink;
 let relay: NodePeer;
 let browser: Browser;
+let stun: StunServer;
 
 before(async () => {
   await buildPlayer();
+  stun = new StunServer({ host: '127.0.0.1', port: 0, alternate: { host: '127.0.0.2', port: 0 } });
+  const ports = await stun.listen();
   tracker = new Tracker({
+    natProbe: [`stun:127.0.0.1:${ports.udp}`, `stun:127.0.0.2:${ports.alternate}`],
     reportIntervalMs: 1000,
     playerDir: path.resolve(import.meta.dirname, '../../player/dist'),
   });
@@ -54,6 +61,7 @@ after(async () => {
   relay?.destroy();
   link?.destroy();
   await tracker?.destroy();
+  await stun?.destroy();
   await channel?.destroy();
   await origin?.destroy();
 });
@@ -135,5 +143,10 @@ test(
     console.log(
       `browser → browser: ${fromBrowsers} B; relay uploaded ${relay.engine.uploads.uploadedBytes} B`,
     );
+    // NAT types as the tracker holds them: the pages probed (no NAT on loopback); the Node relay has no
+    // prober (Node peers run RFC 5780 themselves with --stun) and stays unknown.
+    for (const [i, s] of snaps.entries())
+      assert.equal((await tracker.store.getPeer(s.peerId))?.natType, 'open', `browser ${i}'s NAT type`);
+    assert.equal((await tracker.store.getPeer(relay.engine.peerId))?.natType, 'unknown');
   },
 );

@@ -70,6 +70,15 @@ const joinResultSchema = z.looseObject({
   peerId: peerIdSchema,
   rendition: renditionSchema,
   iceServers: z.array(iceServerSchema).max(L.iceServers),
+  natProbe: z
+    .array(
+      z
+        .string()
+        .max(L.urlChars)
+        .regex(/^stun:[^\s?#/]+$/),
+    )
+    .length(2)
+    .optional(),
   channel: channelInfoSchema,
   neighbours: peerList,
   firstTier: z.boolean(),
@@ -159,6 +168,9 @@ function candidates(path: string[]): Json[] {
   if (['add', 'remove', 'neighbours'].includes(last))
     out.push(Array(L.peerList).fill(PEER), Array(L.peerList + 1).fill(PEER));
   if (last === 'message') out.push(...near(L.errorMessageChars));
+  if (last === 'natProbe')
+    out.push(['stun:a:1'], ['stun:a:1', 'stun:b:2', 'stun:c:3'], ['stun:a:1', 'turn:b:2']);
+  if (path.at(-2) === 'natProbe') out.push('stun:a b:1', 'stun:a/b', 'stun:', `stun:${s(L.urlChars)}`);
   return out;
 }
 
@@ -249,6 +261,17 @@ describe('client-side validation of tracker messages, without zod', () => {
       channel: CHANNEL,
       neighbours: [PEER],
       firstTier: true,
+      reportIntervalMs: 5000,
+    },
+    {
+      ok: true,
+      peerId: PEER,
+      rendition: '360p',
+      iceServers: [],
+      natProbe: ['stun:203.0.113.10:3478', 'stun:203.0.113.11:3479'],
+      channel: CHANNEL,
+      neighbours: [],
+      firstTier: false,
       reportIntervalMs: 5000,
     },
   ]);

@@ -17,6 +17,9 @@ test('peertv tracker --help and bad flags', async () => {
   for (const args of [
     ['--policy', 'toString'],
     ['--ice-server', 'http://example.test'],
+    ['--nat-probe', 'stun:127.0.0.1:3478'],
+    ['--nat-probe', 'stun:127.0.0.1:3478,stun:127.0.0.1:3478'],
+    ['--nat-probe', 'stun:127.0.0.1:3478,turn:127.0.0.2:3479'],
     ['--cors-origin', 'javascript:alert(1)'],
     ['--port', '70000'],
     ['--report-interval', '0'],

@@ -14,6 +14,7 @@ import {
   type ChannelStats,
   type DirectoryUpdate,
   type JoinResult,
+  type NatType,
   type UnsignedRegistration,
   type NeighboursUpdate,
   type PeerReport,
@@ -34,7 +35,7 @@ const ICE = [
 async function joinAs(
   url: string,
   rendition: string,
-  extra: { kind?: 'node' | 'browser'; mode?: 'viewer' | 'relay'; channel?: string } = {},
+  extra: { kind?: 'node' | 'browser'; mode?: 'viewer' | 'relay'; channel?: string; natType?: NatType } = {},
 ): Promise<Client> {
   const c = await connect(url);
   const res = ok(
@@ -45,7 +46,7 @@ async function joinAs(
       mode: extra.mode ?? 'viewer',
       rendition,
       uploadKbps: 2000,
-      natType: 'open',
+      natType: extra.natType ?? 'open',
     }),
   );
   c.peerId = res.peerId;
@@ -256,6 +257,30 @@ describe('tracker with a real source channel', () => {
     assert.equal(c.join!.channel.viewers, 3);
     await cleanup(tracker, a, b, c);
     assert.equal((await getJson<ChannelInfo>(`${tracker.url}/api/channels/tv`)).body.viewers, 0);
+  });
+
+  test('NAT probe: the addresses reach joining peers, and a type learned later is taken once', async () => {
+    const probe = ['stun:127.0.0.1:3478', 'stun:127.0.0.2:3479'];
+    assert.throws(() => new Tracker({ natProbe: [probe[0]!] }), /natProbe is two stun: URLs/);
+    const t = await startTracker({ natProbe: probe, reportIntervalMs: 1000, peerTimeoutMs: 60_000 });
+    await waitFor(await linkTo(t), 'registered', 10_000);
+    const plain = await joinAs(tracker.url, '180p');
+    assert.equal(plain.join!.natProbe, undefined, 'a tracker without probe addresses sends none');
+    const a = await joinAs(t.url, '180p', { kind: 'browser', natType: 'unknown' });
+    assert.deepEqual(a.join!.natProbe, probe);
+    const natOf = async () => (await t.store.getPeer(a.peerId!))?.natType;
+    assert.equal(await natOf(), 'unknown');
+    ok(await a.ask('report', peerReport({ natType: 'symmetric' })));
+    assert.equal(await natOf(), 'symmetric');
+    ok(await a.ask('report', peerReport({ natType: 'open' })));
+    assert.equal(await natOf(), 'symmetric', 'not changed once known');
+    const bad = await a.ask('report', { ...peerReport(), natType: 'wormhole' } as unknown as PeerReport);
+    assert.equal(bad.ok, false);
+    assert.equal(await natOf(), 'symmetric');
+    const overlay = (await t.stats.overlay('tv')).peers.find((p) => p.id === a.peerId);
+    assert.equal(overlay?.natType, 'symmetric', 'the dashboard shows it');
+    await close(plain);
+    await cleanup(t, a);
   });
 
   test('recommendations: later peers get the earlier ones, earlier ones get `add`', async () => {
